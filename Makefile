@@ -1,0 +1,71 @@
+# logreg-vecbench: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Where `make bench` writes; the committed reference run lives in results/reference and plots/reference.
+PROFILE ?= default
+OUT ?= local
+RESULTS := results/$(OUT)
+PLOTS := plots/$(OUT)
+# Extra arguments for `python -m bench run`, e.g. make bench ARGS="--implementations fully_vectorized,numba_loop"
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test lint typecheck unit bench bench-quick bench-full bench-resume plot report \
+        pytest-bench reference clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## Create .venv and install the project with its test tools
+
+lint: $(STAMP) ## Run ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP) ## Run mypy (strict)
+	$(VENV)/bin/mypy
+
+unit: $(STAMP) ## Run the tests only (benchmark bodies run once, untimed)
+	$(PY) -m pytest -q --benchmark-disable
+
+test: lint typecheck unit ## Lint, type-check and run the tests
+
+bench: $(STAMP) ## Time the default grid (PROFILE=...), then draw the plots and write REPORT.md (results/local, plots/local)
+	$(PY) -m bench run --profile $(PROFILE) --out $(RESULTS) $(ARGS)
+	$(PY) -m bench plot --results $(RESULTS) --out $(PLOTS)
+	$(PY) -m bench report --results $(RESULTS) --out $(RESULTS) --plots $(PLOTS)
+
+bench-quick: ## The same on the quick grid, about a minute (results/quick, plots/quick)
+	$(MAKE) bench PROFILE=quick OUT=quick
+
+bench-full: ## The same on the full grid, long (results/full, plots/full)
+	$(MAKE) bench PROFILE=full OUT=full
+
+bench-resume: $(STAMP) ## Finish an interrupted `make bench` without re-timing finished cells
+	$(MAKE) bench ARGS="--resume $(ARGS)"
+
+plot: $(STAMP) ## Redraw the plots from results/$(OUT) without timing anything
+	$(PY) -m bench plot --results $(RESULTS) --out $(PLOTS)
+
+report: $(STAMP) ## Rewrite REPORT.md from results/$(OUT) without timing anything
+	$(PY) -m bench report --results $(RESULTS) --out $(RESULTS) --plots $(PLOTS)
+
+pytest-bench: $(STAMP) ## Run the pytest-benchmark suite and save its JSON under results/pytest-benchmark
+	$(PY) -m pytest tests/benchmarks --benchmark-only --benchmark-storage=results/pytest-benchmark \
+	    --benchmark-autosave --benchmark-group-by=group --benchmark-columns=min,median,iqr,rounds,iterations
+
+reference: ## Re-measure the committed reference run (default profile) on this machine
+	$(MAKE) bench OUT=reference
+
+clean: ## Remove the virtual environment and local (uncommitted) results
+	rm -rf $(VENV) results/local plots/local .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,76 @@
+"""Synthetic logistic-regression problems, made from an explicit seed outside any timed region."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from implementations import validate_inputs
+
+Layout = Literal["C", "F"]
+DTYPES: tuple[str, ...] = ("float64", "float32")
+# C: features-major, the course's (n_x, m) array with each feature's row contiguous.
+# F: examples-major, the same (n_x, m) array with each example's column contiguous.
+LAYOUTS: tuple[Layout, ...] = ("C", "F")
+LAYOUT_NAMES = {"C": "features-major (C order)", "F": "examples-major (Fortran order)"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One gradient-step input in the course's shapes."""
+
+    w: NDArray[np.floating[Any]]
+    b: float
+    X: NDArray[np.floating[Any]]
+    Y: NDArray[np.floating[Any]]
+
+    @property
+    def n_x(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def m(self) -> int:
+        return int(self.X.shape[1])
+
+    @property
+    def nbytes_x(self) -> int:
+        return int(self.X.nbytes)
+
+    def as_layout(self, dtype: str, layout: Layout) -> Problem:
+        """The same numbers in another dtype and memory layout (a copy where needed)."""
+        X = np.asarray(self.X, dtype=np.dtype(dtype), order=layout)
+        return Problem(
+            w=self.w.astype(dtype), b=self.b, X=X, Y=np.ascontiguousarray(self.Y, dtype=dtype)
+        )
+
+
+def make_problem(
+    m: int, n_x: int, *, seed: int, dtype: str = "float64", layout: Layout = "C"
+) -> Problem:
+    """A reproducible problem: X ~ N(0, 1), w ~ N(0, 1/n_x) so that z ~ N(0, 1), Y ~ Bernoulli(a).
+
+    The generator is seeded from (seed, m, n_x), so each cell's data is the same in every
+    run, in every dtype and layout, and whichever cells were measured before it.
+    """
+    if m < 1 or n_x < 1:
+        raise ValueError(f"m and n_x must be positive, got m={m}, n_x={n_x}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    rng = np.random.default_rng([seed, m, n_x])
+    X = rng.standard_normal((n_x, m), dtype=np.float64)
+    if dtype != "float64":
+        X = X.astype(dtype)
+    if layout == "F":
+        X = np.asfortranarray(X)
+    w = (rng.standard_normal((n_x, 1)) / np.sqrt(n_x)).astype(dtype)
+    b = float(rng.standard_normal() * 0.1)
+    z = (w.astype(np.float64).T @ X.astype(np.float64, copy=False)) + b
+    Y = (rng.random((1, m)) < 1.0 / (1.0 + np.exp(-z))).astype(dtype)
+    problem = Problem(w=w, b=b, X=X, Y=Y)
+    validate_inputs(problem.w, problem.b, problem.X, problem.Y)
+    return problem

@@ -1,0 +1,19 @@
+"""Logistic-regression gradient steps, from two Python loops to compiled kernels.
+
+All behind one interface: REGISTRY[name].propagate and REGISTRY[name].optimize.
+"""
+
+from implementations.interface import Gradients, Implementation, gradient_descent
+from implementations.registry import BASELINE, REFERENCE, REGISTRY
+from implementations.validation import validate_hyperparameters, validate_inputs
+
+__all__ = [
+    "BASELINE",
+    "REFERENCE",
+    "REGISTRY",
+    "Gradients",
+    "Implementation",
+    "gradient_descent",
+    "validate_hyperparameters",
+    "validate_inputs",
+]

@@ -1,0 +1,99 @@
+"""The one interface every implementation follows, in the course's conventions.
+
+X is (n_x, m) with one example per column, Y is (1, m) with labels 0 and 1,
+w is (n_x, 1) and b is a float.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+from implementations.validation import validate_hyperparameters, validate_inputs
+
+FloatArray = NDArray[np.floating[Any]]
+Threading = Literal["none", "blas", "numba"]
+
+
+class Gradients(NamedTuple):
+    """One forward and backward pass: dJ/dw (n_x, 1), dJ/db and the cost J."""
+
+    dw: FloatArray
+    db: float
+    cost: float
+
+
+PropagateFn = Callable[[FloatArray, float, FloatArray, FloatArray], Gradients]
+OptimizeResult = tuple[FloatArray, float, list[float]]
+OptimizeFn = Callable[[FloatArray, float, FloatArray, FloatArray, int, float], OptimizeResult]
+
+
+def gradient_descent(
+    propagate: PropagateFn,
+    w: FloatArray,
+    b: float,
+    X: FloatArray,
+    Y: FloatArray,
+    num_iterations: int,
+    learning_rate: float,
+) -> OptimizeResult:
+    """Plain gradient descent on copies of w and b; costs[k] is the cost before step k."""
+    w = w.copy()
+    b = float(b)
+    costs: list[float] = []
+    for _ in range(num_iterations):
+        grads = propagate(w, b, X, Y)
+        costs.append(grads.cost)
+        # A Python float times a float32 array stays float32 (NEP 50), so w keeps X's dtype.
+        w = w - learning_rate * grads.dw
+        b = b - learning_rate * grads.db
+    return w, b, costs
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """A named gradient step and what the benchmark needs to know about it.
+
+    threading: which thread pool the implementation can use ("blas" for NumPy's BLAS,
+    "numba" for Numba's), so the grid measures thread counts only where they matter.
+    jit: the first call compiles, so its time is recorded apart as compile_s.
+    python_loops: the interpreter runs the per-example work; grids time float64 only.
+    """
+
+    name: str
+    propagate: PropagateFn
+    summary: str
+    threading: Threading = "none"
+    jit: bool = False
+    python_loops: bool = False
+    optimize_fn: OptimizeFn | None = None
+
+    def optimize(
+        self,
+        w: FloatArray,
+        b: float,
+        X: FloatArray,
+        Y: FloatArray,
+        num_iterations: int,
+        learning_rate: float,
+    ) -> OptimizeResult:
+        """Validate, then take num_iterations steps; returns (w, b, costs), inputs untouched."""
+        validate_inputs(w, b, X, Y)
+        validate_hyperparameters(num_iterations, learning_rate)
+        run = self.optimize_fn or (
+            lambda w_, b_, X_, Y_, n_, lr_: gradient_descent(
+                self.propagate, w_, b_, X_, Y_, n_, lr_
+            )
+        )
+        return run(w, float(b), X, Y, num_iterations, learning_rate)
+
+
+def summary_of(module_doc: str | None) -> str:
+    """The first line of a module docstring: the implementation's one-line meaning."""
+    if not module_doc:
+        raise ValueError("every implementation module states its meaning in its docstring")
+    return module_doc.strip().splitlines()[0]

@@ -1,0 +1,25 @@
+"""The registry: every implementation by name, from the slowest expected to the fastest.
+
+Adding an implementation is one module with an IMPLEMENTATION and one line below;
+tests, benchmarks, plots and the report then pick it up with no other edit.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from implementations import feature_vectorized, fully_vectorized, numba_loop, two_loop
+from implementations.interface import Implementation
+
+_ORDERED: tuple[Implementation, ...] = (
+    two_loop.IMPLEMENTATION,
+    feature_vectorized.IMPLEMENTATION,
+    fully_vectorized.IMPLEMENTATION,
+    numba_loop.IMPLEMENTATION,
+)
+
+REGISTRY: MappingProxyType[str, Implementation] = MappingProxyType(
+    {impl.name: impl for impl in _ORDERED}
+)
+REFERENCE = "fully_vectorized"
+BASELINE = "two_loop"

@@ -1,0 +1,22 @@
+"""Shared test settings: tolerances per dtype, and a small problem factory."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from hypothesis import HealthCheck, settings
+
+# Tolerances, relative to the size of the terms each sum adds up (see tests/reference.py):
+# float64 must match the 50-digit reference to 1e-9. float32 carries about 7 digits and
+# sums of up to a few hundred terms lose up to ~m * 6e-8 of the terms' size, so 1e-4.
+RTOL = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-4}
+
+settings.register_profile(
+    "default",
+    max_examples=25,
+    deadline=None,  # the first call of a Numba kernel compiles for seconds
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
+settings.load_profile("ci" if os.environ.get("CI") else "default")

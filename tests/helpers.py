@@ -1,0 +1,36 @@
+"""Assertions shared by the correctness tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from implementations import Gradients
+from tests.conftest import RTOL
+from tests.reference import Reference
+
+
+def assert_matches_reference(grads: Gradients, ref: Reference, dtype: Any, where: str = "") -> None:
+    """|got - exact| <= rtol * (|exact| + scale of the summed terms) + floor, per component.
+
+    The floor is for the course's dZ = A - Y: where a is within rounding of y, the
+    subtraction cancels and dz keeps an absolute error of a few ulps of 1 whatever
+    the implementation, so dw_j may be off by that much times mean_i |x_ji|.
+    """
+    rtol = RTOL[np.dtype(dtype)]
+    ulp = 4 * float(np.finfo(dtype).eps)
+    n_x = ref.dw.shape[0]
+    assert grads.dw.shape == (n_x, 1), f"{where}: dw shape {grads.dw.shape}, expected ({n_x}, 1)"
+    assert grads.dw.dtype == np.dtype(dtype), (
+        f"{where}: dw dtype {grads.dw.dtype}, expected {dtype}"
+    )
+    assert isinstance(grads.db, float), f"{where}: db is {type(grads.db).__name__}, not float"
+    assert isinstance(grads.cost, float), f"{where}: cost is {type(grads.cost).__name__}, not float"
+    dw = grads.dw.astype(np.float64)
+    dw_err = np.abs(dw - ref.dw) / (np.abs(ref.dw) + ref.dw_scale + ulp / rtol * ref.x_scale)
+    assert dw_err.max() <= rtol, f"{where}: dw off by {dw_err.max():.3g} (rtol {rtol})"
+    db_err = abs(grads.db - ref.db) / (abs(ref.db) + ref.db_scale + ulp / rtol)
+    assert db_err <= rtol, f"{where}: db off by {db_err:.3g} (rtol {rtol})"
+    cost_err = abs(grads.cost - ref.cost) / (abs(ref.cost) + 1e-300)
+    assert cost_err <= rtol, f"{where}: cost {grads.cost!r} vs exact {ref.cost!r} ({cost_err:.3g})"

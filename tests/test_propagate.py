@@ -1,0 +1,83 @@
+"""Every registered implementation's propagate against the independent reference."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bench.data import make_problem
+from implementations import REGISTRY
+from tests.helpers import assert_matches_reference
+from tests.reference import finite_difference_gradients, reference_gradients
+
+NAMES = list(REGISTRY)
+SHAPES = [(1, 1), (1, 5), (5, 1), (13, 7), (64, 3), (3, 40)]
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(("m", "n_x"), SHAPES)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_propagate_matches_closed_form(name: str, m: int, n_x: int, dtype: str) -> None:
+    p = make_problem(m, n_x, seed=7, dtype=dtype)
+    ref = reference_gradients(p.w, p.b, p.X, p.Y)
+    grads = REGISTRY[name].propagate(p.w, p.b, p.X, p.Y)
+    assert_matches_reference(grads, ref, dtype, where=f"{name} m={m} n_x={n_x} {dtype}")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_propagate_matches_finite_differences(name: str) -> None:
+    p = make_problem(9, 3, seed=3)
+    dw_fd, db_fd = finite_difference_gradients(p.w, p.b, p.X, p.Y)
+    grads = REGISTRY[name].propagate(p.w, p.b, p.X, p.Y)
+    np.testing.assert_allclose(grads.dw, dw_fd, rtol=1e-9, atol=1e-12)
+    assert abs(grads.db - db_fd) <= 1e-9 * max(1.0, abs(db_fd))
+
+
+def _views(X: np.ndarray[Any, Any]) -> dict[str, np.ndarray[Any, Any]]:
+    wide = np.zeros((X.shape[0], 2 * X.shape[1]), dtype=X.dtype)
+    wide[:, ::2] = X
+    return {
+        "C": np.ascontiguousarray(X),
+        "F": np.asfortranarray(X),
+        "strided": wide[:, ::2],
+    }
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_every_memory_layout(name: str, layout: str, dtype: str) -> None:
+    p = make_problem(37, 11, seed=5, dtype=dtype)
+    X = _views(p.X)[layout]
+    assert np.array_equal(X, p.X)
+    ref = reference_gradients(p.w, p.b, p.X, p.Y)
+    grads = REGISTRY[name].propagate(p.w, p.b, X, p.Y)
+    assert_matches_reference(grads, ref, dtype, where=f"{name} {layout} {dtype}")
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("z_scale", [30.0, 100.0, 1000.0])
+def test_large_z_is_stable(name: str, dtype: str, z_scale: float) -> None:
+    # Half the examples at z = +z_scale, half at -z_scale, both labels on both sides, so
+    # confident right and confident wrong predictions both occur.
+    m = 8
+    X = np.tile(np.array([[1.0, -1.0]]), (1, m // 2)).astype(dtype)
+    Y = np.array([[1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0]], dtype=dtype)
+    w = np.array([[z_scale]], dtype=dtype)
+    ref = reference_gradients(w, 0.0, X, Y)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        grads = REGISTRY[name].propagate(w, 0.0, X, Y)
+    assert np.isfinite(grads.cost) and np.isfinite(grads.db) and np.isfinite(grads.dw).all()
+    assert_matches_reference(grads, ref, dtype, where=f"{name} |z|={z_scale} {dtype}")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_propagate_leaves_inputs_untouched(name: str) -> None:
+    p = make_problem(10, 4, seed=2)
+    before = [a.copy() for a in (p.w, p.X, p.Y)]
+    REGISTRY[name].propagate(p.w, p.b, p.X, p.Y)
+    for a, b in zip(before, (p.w, p.X, p.Y), strict=True):
+        assert np.array_equal(a, b)
