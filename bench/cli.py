@@ -1,0 +1,184 @@
+"""Command line: `python -m bench run | plot | report`. Bad input is one line on stderr and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from bench.data import DTYPES, LAYOUTS
+from bench.errors import BenchError, GateError
+from bench.profiles import PROFILES
+from bench.results import RESULTS_CSV, ensure_writable_dir
+from implementations import REGISTRY
+
+DEFAULT_SEED = 20240917
+MAX_SIZE = 2**40
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but an error is one line (no usage block) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_ints(text: str) -> tuple[int, ...]:
+    values = []
+    for part in text.split(","):
+        try:
+            value = int(part.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not an integer") from None
+        if not 1 <= value <= MAX_SIZE:
+            raise argparse.ArgumentTypeError(f"sizes must be positive integers, got {value}")
+        values.append(value)
+    return tuple(dict.fromkeys(values))
+
+
+def _threads(text: str) -> tuple[str, ...]:
+    values = []
+    for part in (p.strip() for p in text.split(",")):
+        if part != "all" and not (part.isdigit() and int(part) >= 1):
+            raise argparse.ArgumentTypeError(f"thread count must be a positive integer or 'all', got {part!r}")
+        values.append(part)
+    return tuple(values)
+
+
+def _choices(known: Sequence[str], what: str):  # type: ignore[no-untyped-def]
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {', '.join(map(repr, unknown)) or repr(text)}; choose from {', '.join(known)}"
+            )
+        return names
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="python -m bench",
+        description="Time logistic-regression gradient steps across sizes, plot the speedups, "
+        "and report where the course note's ~10x and ~300x hold on this machine.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    run = sub.add_parser("run", help="time the grid and write results.csv + metadata.json")
+    run.add_argument("--profile", default="default", choices=list(PROFILES),
+                     help="grid profile: " + "; ".join(f"{p.name}: {p.description}" for p in PROFILES.values()))
+    run.add_argument("--implementations", type=_choices(list(REGISTRY), "implementation"),
+                     help=f"comma-separated subset of: {', '.join(REGISTRY)} (default: all)")
+    run.add_argument("--m", type=_positive_ints, help="comma-separated m values replacing the profile's")
+    run.add_argument("--n-x", type=_positive_ints, help="comma-separated n_x values replacing the profile's")
+    run.add_argument("--threads", type=_threads,
+                     help="BLAS/Numba threads for implementations that use them: N, 'all' or a list "
+                     "like 1,all (default: the profile's; others always run on 1)")
+    run.add_argument("--dtypes", type=_choices(DTYPES, "dtype"), help="comma-separated: float64,float32")
+    run.add_argument("--layouts", type=_choices(LAYOUTS, "layout"),
+                     help="C (features-major, the course's array) and/or F (examples-major)")
+    run.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"data seed (default {DEFAULT_SEED})")
+    run.add_argument("--out", type=Path, default=Path("results/local"), help="output folder (default results/local)")
+    run.add_argument("--resume", action="store_true",
+                     help="keep the rows already in --out and time only the missing ones")
+    run.add_argument("--no-lecture", action="store_true", help="skip the lecture's dot-product demo")
+    run.set_defaults(handler=_cmd_run)
+
+    for name, helptext in (("plot", "draw the plots from a results file (no timing)"),
+                           ("report", "write REPORT.md from a results file (no timing)")):
+        cmd = sub.add_parser(name, help=helptext)
+        source = cmd.add_mutually_exclusive_group()
+        source.add_argument("--results", type=Path, default=Path("results/local"),
+                            help=f"a run's {RESULTS_CSV} or its folder (default results/local)")
+        source.add_argument("--from-pytest-json", type=Path, metavar="FILE",
+                            help="a pytest-benchmark JSON file (make pytest-bench) instead of a run")
+        cmd.add_argument("--out", type=Path, help="output folder (default: plots/<run> or the results folder)")
+        if name == "report":
+            cmd.add_argument("--plots", type=Path, help="folder of the plots the report links to (default --out)")
+        cmd.set_defaults(handler=_cmd_plot if name == "plot" else _cmd_report)
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from bench.runner import RunConfig, run
+    from bench.timing import resolve_threads
+
+    profile = PROFILES[args.profile]
+    out = ensure_writable_dir(args.out)
+    cells = profile.cells(args.m, args.n_x)
+    config = RunConfig(
+        profile=profile,
+        implementations=args.implementations or tuple(REGISTRY),
+        cells=tuple(cells),
+        dtypes=args.dtypes or profile.dtypes,
+        layouts=args.layouts or profile.layouts,
+        threads=tuple(dict.fromkeys(resolve_threads(t) for t in (args.threads or profile.threads))),
+        seed=args.seed,
+        out=out,
+        resume=args.resume,
+        lecture=not args.no_lecture,
+    )
+    print(f"profile {profile.name}: {len(cells)} cells into {out}", file=sys.stderr)
+    summary = run(config)
+    verb = "interrupted after" if summary.interrupted else "done:"
+    print(
+        f"{verb} {summary.timed} rows timed, {summary.skipped} skipped by the cut-off, "
+        f"{summary.reused} kept from before; results in {summary.results}",
+        file=sys.stderr,
+    )
+    if summary.interrupted:
+        print("run again with --resume to finish without re-timing finished rows", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from bench.pytest_json import load_pytest_json
+    from bench.results import load_lecture, load_metadata, load_results
+
+    if args.from_pytest_json is not None:
+        frame, meta = load_pytest_json(args.from_pytest_json)
+        return frame, meta, None, args.from_pytest_json.parent
+    return load_results(args.results), load_metadata(args.results), load_lecture(args.results), (
+        args.results if args.results.is_dir() else args.results.parent
+    )
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from bench.plots import draw_all
+
+    frame, meta, _lecture, source = _load(args)
+    out = ensure_writable_dir(args.out or Path("plots") / source.name)
+    paths = draw_all(frame, meta, out)
+    print(f"wrote {len(paths)} files to {out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import write_report
+
+    frame, meta, lecture, source = _load(args)
+    out = ensure_writable_dir(args.out or source)
+    path = write_report(frame, meta, lecture, out, plots=args.plots or out)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except GateError as exc:
+        print(f"error: correctness gate: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return code

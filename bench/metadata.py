@@ -1,0 +1,84 @@
+"""What machine and software a run measured on, stored beside its results."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import subprocess
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import psutil
+from threadpoolctl import threadpool_info
+
+from bench.timing import available_cores
+
+PACKAGES = ("numpy", "numba", "llvmlite", "pandas", "matplotlib", "scipy", "threadpoolctl")
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name, from /proc/cpuinfo where there is one."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit(repo: Path) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def collect_metadata() -> dict[str, Any]:
+    """CPU, cores, memory, OS, Python, package versions, BLAS as threadpoolctl sees it, commit, date."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    blas = [
+        {k: info.get(k) for k in ("internal_api", "version", "threading_layer", "architecture", "num_threads")}
+        for info in threadpool_info()
+    ]
+    return {
+        "cpu": cpu_model(),
+        "cores": available_cores(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "blas": blas,
+        "git_commit": git_commit(Path(__file__).resolve().parent.parent),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "pid_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+    }
+
+
+def machine_line(meta: dict[str, Any]) -> str:
+    """One line naming the machine and date, for plot footers and the report."""
+    machine = meta.get("machine", meta)
+    cpu = machine.get("cpu", "unknown CPU")
+    cores = machine.get("cores", "?")
+    mem = machine.get("memory_gib", "?")
+    numpy_version = machine.get("versions", {}).get("numpy", "?")
+    blas = next((b for b in machine.get("blas", []) if b.get("internal_api")), {})
+    blas_name = f"{blas.get('internal_api', '?')} {blas.get('version') or ''}".strip()
+    date = str(machine.get("date", "?"))[:10]
+    return f"{cpu}, {cores} cores, {mem} GiB; NumPy {numpy_version} ({blas_name}); {date}"

@@ -1,0 +1,263 @@
+"""Plots drawn only from the tidy results table; `python -m bench plot` redraws them without timing.
+
+Every figure gets the same footer (machine, date, setting) and is saved as PNG and SVG.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display needed
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from bench.metadata import machine_line
+from bench.results import STATUS_OK, STATUS_SKIPPED_BUDGET, STATUS_SKIPPED_MEMORY
+from bench.views import (
+    CLAIMS,
+    HOLDS_FACTOR,
+    grid_axes,
+    headline,
+    implementation_order,
+    setting_label,
+    speedups,
+    time_grid,
+)
+from implementations import BASELINE
+
+FORMATS = ("png", "svg")
+MARKERS = "osD^v<>ph*"
+
+
+def _colors(names: list[str]) -> dict[str, Any]:
+    cmap = plt.get_cmap("tab10")
+    return {name: cmap(i % 10) for i, name in enumerate(names)}
+
+
+def _save(fig: Figure, out: Path, stem: str, meta: dict[str, Any], setting: str) -> list[Path]:
+    """Footer naming the machine, date and setting; PNG and SVG side by side."""
+    fig.text(0.01, 0.005, f"{machine_line(meta)} | {setting}", fontsize=7, color="0.35", ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    paths = []
+    for fmt in FORMATS:
+        path = out / f"{stem}.{fmt}"
+        fig.savefig(path, dpi=130)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def _pick(values: list[int], count: int) -> list[int]:
+    """Up to `count` values spread evenly over a sorted list, ends included."""
+    if len(values) <= count:
+        return values
+    idx = np.unique(np.linspace(0, len(values) - 1, count).round().astype(int))
+    return [values[i] for i in idx]
+
+
+def plot_time_vs(frame: pd.DataFrame, meta: dict[str, Any], out: Path, x: str) -> list[Path]:
+    """Seconds per gradient step against x (m or n_x), log-log, one panel per chosen value of the other."""
+    panel = "n_x" if x == "m" else "m"
+    data = headline(frame)
+    ok = data[data["status"] == STATUS_OK]
+    if ok.empty:
+        return []
+    names = implementation_order(data)
+    colors = _colors(implementation_order(frame))
+    ms, ns = grid_axes(data)
+    panels = _pick(ns if panel == "n_x" else ms, 4) or sorted(set(ok[panel]))[:4]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), sharey=True, squeeze=False)
+    for ax, value in zip(axes[0], panels, strict=True):
+        for i, name in enumerate(names):
+            series = ok[(ok["implementation"] == name) & (ok[panel] == value)].sort_values(x)
+            if series.empty:
+                continue
+            ax.errorbar(
+                series[x], series["median_s"], yerr=series["iqr_s"] / 2, label=name,
+                color=colors[name], marker=MARKERS[i % len(MARKERS)], ms=4, lw=1.4, capsize=2,
+            )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"{panel} = {value:,}")
+        ax.set_xlabel("m (training examples)" if x == "m" else "n_x (features)")
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0][0].set_ylabel("seconds per gradient step (median)")
+    axes[0][-1].legend(fontsize=8, loc="upper left")
+    fig.suptitle(f"Time per gradient step against {x}: lower is better; bars span the IQR")
+    return _save(fig, out, f"time_vs_{x}", meta, setting_label(data))
+
+
+def plot_speedup_heatmaps(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[Path]:
+    """Speedup over two_loop on the (m, n_x) grid, one panel per implementation, 10x and 300x contours."""
+    data = headline(frame)
+    speed = speedups(data)
+    names = [n for n in implementation_order(data) if n != BASELINE]
+    ms, ns = grid_axes(data)
+    if speed.empty or not names or len(ms) < 2 or len(ns) < 2:
+        return []
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.0 * rows), squeeze=False)
+    norm = LogNorm(vmin=0.1, vmax=max(1e4, float(np.nanmax(speed.to_numpy())) if speed.size else 1e4))
+    status = data.set_index(["implementation", "m", "n_x"])["status"]
+    image = None
+    for ax, name in zip(axes.flat, names, strict=False):
+        grid = np.full((len(ns), len(ms)), np.nan)
+        for (m, n_x), value in (speed[name].dropna().items() if name in speed else []):
+            if m in ms and n_x in ns:
+                grid[ns.index(n_x), ms.index(m)] = value
+        image = ax.imshow(grid, origin="lower", cmap="viridis", norm=norm, aspect="auto")
+        for j, n_x in enumerate(ns):
+            for i, m in enumerate(ms):
+                if np.isfinite(grid[j, i]):
+                    ax.text(i, j, f"{grid[j, i]:.3g}", ha="center", va="center", fontsize=6.5,
+                            color="white" if grid[j, i] < 30 else "black")
+                else:
+                    ax.add_patch(plt.Rectangle((i - 0.5, j - 0.5), 1, 1, fill=False, hatch="///",
+                                               edgecolor="0.6", lw=0))
+                    own = status.get((name, m, n_x))
+                    base = status.get((BASELINE, m, n_x))
+                    why = {STATUS_SKIPPED_BUDGET: "skip", STATUS_SKIPPED_MEMORY: "mem"}
+                    label = why.get(str(own)) or (f"base\n{why.get(str(base), 'n/a')}" if base != STATUS_OK else "n/a")
+                    ax.text(i, j, label, ha="center", va="center", fontsize=5.5, color="0.3")
+        finite = np.where(np.isfinite(grid), grid, np.nan)
+        if np.isfinite(finite).sum() >= 4:
+            contours = ax.contour(
+                np.arange(len(ms)), np.arange(len(ns)), np.log10(np.ma.masked_invalid(finite)),
+                levels=[np.log10(10.0), np.log10(300.0)], colors=["orange", "red"], linewidths=1.6,
+            )
+            ax.clabel(contours, fmt={np.log10(10.0): "10x", np.log10(300.0): "300x"}, fontsize=7)
+        ax.set_xticks(range(len(ms)), [f"{m:,}" for m in ms], rotation=45, fontsize=7)
+        ax.set_yticks(range(len(ns)), [f"{n:,}" for n in ns], fontsize=7)
+        ax.set_xlabel("m (examples)")
+        ax.set_ylabel("n_x (features)")
+        ax.set_title(f"{name} vs {BASELINE}")
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    if image is not None:
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label=f"speedup over {BASELINE} (x)")
+    fig.suptitle("Speedup over two Python loops; contours at the note's 10x and 300x; hatched: not measured", y=1.03)
+    fig.text(0.01, 0.005, f"{machine_line(meta)} | {setting_label(data)}", fontsize=7, color="0.35")
+    paths = []
+    for fmt in FORMATS:  # colorbar layout is set by hand above, so tight_layout is not used here
+        path = out / f"speedup_heatmap.{fmt}"
+        fig.savefig(path, dpi=130, bbox_inches="tight")
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def claims_table(frame: pd.DataFrame, course_shape: tuple[int, int]) -> pd.DataFrame:
+    """The note's speed table with measured speedups: at the course shape and over the grid."""
+    data = headline(frame)
+    speed = speedups(data)
+    rows = []
+    for approach, (name, claimed) in CLAIMS.items():
+        column = speed[name].dropna() if name in speed else pd.Series(dtype=float)
+        at_course = float(column.get(course_shape, np.nan))
+        rows.append({
+            "approach": approach, "implementation": name, "claimed": claimed,
+            "course_shape": at_course,
+            "grid_median": float(column.median()) if not column.empty else np.nan,
+            "grid_min": float(column.min()) if not column.empty else np.nan,
+            "grid_max": float(column.max()) if not column.empty else np.nan,
+            "cells": int(column.size),
+            "holds_cells": int((column >= HOLDS_FACTOR * claimed).sum()),
+        })
+    return pd.DataFrame(rows)
+
+
+def plot_claims(frame: pd.DataFrame, meta: dict[str, Any], out: Path, course_shape: tuple[int, int]) -> list[Path]:
+    """The note's "Speed Comparison" as bars: claimed beside measured (course shape, grid median)."""
+    table = claims_table(frame, course_shape)
+    if table["cells"].sum() == 0:
+        return []
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    x = np.arange(len(table))
+    width = 0.27
+    series = [("claimed (the note)", "claimed", "0.7"),
+              (f"measured at the course shape m={course_shape[0]}, n_x={course_shape[1]:,}", "course_shape", "C0"),
+              ("measured, median over the grid", "grid_median", "C2")]
+    for k, (label, column, color) in enumerate(series):
+        values = table[column].to_numpy(dtype=float)
+        bars = ax.bar(x + (k - 1) * width, np.nan_to_num(values, nan=0.0), width, label=label, color=color)
+        for bar, value in zip(bars, values, strict=True):
+            text = "n/a" if not np.isfinite(value) else (f"{value:.2g}x" if value < 10 else f"{value:,.0f}x")
+            ax.text(bar.get_x() + bar.get_width() / 2, max(value, 1) if np.isfinite(value) else 1,
+                    text, ha="center", va="bottom", fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylim(0.1, None)
+    ax.set_xticks(x, [f"{a}\n{n}" for a, n in zip(table["approach"], table["implementation"], strict=True)],
+                  fontsize=8)
+    ax.set_ylabel("speedup over two loops (x, log scale)")
+    ax.axhline(1.0, color="0.3", lw=0.8)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title("The note's speed table: claimed against measured")
+    return _save(fig, out, "claims", meta, setting_label(headline(frame)))
+
+
+def plot_roofline(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[Path]:
+    """Achieved GB/s (bytes of X per step / time) against problem size, with measured bandwidth lines."""
+    ok = frame[(frame["status"] == STATUS_OK) & (frame["dtype"] == "float64") & frame["gbps"].notna()]
+    if ok.empty:
+        return []
+    names = implementation_order(ok)
+    colors = _colors(implementation_order(frame))
+    layouts = sorted(set(ok["layout"]))
+    threads = sorted(set(ok["threads"]))
+    fig, axes = plt.subplots(1, len(layouts), figsize=(6.2 * len(layouts), 4.6), sharey=True, squeeze=False)
+    bandwidth = {int(k): float(v) for k, v in meta.get("bandwidth_gbps", {}).items()}
+    llc = meta.get("last_level_cache_bytes")
+    styles = {t: ("-" if t == min(threads) else "--") for t in threads}
+    for ax, layout in zip(axes[0], layouts, strict=True):
+        for i, name in enumerate(names):
+            for t in threads:
+                s = ok[(ok["implementation"] == name) & (ok["layout"] == layout) & (ok["threads"] == t)]
+                s = s.sort_values("bytes_x")
+                if s.empty:
+                    continue
+                ax.plot(s["bytes_x"], s["gbps"], styles[t], color=colors[name], marker=MARKERS[i % len(MARKERS)],
+                        ms=3.5, lw=1.2)
+        for t, gbps in sorted(bandwidth.items()):
+            ax.axhline(gbps, color="black", ls=":" if t == 1 else "-.", lw=1)
+            ax.text(ok["bytes_x"].min(), gbps * 1.05,
+                    f"measured read bandwidth, {t} thread(s): {gbps:.0f} GB/s", fontsize=7)
+        if llc:
+            ax.axvline(float(llc), color="0.5", lw=0.8)
+            ax.text(float(llc) * 1.1, ok["gbps"].min(), "last-level cache",
+                    fontsize=7, color="0.4", rotation=90, va="bottom")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("bytes of X per gradient step")
+        ax.set_title(f"layout {layout} ({'features-major' if layout == 'C' else 'examples-major'})")
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel("achieved GB/s (bytes of X / median time)")
+    handles = [Line2D([], [], color=colors[n], marker=MARKERS[i % len(MARKERS)], label=n) for i, n in enumerate(names)]
+    handles += [Line2D([], [], color="0.3", ls=styles[t], label=f"{t} thread(s)") for t in threads]
+    axes[0][-1].legend(handles=handles, fontsize=7, loc="lower right")
+    fig.suptitle("Roofline: how close each implementation gets to reading X at memory speed")
+    return _save(fig, out, "roofline", meta, "float64, all thread counts")
+
+
+def draw_all(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[Path]:
+    """Every plot the table supports; returns the files written."""
+    from bench.profiles import COURSE_SHAPE
+
+    paths: list[Path] = []
+    paths += plot_time_vs(frame, meta, out, "m")
+    paths += plot_time_vs(frame, meta, out, "n_x")
+    paths += plot_speedup_heatmaps(frame, meta, out)
+    paths += plot_claims(frame, meta, out, COURSE_SHAPE)
+    paths += plot_roofline(frame, meta, out)
+    return paths
+
+
+__all__ = ["claims_table", "draw_all", "time_grid"]

@@ -1,0 +1,80 @@
+"""Grid profiles, as data: which sizes, dtypes, layouts and thread counts a run measures.
+
+In the manner of asv's params/param_names: a profile is a named set of axes plus the
+budgets that keep its run inside a stated time on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# The course assignment's own shape: 209 training images of 64 x 64 x 3 pixels.
+COURSE_SHAPE = (209, 64 * 64 * 3)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One named grid: implementation x m x n_x x dtype x layout x threads, and its budgets."""
+
+    name: str
+    description: str
+    m: tuple[int, ...]
+    n_x: tuple[int, ...]
+    extra_cells: tuple[tuple[int, int], ...] = (COURSE_SHAPE,)  # (m, n_x) beyond the product
+    dtypes: tuple[str, ...] = ("float64", "float32")
+    layouts: tuple[str, ...] = ("C", "F")
+    threads: tuple[str, ...] = ("1", "all")
+    max_elements: int = 2**27  # cells of the m x n_x product above this are not in the grid
+    call_budget_s: float = 1.5  # the cut-off: a cell predicted slower per call is skipped
+    cell_budget_s: float = 2.0  # timing time for one cell of one implementation; >= 5 rounds
+    round_s: float = 0.01  # each round lasts at least this long (far above the timer's ~100 ns)
+    max_rounds: int = 10
+    lecture_repeats: int = 5  # rounds of the lecture's 1e6-element dot-product demo
+    params: tuple[str, ...] = field(default=("m", "n_x", "dtype", "layout", "threads"), repr=False)
+
+    def cells(self, m: tuple[int, ...] | None = None, n_x: tuple[int, ...] | None = None) -> list[tuple[int, int]]:
+        """The (m, n_x) cells, smallest first; m or n_x given replace the profile's axes."""
+        ms, ns = m or self.m, n_x or self.n_x
+        grid = {(a, b) for a in ms for b in ns if a * b <= self.max_elements}
+        if m is None and n_x is None:
+            grid |= set(self.extra_cells)
+        return sorted(grid, key=lambda c: (c[0] * c[1], c[0]))
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile(
+            name="quick",
+            description="smoke test: small sizes and the course shape, float64, under a minute",
+            m=(1, 16, 256, 4096),
+            n_x=(1, 16, 256),
+            dtypes=("float64",),
+            layouts=("C", "F"),
+            threads=("1",),
+            call_budget_s=0.3,
+            cell_budget_s=0.15,
+            round_s=0.002,
+            max_rounds=7,
+            lecture_repeats=3,
+        ),
+        Profile(
+            name="default",
+            description="m and n_x from 1 to beyond 4x the last-level cache, both layouts, "
+            "float64 and float32, 1 and all threads; under 10 minutes on 2 cores",
+            m=(1, 8, 64, 512, 4096, 32768),
+            n_x=(1, 8, 64, 512, 4096),
+        ),
+        Profile(
+            name="full",
+            description="a denser grid, larger sizes and a larger cut-off; as long as it needs",
+            m=(1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144),
+            n_x=(1, 4, 16, 64, 256, 1024, 4096, 16384),
+            max_elements=2**28,
+            call_budget_s=20.0,
+            cell_budget_s=10.0,
+            round_s=0.02,
+            max_rounds=20,
+        ),
+    )
+}

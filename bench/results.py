@@ -1,0 +1,188 @@
+"""The tidy results table: one row per implementation and cell, written safely, read by plots and report.
+
+Measuring writes this table and nothing else; plots and the report read only this table
+and the metadata beside it, so they can be redrawn without timing anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.errors import BenchError
+
+RESULTS_CSV = "results.csv"
+METADATA_JSON = "metadata.json"
+LECTURE_CSV = "lecture.csv"
+PARTIAL_SUFFIX = ".partial"
+
+STATUS_OK = "ok"
+STATUS_SKIPPED_BUDGET = "skipped_budget"
+STATUS_SKIPPED_MEMORY = "skipped_memory"
+STATUSES = (STATUS_OK, STATUS_SKIPPED_BUDGET, STATUS_SKIPPED_MEMORY)
+
+# What makes two rows the same measurement (for --resume and for joins in the report).
+KEY = ("implementation", "m", "n_x", "dtype", "layout", "threads")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One implementation on one cell. Times are seconds per propagate call; empty if skipped."""
+
+    implementation: str
+    m: int
+    n_x: int
+    dtype: str
+    layout: str
+    threads: int
+    status: str
+    median_s: float | None = None
+    iqr_s: float | None = None
+    min_s: float | None = None
+    rounds: int | None = None
+    loops: int | None = None
+    compile_s: float | None = None
+    predicted_s: float | None = None  # the cut-off's prediction, made before timing
+    bytes_x: int | None = None  # bytes of X read per step (the one-pass minimum)
+    gbps: float | None = None  # bytes_x / median_s / 1e9
+    bw_fraction: float | None = None  # gbps / measured read bandwidth at this thread count
+
+
+COLUMNS = tuple(f.name for f in fields(Row))
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+class RowWriter:
+    """Appends rows to `<csv>.partial` as each cell finishes; finish() renames it into place.
+
+    The finished file only ever replaces an existing one through os.replace, which is atomic
+    on POSIX, so a crash or Ctrl-C never leaves a half-written results.csv behind.
+    """
+
+    def __init__(self, path: Path, columns: tuple[str, ...] = COLUMNS) -> None:
+        self.path = path
+        self.partial = path.with_name(path.name + PARTIAL_SUFFIX)
+        self.columns = columns
+        self._file = self.partial.open("w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._file)
+        self._writer.writerow(columns)
+        self.count = 0
+
+    def write(self, row: Mapping[str, Any] | Row) -> None:
+        record = asdict(row) if isinstance(row, Row) else dict(row)
+        self._writer.writerow([_cell(record.get(c)) for c in self.columns])
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.count += 1
+
+    def finish(self) -> Path:
+        self._file.close()
+        os.replace(self.partial, self.path)
+        return self.path
+
+    def abandon(self) -> Path:
+        """Close without replacing the finished file; the partial file stays for inspection."""
+        self._file.close()
+        return self.partial
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a sibling temporary file, then rename it over `path` (atomic on POSIX)."""
+    tmp = path.with_name(path.name + PARTIAL_SUFFIX)
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def ensure_writable_dir(path: Path) -> Path:
+    """Create `path` if needed and prove a file can be written there, or raise BenchError."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("", encoding="utf-8")
+        probe.unlink()
+    except OSError as exc:
+        raise BenchError(f"cannot write to output folder {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def results_path(path: Path) -> Path:
+    """A run's CSV, given the CSV itself or the folder holding it."""
+    csv_path = path / RESULTS_CSV if path.is_dir() else path
+    if not csv_path.is_file():
+        raise BenchError(f"no results file at {csv_path}")
+    return csv_path
+
+
+def _read_table(csv_path: Path, required: Iterable[str]) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(csv_path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        raise BenchError(f"corrupt results file {csv_path}: {str(exc).splitlines()[0]}") from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise BenchError(f"corrupt results file {csv_path}: missing columns {', '.join(missing)}")
+    return frame
+
+
+def load_results(path: Path) -> pd.DataFrame:
+    """The tidy table, checked: known statuses, positive sizes, and a time on every ok row."""
+    csv_path = results_path(path)
+    frame = _read_table(csv_path, COLUMNS)
+    bad_status = set(frame["status"].astype(str)) - set(STATUSES)
+    if bad_status:
+        raise BenchError(f"corrupt results file {csv_path}: unknown status {sorted(bad_status)[0]!r}")
+    try:
+        for column in ("m", "n_x", "threads"):
+            frame[column] = pd.to_numeric(frame[column], errors="raise").astype(int)
+        for column in ("median_s", "iqr_s", "min_s", "compile_s", "predicted_s", "gbps", "bw_fraction"):
+            frame[column] = pd.to_numeric(frame[column], errors="raise").astype(float)
+    except (ValueError, TypeError) as exc:
+        raise BenchError(f"corrupt results file {csv_path}: {exc}") from None
+    ok = frame["status"] == STATUS_OK
+    if (frame.loc[ok, "median_s"].isna() | (frame.loc[ok, "median_s"] <= 0)).any():
+        raise BenchError(f"corrupt results file {csv_path}: an 'ok' row has no positive median_s")
+    if ((frame["m"] < 1) | (frame["n_x"] < 1)).any():
+        raise BenchError(f"corrupt results file {csv_path}: sizes must be positive")
+    return frame
+
+
+def load_metadata(path: Path) -> dict[str, Any]:
+    """The metadata JSON beside a results CSV (empty dict if there is none)."""
+    csv_path = results_path(path)
+    meta_path = csv_path.with_name(METADATA_JSON)
+    if not meta_path.is_file():
+        return {}
+    try:
+        data = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BenchError(f"corrupt metadata file {meta_path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise BenchError(f"corrupt metadata file {meta_path}: not a JSON object")
+    return data
+
+
+def load_lecture(path: Path) -> pd.DataFrame | None:
+    """The lecture demo's table beside a results CSV, if the run measured it."""
+    lecture_path = results_path(path).with_name(LECTURE_CSV)
+    if not lecture_path.is_file():
+        return None
+    return _read_table(lecture_path, ("variant", "median_s"))

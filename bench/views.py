@@ -1,0 +1,94 @@
+"""Derived views of the tidy table shared by plots and report: the headline slice and speedups.
+
+The headline comparison is the course's own setting: float64, the (n_x, m) array in
+C order (features-major), one thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.results import STATUS_OK
+from implementations import BASELINE, REGISTRY
+
+HEADLINE = {"dtype": "float64", "layout": "C", "threads": 1}
+# The note's speed table: approach -> (implementation, claimed speedup over two loops).
+CLAIMS: dict[str, tuple[str, float]] = {
+    "Original (two loops)": ("two_loop", 1.0),
+    "Partial (features vectorised)": ("feature_vectorized", 10.0),
+    "Full (fully vectorised)": ("fully_vectorized", 300.0),
+}
+# A claim of ~K x counts as holding in a cell when the measured speedup is at least K / 2.
+HOLDS_FACTOR = 0.5
+
+
+def implementation_order(frame: pd.DataFrame) -> list[str]:
+    """Registry order first (slowest expected to fastest), then any other names in the table."""
+    present = list(dict.fromkeys(frame["implementation"]))
+    return [n for n in REGISTRY if n in present] + [n for n in present if n not in REGISTRY]
+
+
+def headline(frame: pd.DataFrame, **overrides: Any) -> pd.DataFrame:
+    """Rows of the headline setting (or the closest the table has), all statuses."""
+    wanted = {**HEADLINE, **overrides}
+    out = frame
+    for column, value in wanted.items():
+        if column not in out.columns:
+            continue
+        subset = out[out[column] == value]
+        if subset.empty and column != "threads":
+            # e.g. a run of float32 only: fall back to what was measured rather than nothing.
+            subset = out[out[column] == out[column].iloc[0]] if not out.empty else out
+        out = subset
+    return out
+
+
+def setting_label(frame: pd.DataFrame) -> str:
+    parts = []
+    for column in ("dtype", "layout", "threads"):
+        values = sorted(set(frame[column]))
+        if len(values) == 1:
+            parts.append(f"{values[0]} thread(s)" if column == "threads" else f"{column} {values[0]}")
+    return ", ".join(parts)
+
+
+def time_grid(frame: pd.DataFrame) -> pd.DataFrame:
+    """implementation x (m, n_x) -> median seconds of ok rows, one setting."""
+    ok = frame[frame["status"] == STATUS_OK]
+    return ok.pivot_table(index=["m", "n_x"], columns="implementation", values="median_s", aggfunc="first")
+
+
+def speedups(frame: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
+    """Speedup of each implementation over `baseline` per measured cell (NaN where either is missing)."""
+    times = time_grid(frame)
+    if baseline not in times.columns:
+        return pd.DataFrame(index=times.index)
+    return times.rdiv(times[baseline], axis=0)
+
+
+def grid_axes(frame: pd.DataFrame) -> tuple[list[int], list[int]]:
+    """The m and n_x values of the rectangular grid (off-grid extras like the course shape left out)."""
+    cells = frame[["m", "n_x"]].drop_duplicates()
+    m_counts = cells.groupby("m")["n_x"].nunique()
+    n_counts = cells.groupby("n_x")["m"].nunique()
+    ms = sorted(int(v) for v, c in m_counts.items() if c > 1 or len(n_counts) == 1)
+    ns = sorted(int(v) for v, c in n_counts.items() if c > 1 or len(m_counts) == 1)
+    return ms, ns
+
+
+def fmt_seconds(seconds: float) -> str:
+    if not np.isfinite(seconds):
+        return "n/a"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def fmt_speedup(value: float) -> str:
+    if not np.isfinite(value):
+        return "n/a"
+    return f"{value:.2g}x" if value < 10 else f"{value:,.0f}x"
