@@ -44,9 +44,7 @@ _sum_kernel: Any = numba.njit(parallel=True, fastmath={"reassoc"}, nogil=True)(_
 def measure_read_bandwidth(threads: int, nbytes: int, repeats: int = 5) -> float:
     """Median GB/s (1e9 bytes/s) of reading a float64 array of nbytes, with `threads` Numba threads."""
     if threads < 1 or nbytes < 8 or repeats < 1:
-        raise ValueError(
-            f"threads, repeats must be >= 1 and nbytes >= 8, got {threads}, {repeats}, {nbytes}"
-        )
+        raise ValueError(f"threads, repeats must be >= 1 and nbytes >= 8, got {threads}, {repeats}, {nbytes}")
     # Filled (not np.empty) so every page is faulted in before the clock starts.
     a = np.ones(nbytes // 8)
     previous = numba.get_num_threads()

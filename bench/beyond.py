@@ -56,16 +56,24 @@ def beyond_section(frame: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
     big = ok[ok["bytes_x"] >= OUT_OF_CACHE * llc]
     for layout in sorted(set(ok["layout"])):
         label = "examples-major (F)" if layout == "F" else "features-major (C)"
-        for scope, data in (("out of cache", big), (f"course shape {COURSE_SHAPE[0]} x {COURSE_SHAPE[1]:,}",
-                                                   ok[(ok["m"] == COURSE_SHAPE[0]) & (ok["n_x"] == COURSE_SHAPE[1])])):
+        for scope, data in (
+            ("out of cache", big),
+            (
+                f"course shape {COURSE_SHAPE[0]} x {COURSE_SHAPE[1]:,}",
+                ok[(ok["m"] == COURSE_SHAPE[0]) & (ok["n_x"] == COURSE_SHAPE[1])],
+            ),
+        ):
             fv1 = _times(data, "fully_vectorized", layout, 1)
             fvall = _times(data, "fully_vectorized", layout, all_threads)
             fused = _times(data, "numba_fused", layout, 1)
             par = _times(data, "numba_parallel", layout, all_threads)
             fused_speed = (fv1 / fused).dropna()
             par_speed = (fvall / par).dropna()
-            par_rows = data[(data["implementation"] == "numba_parallel") & (data["layout"] == layout)
-                            & (data["threads"] == all_threads)]
+            par_rows = data[
+                (data["implementation"] == "numba_parallel")
+                & (data["layout"] == layout)
+                & (data["threads"] == all_threads)
+            ]
             par_bw = par_rows["bw_fraction"].dropna()
 
             def show(s: pd.Series, fmt: Any = fmt_speedup) -> str:
@@ -79,35 +87,66 @@ def beyond_section(frame: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
             rows.append([label, scope, show(fused_speed), show(par_speed), show(par_bw, pct)])
             if scope == "out of cache" and layout == "F":
                 checks += [
-                    ("numba_parallel reaches >= 80% of the all-threads read bandwidth",
-                     _verdict(float(par_bw.median()) if not par_bw.empty else np.nan, TARGET_PARALLEL_BW, "fraction")),
-                    (f"numba_parallel >= {TARGET_PARALLEL_SPEEDUP}x fully_vectorized at {all_threads} threads",
-                     _verdict(float(par_speed.median()) if not par_speed.empty else np.nan,
-                              TARGET_PARALLEL_SPEEDUP, "speedup")),
-                    (f"numba_fused >= {TARGET_FUSED_SPEEDUP}x fully_vectorized on 1 thread",
-                     _verdict(float(fused_speed.median()) if not fused_speed.empty else np.nan,
-                              TARGET_FUSED_SPEEDUP, "speedup")),
+                    (
+                        "numba_parallel reaches >= 80% of the all-threads read bandwidth",
+                        _verdict(
+                            float(par_bw.median()) if not par_bw.empty else np.nan,
+                            TARGET_PARALLEL_BW,
+                            "fraction",
+                        ),
+                    ),
+                    (
+                        f"numba_parallel >= {TARGET_PARALLEL_SPEEDUP}x fully_vectorized at {all_threads} threads",
+                        _verdict(
+                            float(par_speed.median()) if not par_speed.empty else np.nan,
+                            TARGET_PARALLEL_SPEEDUP,
+                            "speedup",
+                        ),
+                    ),
+                    (
+                        f"numba_fused >= {TARGET_FUSED_SPEEDUP}x fully_vectorized on 1 thread",
+                        _verdict(
+                            float(fused_speed.median()) if not fused_speed.empty else np.nan,
+                            TARGET_FUSED_SPEEDUP,
+                            "speedup",
+                        ),
+                    ),
                 ]
             elif layout == "C" or scope != "out of cache":
-                for what, s in (("numba_fused (1 thread)", fused_speed),
-                                (f"numba_parallel ({all_threads} threads)", par_speed)):
+                for what, s in (
+                    ("numba_fused (1 thread)", fused_speed),
+                    (f"numba_parallel ({all_threads} threads)", par_speed),
+                ):
                     if not s.empty:
-                        checks.append((f"{label}, {scope}: {what} not slower than fully_vectorized",
-                                       _verdict(float(s.min()), 1.0, "worst speedup")))
+                        checks.append(
+                            (
+                                f"{label}, {scope}: {what} not slower than fully_vectorized",
+                                _verdict(float(s.min()), 1.0, "worst speedup"),
+                            )
+                        )
     lines.append(_header_table(rows))
     lines += ["", "Targets (measured in this run):", ""]
     lines += [f"- {what}: {result}" for what, result in checks]
     if bandwidth:
-        lines += ["", "Measured read bandwidth (STREAM-style sum of an array 4x the last-level cache): "
-                  + ", ".join(f"{v:.1f} GB/s on {k} thread(s)" for k, v in sorted(bandwidth.items())) + "."]
+        lines += [
+            "",
+            "Measured read bandwidth (STREAM-style sum of an array 4x the last-level cache): "
+            + ", ".join(f"{v:.1f} GB/s on {k} thread(s)" for k, v in sorted(bandwidth.items()))
+            + ".",
+        ]
     lines += ["", "### Which layout suits which implementation", ""]
     lines += _layout_lines(ok)
     return lines
 
 
 def _header_table(rows: list[list[str]]) -> str:
-    header = ["layout", "cells", "numba_fused / fully_vectorized, 1 thread",
-              "numba_parallel / fully_vectorized, all threads", "numba_parallel, share of read bandwidth"]
+    header = [
+        "layout",
+        "cells",
+        "numba_fused / fully_vectorized, 1 thread",
+        "numba_parallel / fully_vectorized, all threads",
+        "numba_parallel, share of read bandwidth",
+    ]
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out)
@@ -133,7 +172,7 @@ def _layout_lines(ok: pd.DataFrame) -> list[str]:
         t = t[(t.index.get_level_values("m") > 1) & (t.index.get_level_values("n_x") > 1)]
         if t.empty:
             continue
-        ratio = (t["C"] / t["F"])
+        ratio = t["C"] / t["F"]
         med = float(ratio.median())
         faster = "F (examples-major)" if med > 1 else "C (features-major)"
         factor = med if med > 1 else 1 / med

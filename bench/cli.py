@@ -69,33 +69,64 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     run = sub.add_parser("run", help="time the grid and write results.csv + metadata.json")
-    run.add_argument("--profile", default="default", choices=list(PROFILES),
-                     help="grid profile: " + "; ".join(f"{p.name}: {p.description}" for p in PROFILES.values()))
-    run.add_argument("--implementations", type=_choices(list(REGISTRY), "implementation"),
-                     help=f"comma-separated subset of: {', '.join(REGISTRY)} (default: all)")
+    run.add_argument(
+        "--profile",
+        default="default",
+        choices=list(PROFILES),
+        help="grid profile: " + "; ".join(f"{p.name}: {p.description}" for p in PROFILES.values()),
+    )
+    run.add_argument(
+        "--implementations",
+        type=_choices(list(REGISTRY), "implementation"),
+        help=f"comma-separated subset of: {', '.join(REGISTRY)} (default: all)",
+    )
     run.add_argument("--m", type=_positive_ints, help="comma-separated m values replacing the profile's")
     run.add_argument("--n-x", type=_positive_ints, help="comma-separated n_x values replacing the profile's")
-    run.add_argument("--threads", type=_threads,
-                     help="BLAS/Numba threads for implementations that use them: N, 'all' or a list "
-                     "like 1,all (default: the profile's; others always run on 1)")
+    run.add_argument(
+        "--threads",
+        type=_threads,
+        help="BLAS/Numba threads for implementations that use them: N, 'all' or a list "
+        "like 1,all (default: the profile's; others always run on 1)",
+    )
     run.add_argument("--dtypes", type=_choices(DTYPES, "dtype"), help="comma-separated: float64,float32")
-    run.add_argument("--layouts", type=_choices(LAYOUTS, "layout"),
-                     help="C (features-major, the course's array) and/or F (examples-major)")
+    run.add_argument(
+        "--layouts",
+        type=_choices(LAYOUTS, "layout"),
+        help="C (features-major, the course's array) and/or F (examples-major)",
+    )
     run.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"data seed (default {DEFAULT_SEED})")
-    run.add_argument("--out", type=Path, default=Path("results/local"), help="output folder (default results/local)")
-    run.add_argument("--resume", action="store_true",
-                     help="keep the rows already in --out and time only the missing ones")
+    run.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results/local"),
+        help="output folder (default results/local)",
+    )
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the rows already in --out and time only the missing ones",
+    )
     run.add_argument("--no-lecture", action="store_true", help="skip the lecture's dot-product demo")
     run.set_defaults(handler=_cmd_run)
 
-    for name, helptext in (("plot", "draw the plots from a results file (no timing)"),
-                           ("report", "write REPORT.md from a results file (no timing)")):
+    for name, helptext in (
+        ("plot", "draw the plots from a results file (no timing)"),
+        ("report", "write REPORT.md from a results file (no timing)"),
+    ):
         cmd = sub.add_parser(name, help=helptext)
         source = cmd.add_mutually_exclusive_group()
-        source.add_argument("--results", type=Path, default=Path("results/local"),
-                            help=f"a run's {RESULTS_CSV} or its folder (default results/local)")
-        source.add_argument("--from-pytest-json", type=Path, metavar="FILE",
-                            help="a pytest-benchmark JSON file (make pytest-bench) instead of a run")
+        source.add_argument(
+            "--results",
+            type=Path,
+            default=Path("results/local"),
+            help=f"a run's {RESULTS_CSV} or its folder (default results/local)",
+        )
+        source.add_argument(
+            "--from-pytest-json",
+            type=Path,
+            metavar="FILE",
+            help="a pytest-benchmark JSON file (make pytest-bench) instead of a run",
+        )
         cmd.add_argument("--out", type=Path, help="output folder (default: plots/<run> or the results folder)")
         if name == "report":
             cmd.add_argument("--plots", type=Path, help="folder of the plots the report links to (default --out)")
@@ -122,7 +153,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         resume=args.resume,
         lecture=not args.no_lecture,
     )
-    print(f"profile {profile.name}: {len(cells)} cells into {out}", file=sys.stderr)
     summary = run(config)
     verb = "interrupted after" if summary.interrupted else "done:"
     print(
@@ -143,8 +173,11 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if args.from_pytest_json is not None:
         frame, meta = load_pytest_json(args.from_pytest_json)
         return frame, meta, None, args.from_pytest_json.parent
-    return load_results(args.results), load_metadata(args.results), load_lecture(args.results), (
-        args.results if args.results.is_dir() else args.results.parent
+    return (
+        load_results(args.results),
+        load_metadata(args.results),
+        load_lecture(args.results),
+        (args.results if args.results.is_dir() else args.results.parent),
     )
 
 

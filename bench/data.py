@@ -42,14 +42,10 @@ class Problem:
     def as_layout(self, dtype: str, layout: Layout) -> Problem:
         """The same numbers in another dtype and memory layout (a copy where needed)."""
         X = np.asarray(self.X, dtype=np.dtype(dtype), order=layout)
-        return Problem(
-            w=self.w.astype(dtype), b=self.b, X=X, Y=np.ascontiguousarray(self.Y, dtype=dtype)
-        )
+        return Problem(w=self.w.astype(dtype), b=self.b, X=X, Y=np.ascontiguousarray(self.Y, dtype=dtype))
 
 
-def make_problem(
-    m: int, n_x: int, *, seed: int, dtype: str = "float64", layout: Layout = "C"
-) -> Problem:
+def make_problem(m: int, n_x: int, *, seed: int, dtype: str = "float64", layout: Layout = "C") -> Problem:
     """A reproducible problem: X ~ N(0, 1), w ~ N(0, 1/n_x) so that z ~ N(0, 1), Y ~ Bernoulli(a).
 
     The generator is seeded from (seed, m, n_x), so each cell's data is the same in every

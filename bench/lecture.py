@@ -64,9 +64,17 @@ def run_lecture_demo(seed: int, repeats: int, threads: int = 1) -> list[dict[str
             timing = measure(variant.fn, budget_s=3600.0, round_s=0.05, max_rounds=repeats)
             if not np.isclose(timing.result, expected, rtol=1e-9):
                 raise GateError(f"lecture demo {variant.name} computed {timing.result}, not {expected}")
-            rows.append({
-                "variant": variant.name, "label": variant.label, "n": N, "threads": threads,
-                "median_s": timing.median_s, "iqr_s": timing.iqr_s, "min_s": timing.min_s,
-                "rounds": timing.rounds, "loops": timing.loops,
-            })
+            rows.append(
+                {
+                    "variant": variant.name,
+                    "label": variant.label,
+                    "n": N,
+                    "threads": threads,
+                    "median_s": timing.median_s,
+                    "iqr_s": timing.iqr_s,
+                    "min_s": timing.min_s,
+                    "rounds": timing.rounds,
+                    "loops": timing.loops,
+                }
+            )
     return rows

@@ -33,11 +33,17 @@ def git_commit(repo: Path) -> str:
     try:
         out = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         )
         dirty = subprocess.run(
             ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -78,7 +84,7 @@ def machine_line(meta: dict[str, Any]) -> str:
     cores = machine.get("cores", "?")
     mem = machine.get("memory_gib", "?")
     numpy_version = machine.get("versions", {}).get("numpy", "?")
-    blas = next((b for b in machine.get("blas", []) if b.get("internal_api")), {})
+    blas: dict[str, Any] = next((b for b in machine.get("blas", []) if b.get("internal_api")), {})
     blas_name = f"{blas.get('internal_api', '?')} {blas.get('version') or ''}".strip()
     date = str(machine.get("date", "?"))[:10]
     return f"{cpu}, {cores} cores, {mem} GiB; NumPy {numpy_version} ({blas_name}); {date}"

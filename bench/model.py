@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import nnls
 
 MIN_POINTS = 3
@@ -32,7 +33,7 @@ class CostModel:
     def predict(self, m: float, n_x: float) -> float:
         return self.overhead_s + m * self.per_example_s + m * n_x * self.per_element_s
 
-    def predict_many(self, m: np.ndarray, n_x: np.ndarray) -> np.ndarray:
+    def predict_many(self, m: NDArray[np.float64], n_x: NDArray[np.float64]) -> NDArray[np.float64]:
         return self.overhead_s + m * self.per_example_s + m * n_x * self.per_element_s
 
 
@@ -40,7 +41,7 @@ def _features(m: np.ndarray, n_x: np.ndarray) -> np.ndarray:
     return np.column_stack([np.ones_like(m), m, m * n_x]).astype(float)
 
 
-def fit_cost_model(m: Sequence[float], n_x: Sequence[float], seconds: Sequence[float]) -> CostModel | None:
+def fit_cost_model(m: ArrayLike, n_x: ArrayLike, seconds: ArrayLike) -> CostModel | None:
     """Robust nonnegative fit of the relative error; None with fewer than MIN_POINTS distinct cells."""
     m_arr = np.asarray(m, dtype=float)
     n_arr = np.asarray(n_x, dtype=float)
@@ -66,8 +67,12 @@ def fit_cost_model(m: Sequence[float], n_x: Sequence[float], seconds: Sequence[f
     model = CostModel(float(overhead), float(per_example), float(per_element), len(t), 0.0, 0.0)
     rel = np.abs(model.predict_many(m_arr, n_arr) / t - 1.0)
     return CostModel(
-        model.overhead_s, model.per_example_s, model.per_element_s,
-        len(t), float(np.median(rel)), float(rel.max()),
+        model.overhead_s,
+        model.per_example_s,
+        model.per_element_s,
+        len(t),
+        float(np.median(rel)),
+        float(rel.max()),
     )
 
 

@@ -18,12 +18,16 @@ import pandas as pd
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 
 from bench.metadata import machine_line
+from bench.model import fit_models, speedup_limit
+from bench.profiles import COURSE_SHAPE
 from bench.results import STATUS_OK, STATUS_SKIPPED_BUDGET, STATUS_SKIPPED_MEMORY
 from bench.views import (
     CLAIMS,
     HOLDS_FACTOR,
+    cell_items,
     grid_axes,
     headline,
     implementation_order,
@@ -44,7 +48,15 @@ def _colors(names: list[str]) -> dict[str, Any]:
 
 def _save(fig: Figure, out: Path, stem: str, meta: dict[str, Any], setting: str) -> list[Path]:
     """Footer naming the machine, date and setting; PNG and SVG side by side."""
-    fig.text(0.01, 0.005, f"{machine_line(meta)} | {setting}", fontsize=7, color="0.35", ha="left", va="bottom")
+    fig.text(
+        0.01,
+        0.005,
+        f"{machine_line(meta)} | {setting}",
+        fontsize=7,
+        color="0.35",
+        ha="left",
+        va="bottom",
+    )
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     paths = []
     for fmt in FORMATS:
@@ -81,8 +93,15 @@ def plot_time_vs(frame: pd.DataFrame, meta: dict[str, Any], out: Path, x: str) -
             if series.empty:
                 continue
             ax.errorbar(
-                series[x], series["median_s"], yerr=series["iqr_s"] / 2, label=name,
-                color=colors[name], marker=MARKERS[i % len(MARKERS)], ms=4, lw=1.4, capsize=2,
+                series[x],
+                series["median_s"],
+                yerr=series["iqr_s"] / 2,
+                label=name,
+                color=colors[name],
+                marker=MARKERS[i % len(MARKERS)],
+                ms=4,
+                lw=1.4,
+                capsize=2,
             )
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -111,18 +130,24 @@ def plot_speedup_heatmaps(frame: pd.DataFrame, meta: dict[str, Any], out: Path) 
     image = None
     for ax, name in zip(axes.flat, names, strict=False):
         grid = np.full((len(ns), len(ms)), np.nan)
-        for (m, n_x), value in (speed[name].dropna().items() if name in speed else []):
+        for m, n_x, value in cell_items(speed[name].dropna()) if name in speed else []:
             if m in ms and n_x in ns:
                 grid[ns.index(n_x), ms.index(m)] = value
         image = ax.imshow(grid, origin="lower", cmap="viridis", norm=norm, aspect="auto")
         for j, n_x in enumerate(ns):
             for i, m in enumerate(ms):
                 if np.isfinite(grid[j, i]):
-                    ax.text(i, j, f"{grid[j, i]:.3g}", ha="center", va="center", fontsize=6.5,
-                            color="white" if grid[j, i] < 30 else "black")
+                    ax.text(
+                        i,
+                        j,
+                        f"{grid[j, i]:.3g}",
+                        ha="center",
+                        va="center",
+                        fontsize=6.5,
+                        color="white" if grid[j, i] < 30 else "black",
+                    )
                 else:
-                    ax.add_patch(plt.Rectangle((i - 0.5, j - 0.5), 1, 1, fill=False, hatch="///",
-                                               edgecolor="0.6", lw=0))
+                    ax.add_patch(Rectangle((i - 0.5, j - 0.5), 1, 1, fill=False, hatch="///", edgecolor="0.6", lw=0))
                     own = status.get((name, m, n_x))
                     base = status.get((BASELINE, m, n_x))
                     why = {STATUS_SKIPPED_BUDGET: "skip", STATUS_SKIPPED_MEMORY: "mem"}
@@ -131,8 +156,12 @@ def plot_speedup_heatmaps(frame: pd.DataFrame, meta: dict[str, Any], out: Path) 
         finite = np.where(np.isfinite(grid), grid, np.nan)
         if np.isfinite(finite).sum() >= 4:
             contours = ax.contour(
-                np.arange(len(ms)), np.arange(len(ns)), np.log10(np.ma.masked_invalid(finite)),
-                levels=[np.log10(10.0), np.log10(300.0)], colors=["orange", "red"], linewidths=1.6,
+                np.arange(len(ms)),
+                np.arange(len(ns)),
+                np.log10(np.ma.masked_invalid(finite)),
+                levels=[np.log10(10.0), np.log10(300.0)],
+                colors=["orange", "red"],
+                linewidths=1.6,
             )
             ax.clabel(contours, fmt={np.log10(10.0): "10x", np.log10(300.0): "300x"}, fontsize=7)
         ax.set_xticks(range(len(ms)), [f"{m:,}" for m in ms], rotation=45, fontsize=7)
@@ -140,11 +169,14 @@ def plot_speedup_heatmaps(frame: pd.DataFrame, meta: dict[str, Any], out: Path) 
         ax.set_xlabel("m (examples)")
         ax.set_ylabel("n_x (features)")
         ax.set_title(f"{name} vs {BASELINE}")
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     if image is not None:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label=f"speedup over {BASELINE} (x)")
-    fig.suptitle("Speedup over two Python loops; contours at the note's 10x and 300x; hatched: not measured", y=1.03)
+    fig.suptitle(
+        "Speedup over two Python loops; contours at the note's 10x and 300x; hatched: not measured",
+        y=1.03,
+    )
     fig.text(0.01, 0.005, f"{machine_line(meta)} | {setting_label(data)}", fontsize=7, color="0.35")
     paths = []
     for fmt in FORMATS:  # colorbar layout is set by hand above, so tight_layout is not used here
@@ -163,15 +195,19 @@ def claims_table(frame: pd.DataFrame, course_shape: tuple[int, int]) -> pd.DataF
     for approach, (name, claimed) in CLAIMS.items():
         column = speed[name].dropna() if name in speed else pd.Series(dtype=float)
         at_course = float(column.get(course_shape, np.nan))
-        rows.append({
-            "approach": approach, "implementation": name, "claimed": claimed,
-            "course_shape": at_course,
-            "grid_median": float(column.median()) if not column.empty else np.nan,
-            "grid_min": float(column.min()) if not column.empty else np.nan,
-            "grid_max": float(column.max()) if not column.empty else np.nan,
-            "cells": int(column.size),
-            "holds_cells": int((column >= HOLDS_FACTOR * claimed).sum()),
-        })
+        rows.append(
+            {
+                "approach": approach,
+                "implementation": name,
+                "claimed": claimed,
+                "course_shape": at_course,
+                "grid_median": float(column.median()) if not column.empty else np.nan,
+                "grid_min": float(column.min()) if not column.empty else np.nan,
+                "grid_max": float(column.max()) if not column.empty else np.nan,
+                "cells": int(column.size),
+                "holds_cells": int((column >= HOLDS_FACTOR * claimed).sum()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -183,20 +219,35 @@ def plot_claims(frame: pd.DataFrame, meta: dict[str, Any], out: Path, course_sha
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     x = np.arange(len(table))
     width = 0.27
-    series = [("claimed (the note)", "claimed", "0.7"),
-              (f"measured at the course shape m={course_shape[0]}, n_x={course_shape[1]:,}", "course_shape", "C0"),
-              ("measured, median over the grid", "grid_median", "C2")]
+    series = [
+        ("claimed (the note)", "claimed", "0.7"),
+        (
+            f"measured at the course shape m={course_shape[0]}, n_x={course_shape[1]:,}",
+            "course_shape",
+            "C0",
+        ),
+        ("measured, median over the grid", "grid_median", "C2"),
+    ]
     for k, (label, column, color) in enumerate(series):
         values = table[column].to_numpy(dtype=float)
         bars = ax.bar(x + (k - 1) * width, np.nan_to_num(values, nan=0.0), width, label=label, color=color)
         for bar, value in zip(bars, values, strict=True):
             text = "n/a" if not np.isfinite(value) else (f"{value:.2g}x" if value < 10 else f"{value:,.0f}x")
-            ax.text(bar.get_x() + bar.get_width() / 2, max(value, 1) if np.isfinite(value) else 1,
-                    text, ha="center", va="bottom", fontsize=7)
+            ax.text(
+                bar.get_x() + bar.get_width() / 2,
+                max(value, 1) if np.isfinite(value) else 1,
+                text,
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
     ax.set_yscale("log")
     ax.set_ylim(0.1, None)
-    ax.set_xticks(x, [f"{a}\n{n}" for a, n in zip(table["approach"], table["implementation"], strict=True)],
-                  fontsize=8)
+    ax.set_xticks(
+        x,
+        [f"{a}\n{n}" for a, n in zip(table["approach"], table["implementation"], strict=True)],
+        fontsize=8,
+    )
     ax.set_ylabel("speedup over two loops (x, log scale)")
     ax.axhline(1.0, color="0.3", lw=0.8)
     ax.legend(fontsize=8, loc="upper left")
@@ -224,16 +275,34 @@ def plot_roofline(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[
                 s = s.sort_values("bytes_x")
                 if s.empty:
                     continue
-                ax.plot(s["bytes_x"], s["gbps"], styles[t], color=colors[name], marker=MARKERS[i % len(MARKERS)],
-                        ms=3.5, lw=1.2)
+                ax.plot(
+                    s["bytes_x"],
+                    s["gbps"],
+                    styles[t],
+                    color=colors[name],
+                    marker=MARKERS[i % len(MARKERS)],
+                    ms=3.5,
+                    lw=1.2,
+                )
         for t, gbps in sorted(bandwidth.items()):
             ax.axhline(gbps, color="black", ls=":" if t == 1 else "-.", lw=1)
-            ax.text(ok["bytes_x"].min(), gbps * 1.05,
-                    f"measured read bandwidth, {t} thread(s): {gbps:.0f} GB/s", fontsize=7)
+            ax.text(
+                ok["bytes_x"].min(),
+                gbps * 1.05,
+                f"measured read bandwidth, {t} thread(s): {gbps:.0f} GB/s",
+                fontsize=7,
+            )
         if llc:
             ax.axvline(float(llc), color="0.5", lw=0.8)
-            ax.text(float(llc) * 1.1, ok["gbps"].min(), "last-level cache",
-                    fontsize=7, color="0.4", rotation=90, va="bottom")
+            ax.text(
+                float(llc) * 1.1,
+                ok["gbps"].min(),
+                "last-level cache",
+                fontsize=7,
+                color="0.4",
+                rotation=90,
+                va="bottom",
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("bytes of X per gradient step")
@@ -247,16 +316,54 @@ def plot_roofline(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[
     return _save(fig, out, "roofline", meta, "float64, all thread counts")
 
 
+def plot_crossovers(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[Path]:
+    """Speedup over two_loop against n_x: the fitted model at large m (lines) beside measured cells (points)."""
+    data = headline(frame)
+    models = fit_models(data)
+    base = models.get(BASELINE)
+    speed = speedups(data)
+    names = [n for n in implementation_order(data) if n != BASELINE and n in models and n in speed]
+    if base is None or not names:
+        return []
+    colors = _colors(implementation_order(frame))
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    n_grid = np.geomspace(1, max(float(data["n_x"].max()), 2.0), 200)
+    for i, name in enumerate(names):
+        ax.plot(
+            n_grid,
+            speedup_limit(base, models[name], n_grid),
+            color=colors[name],
+            lw=1.5,
+            label=f"{name}: model, large m",
+        )
+        measured = speed[name].dropna()
+        if not measured.empty:
+            # The largest measured m for each n_x: closest to the model's large-m limit.
+            pts = pd.DataFrame(list(cell_items(measured)), columns=["m", "n_x", "speedup"])
+            pts = pts.loc[pts.groupby("n_x")["m"].idxmax()]
+            ax.scatter(pts["n_x"], pts["speedup"], color=colors[name], marker=MARKERS[i % len(MARKERS)], s=22, zorder=3)
+    for level, text in ((1.0, "1x: as fast as two loops"), (10.0, "the note's ~10x"), (300.0, "the note's ~300x")):
+        ax.axhline(level, color="0.4", ls="--", lw=0.8)
+        ax.text(n_grid[0], level * 1.08, text, fontsize=7, color="0.3")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("n_x (features)")
+    ax.set_ylabel(f"speedup over {BASELINE} (x)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("Crossovers: fitted cost model (lines) and measured cells at the largest m (points)")
+    return _save(fig, out, "crossovers", meta, setting_label(data))
+
+
 def draw_all(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[Path]:
     """Every plot the table supports; returns the files written."""
-    from bench.profiles import COURSE_SHAPE
-
     paths: list[Path] = []
     paths += plot_time_vs(frame, meta, out, "m")
     paths += plot_time_vs(frame, meta, out, "n_x")
     paths += plot_speedup_heatmaps(frame, meta, out)
     paths += plot_claims(frame, meta, out, COURSE_SHAPE)
     paths += plot_roofline(frame, meta, out)
+    paths += plot_crossovers(frame, meta, out)
     return paths
 
 

@@ -31,15 +31,27 @@ def load_pytest_json(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
         try:
             nbytes = int(info["bytes_x"])
             median = float(stats["median"])
-            rows.append({
-                "implementation": str(info["implementation"]), "m": int(info["m"]), "n_x": int(info["n_x"]),
-                "dtype": str(info["dtype"]), "layout": str(info["layout"]), "threads": int(info["threads"]),
-                "status": STATUS_OK, "median_s": median, "iqr_s": float(stats["iqr"]),
-                "min_s": float(stats["min"]), "rounds": int(stats["rounds"]),
-                "loops": int(stats.get("iterations", 1)), "compile_s": info.get("compile_s"),
-                "predicted_s": None, "bytes_x": nbytes, "gbps": nbytes / median / 1e9,
-                "bw_fraction": None,
-            })
+            rows.append(
+                {
+                    "implementation": str(info["implementation"]),
+                    "m": int(info["m"]),
+                    "n_x": int(info["n_x"]),
+                    "dtype": str(info["dtype"]),
+                    "layout": str(info["layout"]),
+                    "threads": int(info["threads"]),
+                    "status": STATUS_OK,
+                    "median_s": median,
+                    "iqr_s": float(stats["iqr"]),
+                    "min_s": float(stats["min"]),
+                    "rounds": int(stats["rounds"]),
+                    "loops": int(stats.get("iterations", 1)),
+                    "compile_s": info.get("compile_s"),
+                    "predicted_s": None,
+                    "bytes_x": nbytes,
+                    "gbps": nbytes / median / 1e9,
+                    "bw_fraction": None,
+                }
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise BenchError(f"corrupt pytest-benchmark file {path}: benchmark {bench.get('name')}: {exc}") from None
     if not rows:

@@ -19,12 +19,24 @@ from bench.plots import claims_table
 from bench.profiles import COURSE_SHAPE
 from bench.results import STATUS_OK, STATUS_SKIPPED_BUDGET, STATUS_SKIPPED_MEMORY
 from bench.timing import MIN_ROUNDS
-from bench.views import CLAIMS, HOLDS_FACTOR, fmt_seconds, fmt_speedup, headline, setting_label, speedups
+from bench.views import (
+    CLAIMS,
+    HOLDS_FACTOR,
+    cell_items,
+    fmt_seconds,
+    fmt_speedup,
+    headline,
+    setting_label,
+    speedups,
+)
 from implementations import BASELINE
 
 REPORT_MD = "REPORT.md"
 PLOTS = (
-    ("speedup_heatmap", "Speedup over two loops on the (m, n_x) grid, with the 10x and 300x contours"),
+    (
+        "speedup_heatmap",
+        "Speedup over two loops on the (m, n_x) grid, with the 10x and 300x contours",
+    ),
     ("claims", "The note's speed table: claimed against measured"),
     ("time_vs_m", "Time per gradient step against m"),
     ("time_vs_n_x", "Time per gradient step against n_x"),
@@ -56,30 +68,35 @@ def claim_verdict(speed: pd.Series, claimed: float) -> tuple[str, str]:
     """('holds' | 'holds only where ...' | 'does not hold', a sentence with the region and range)."""
     speed = speed.dropna()
     if speed.empty:
-        return "not measured", "no cell has both this implementation and the two-loop baseline measured."
+        return (
+            "not measured",
+            "no cell has both this implementation and the two-loop baseline measured.",
+        )
     threshold = HOLDS_FACTOR * claimed
     holds = speed >= threshold
     measured = f"measured {fmt_speedup(speed.min())} to {fmt_speedup(speed.max())} over {speed.size} cells"
     if holds.all():
         return "holds", f"At least {fmt_speedup(threshold)} in every measured cell ({measured})."
     if not holds.any():
-        return "does not hold", f"Below {fmt_speedup(threshold)} in every measured cell ({measured})."
+        return (
+            "does not hold",
+            f"Below {fmt_speedup(threshold)} in every measured cell ({measured}).",
+        )
     by_nx: dict[int, tuple[list[int], set[int]]] = {}
-    for (m, n_x), ok in holds.items():
-        ms, yes = by_nx.setdefault(int(n_x), ([], set()))
-        ms.append(int(m))
+    for m, n_x, ok in cell_items(holds):
+        members, yes = by_nx.setdefault(n_x, ([], set()))
+        members.append(m)
         if ok:
-            yes.add(int(m))
+            yes.add(m)
     everywhere = [n for n, (ms, yes) in sorted(by_nx.items()) if len(yes) == len(ms)]
     parts = []
-    for n_x, (ms, yes) in sorted(by_nx.items()):
-        ms = sorted(ms)
+    for n_x, (members, yes) in sorted(by_nx.items()):
         if not yes:
             continue
-        if len(yes) == len(ms):
+        if len(yes) == len(members):
             parts.append(f"n_x = {n_x:,}: every measured m")
         else:
-            parts.append(f"n_x = {n_x:,}: m = {_ranges(ms, yes)}")
+            parts.append(f"n_x = {n_x:,}: m = {_ranges(sorted(members), yes)}")
     # The smallest n_x from which the claim holds at every measured m, for every larger n_x too.
     sorted_nx = sorted(by_nx)
     from_nx = next((n for i, n in enumerate(sorted_nx) if all(k in everywhere for k in sorted_nx[i:])), None)
@@ -111,7 +128,9 @@ def _header(frame: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
     ]
     bw = meta.get("bandwidth_gbps") or {}
     if bw:
-        lines.append("- Measured read bandwidth: " + ", ".join(f"{float(v):.1f} GB/s on {k} thread(s)" for k, v in bw.items()))
+        lines.append(
+            "- Measured read bandwidth: " + ", ".join(f"{float(v):.1f} GB/s on {k} thread(s)" for k, v in bw.items())
+        )
     counts = frame["status"].value_counts()
     lines.append(
         f"- Rows: {int(counts.get(STATUS_OK, 0))} measured, {int(counts.get(STATUS_SKIPPED_BUDGET, 0))} skipped by the "
@@ -129,12 +148,16 @@ def _claims_section(frame: pd.DataFrame) -> list[str]:
     rows = []
     for _, r in table.iterrows():
         t = times["median_s"].get(r["implementation"], np.nan)
-        rows.append([
-            r["approach"], f"`{r['implementation']}`", "1x (baseline)" if r["claimed"] == 1 else f"~{r['claimed']:.0f}x",
-            f"{fmt_speedup(r['course_shape'])} ({fmt_seconds(t)})",
-            fmt_speedup(r["grid_median"]),
-            f"{fmt_speedup(r['grid_min'])} to {fmt_speedup(r['grid_max'])}",
-        ])
+        rows.append(
+            [
+                r["approach"],
+                f"`{r['implementation']}`",
+                "1x (baseline)" if r["claimed"] == 1 else f"~{r['claimed']:.0f}x",
+                f"{fmt_speedup(r['course_shape'])} ({fmt_seconds(t)})",
+                fmt_speedup(r["grid_median"]),
+                f"{fmt_speedup(r['grid_min'])} to {fmt_speedup(r['grid_max'])}",
+            ]
+        )
     lines = [
         "",
         "## The note's speed table, measured",
@@ -142,8 +165,17 @@ def _claims_section(frame: pd.DataFrame) -> list[str]:
         f"Setting: {setting_label(data)} (the course's own array, the headline comparison). Speedup = "
         f"time of `{BASELINE}` / time of the implementation, cell by cell.",
         "",
-        _table(["Approach", "implementation", "claimed", f"course shape m={m_c}, n_x={n_c:,}",
-                "median over grid", "range over grid"], rows),
+        _table(
+            [
+                "Approach",
+                "implementation",
+                "claimed",
+                f"course shape m={m_c}, n_x={n_c:,}",
+                "median over grid",
+                "range over grid",
+            ],
+            rows,
+        ),
         "",
         "## Verdicts",
         "",
@@ -182,15 +214,19 @@ def _method_section(frame: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
         "- The timed unit is one `propagate` call on data made beforehand from the seed; a warm-up call "
         "first, and for JIT implementations the compiling first call is recorded apart as `compile_s`.",
         f"- Loops per round calibrated so a round lasts at least {meta.get('round_s', '?')} s; up to "
-        f"{meta.get('max_rounds', '?')} rounds within {meta.get('cell_budget_s', '?')} s per cell; median, IQR and min.",
+        f"{meta.get('max_rounds', '?')} rounds within {meta.get('cell_budget_s', '?')} s per cell; "
+        "median, IQR and min.",
         f"- Cut-off: a cell predicted (from the same implementation's measured cells) to take more than "
-        f"{meta.get('call_budget_s', '?')} s per call is not run and is recorded as `skipped_budget` with its prediction.",
+        f"{meta.get('call_budget_s', '?')} s per call is not run "
+        "and is recorded as `skipped_budget` with its prediction.",
         "- Correctness gate: before timing, each implementation's result on the cell's data is compared with "
         "`fully_vectorized`; a mismatch stops the run.",
         "- BLAS and Numba thread pools are fixed per row with threadpoolctl and `numba.set_num_threads`.",
     ]
     if not few.empty:
-        lines.append(f"- {len(few)} slow rows have fewer than {MIN_ROUNDS} rounds (budget-limited); see the `rounds` column.")
+        lines.append(
+            f"- {len(few)} slow rows have fewer than {MIN_ROUNDS} rounds (budget-limited); see the `rounds` column."
+        )
     return lines
 
 

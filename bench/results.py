@@ -153,7 +153,15 @@ def load_results(path: Path) -> pd.DataFrame:
     try:
         for column in ("m", "n_x", "threads"):
             frame[column] = pd.to_numeric(frame[column], errors="raise").astype(int)
-        for column in ("median_s", "iqr_s", "min_s", "compile_s", "predicted_s", "gbps", "bw_fraction"):
+        for column in (
+            "median_s",
+            "iqr_s",
+            "min_s",
+            "compile_s",
+            "predicted_s",
+            "gbps",
+            "bw_fraction",
+        ):
             frame[column] = pd.to_numeric(frame[column], errors="raise").astype(float)
     except (ValueError, TypeError) as exc:
         raise BenchError(f"corrupt results file {csv_path}: {exc}") from None

@@ -115,7 +115,9 @@ def plan(config: RunConfig) -> list[Task]:
     return tasks
 
 
-def _gate(task: Task, reference: Gradients) -> Callable[[Gradients], None]:
+def correctness_gate(task: Task, reference: Gradients) -> Callable[[Gradients], None]:
+    """A check that raises GateError unless a result matches the reference on the task's data."""
+
     def check(got: Gradients) -> None:
         rtol = GATE_RTOL[task.dtype]
         scale = max(float(np.abs(reference.dw).max()), abs(reference.db), 1e-30)
@@ -162,9 +164,9 @@ class Progress:
         if not self.tty:
             elapsed = time.perf_counter() - self.start
             print(
-                f"[{self.done}/{self.total} rows, {elapsed:6.1f} s] m={m} n_x={n_x}: "
-                f"{timed} timed, {skipped} skipped",
-                file=sys.stderr, flush=True,
+                f"[{self.done}/{self.total} rows, {elapsed:6.1f} s] m={m} n_x={n_x}: {timed} timed, {skipped} skipped",
+                file=sys.stderr,
+                flush=True,
             )
 
     def close(self) -> None:
@@ -203,9 +205,16 @@ def _row(task: Task, bandwidth: dict[str, float], **values: Any) -> Row:
     gbps = bytes_x / median / 1e9 if median else None
     limit = bandwidth.get(str(task.threads))
     return Row(
-        implementation=task.implementation, m=task.m, n_x=task.n_x, dtype=task.dtype,
-        layout=task.layout, threads=task.threads, bytes_x=bytes_x, gbps=gbps,
-        bw_fraction=gbps / limit if gbps and limit else None, **values,
+        implementation=task.implementation,
+        m=task.m,
+        n_x=task.n_x,
+        dtype=task.dtype,
+        layout=task.layout,
+        threads=task.threads,
+        bytes_x=bytes_x,
+        gbps=gbps,
+        bw_fraction=gbps / limit if gbps and limit else None,
+        **values,
     )
 
 
@@ -218,6 +227,11 @@ def run(config: RunConfig) -> RunSummary:
     """Measure the plan into config.out; Ctrl-C keeps every finished row."""
     tasks = plan(config)
     previous_rows, previous_meta = _previous(config)
+    print(
+        f"profile {config.profile.name}: {len(config.cells)} cells, {len(tasks)} rows into {config.out}",
+        file=sys.stderr,
+        flush=True,
+    )
     done: set[tuple[Any, ...]] = set()
     history: dict[tuple[str, str, str, int], list[tuple[int, int, float]]] = defaultdict(list)
 
@@ -241,17 +255,23 @@ def run(config: RunConfig) -> RunSummary:
     meta["bandwidth_gbps"] = bandwidth = _bandwidth(config, previous_meta)
     print(
         "read bandwidth: " + ", ".join(f"{v:.1f} GB/s on {k} thread(s)" for k, v in bandwidth.items()),
-        file=sys.stderr, flush=True,
+        file=sys.stderr,
+        flush=True,
     )
 
     writer = RowWriter(config.out / RESULTS_CSV)
     if previous_rows is not None:
-        for record in previous_rows.to_dict("records"):
+        for record in cast(list[dict[str, Any]], previous_rows.to_dict("records")):
             writer.write(record)
             key = tuple(record[k] for k in KEY)
             done.add(key)
             if record["status"] == STATUS_OK:
-                series = (record["implementation"], record["dtype"], record["layout"], int(record["threads"]))
+                series = (
+                    record["implementation"],
+                    record["dtype"],
+                    record["layout"],
+                    int(record["threads"]),
+                )
                 history[series].append((int(record["m"]), int(record["n_x"]), float(record["median_s"])))
         summary.reused = len(done)
 
@@ -353,13 +373,20 @@ def _time_task(
             budget_s=profile.cell_budget_s,
             round_s=profile.round_s,
             max_rounds=profile.max_rounds,
-            check=_gate(task, reference),
+            check=correctness_gate(task, reference),
         )
     writer.write(
         _row(
-            task, bandwidth, status=STATUS_OK, median_s=timing.median_s, iqr_s=timing.iqr_s,
-            min_s=timing.min_s, rounds=timing.rounds, loops=timing.loops,
-            compile_s=timing.compile_s, predicted_s=predicted,
+            task,
+            bandwidth,
+            status=STATUS_OK,
+            median_s=timing.median_s,
+            iqr_s=timing.iqr_s,
+            min_s=timing.min_s,
+            rounds=timing.rounds,
+            loops=timing.loops,
+            compile_s=timing.compile_s,
+            predicted_s=predicted,
         )
     )
     return timing.median_s

@@ -58,7 +58,7 @@ def thread_limits(threads: int) -> Iterator[None]:
     is set at import time.
     """
     previous = numba.get_num_threads()
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     try:
         with threadpool_limits(limits=threads, user_api="blas"):
             yield

@@ -6,7 +6,8 @@ C order (features-major), one thread.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -74,9 +75,16 @@ def grid_axes(frame: pd.DataFrame) -> tuple[list[int], list[int]]:
     cells = frame[["m", "n_x"]].drop_duplicates()
     m_counts = cells.groupby("m")["n_x"].nunique()
     n_counts = cells.groupby("n_x")["m"].nunique()
-    ms = sorted(int(v) for v, c in m_counts.items() if c > 1 or len(n_counts) == 1)
-    ns = sorted(int(v) for v, c in n_counts.items() if c > 1 or len(m_counts) == 1)
+    ms = sorted(int(v) for v in m_counts.index[(m_counts > 1) | (len(n_counts) == 1)])
+    ns = sorted(int(v) for v in n_counts.index[(n_counts > 1) | (len(m_counts) == 1)])
     return ms, ns
+
+
+def cell_items(series: pd.Series) -> Iterator[tuple[int, int, float]]:
+    """(m, n_x, value) for a series indexed by (m, n_x)."""
+    for key, value in series.items():
+        m, n_x = cast(tuple[int, int], key)
+        yield int(m), int(n_x), float(value)
 
 
 def fmt_seconds(seconds: float) -> str:

@@ -8,7 +8,16 @@ import pandas as pd
 from bench.lecture import LECTURE_SECONDS
 from bench.model import CostModel, crossover_n_x, fit_models
 from bench.results import STATUS_OK
-from bench.views import CLAIMS, HOLDS_FACTOR, fmt_seconds, fmt_speedup, headline, setting_label, speedups
+from bench.views import (
+    CLAIMS,
+    HOLDS_FACTOR,
+    cell_items,
+    fmt_seconds,
+    fmt_speedup,
+    headline,
+    setting_label,
+    speedups,
+)
 from implementations import BASELINE, REFERENCE, REGISTRY
 
 
@@ -19,8 +28,10 @@ def _constants(name: str, model: CostModel, itemsize: int) -> str:
         # Two multiply-adds per element (one for z, one for dw), each a few bytecodes.
         return f"{model.per_element_s * 1e9 / 2:.0f} ns per scalar multiply-add (2 per element); call {over}"
     if REGISTRY.get(name) is not None and REGISTRY[name].python_loops:
-        return (f"{model.per_example_s * 1e6:.2f} µs per Python-level iteration (example), "
-                f"+ {model.per_element_s * 1e9:.2g} ns per element; call {over}")
+        return (
+            f"{model.per_example_s * 1e6:.2f} µs per Python-level iteration (example), "
+            f"+ {model.per_element_s * 1e9:.2g} ns per element; call {over}"
+        )
     gbps = itemsize / model.per_element_s / 1e9 if model.per_element_s > 0 else float("inf")
     return f"per-call overhead {over}; effective {gbps:.1f} GB/s of X ({model.per_element_s * 1e9:.3g} ns per element)"
 
@@ -57,8 +68,8 @@ def _crossovers(data: pd.DataFrame, models: dict[str, CostModel]) -> list[str]:
         n_star = crossover_n_x(base, fv, 1.0)
         measured = speed["feature_vectorized"].dropna()
         slower = measured[measured < 1]
-        where = ", ".join(sorted({f"{n:,}" for (_m, n) in slower.index}, key=lambda s: int(s.replace(',', ''))))
-        model_txt = ("never, by the model" if n_star is None else f"n_x > {n_star:.1f} by the model")
+        where = ", ".join(sorted({f"{n:,}" for (_m, n) in slower.index}, key=lambda s: int(s.replace(",", ""))))
+        model_txt = "never, by the model" if n_star is None else f"n_x > {n_star:.1f} by the model"
         lines.append(
             f"- `feature_vectorized` beats `two_loop` once n_x is large enough to pay for NumPy's per-call cost "
             f"(about {fmt_seconds(fv.per_example_s)} per example against {fmt_seconds(base.per_element_s)} per "
@@ -67,7 +78,8 @@ def _crossovers(data: pd.DataFrame, models: dict[str, CostModel]) -> list[str]:
         )
     nl, ref = models.get("numba_loop"), models.get(REFERENCE)
     times = data[data["status"] == STATUS_OK].pivot_table(
-        index=["m", "n_x"], columns="implementation", values="median_s", aggfunc="first")
+        index=["m", "n_x"], columns="implementation", values="median_s", aggfunc="first"
+    )
     if nl and ref and {"numba_loop", REFERENCE} <= set(times.columns):
         both = times[["numba_loop", REFERENCE]].dropna()
         wins = both[both["numba_loop"] < both[REFERENCE]]
@@ -77,18 +89,21 @@ def _crossovers(data: pd.DataFrame, models: dict[str, CostModel]) -> list[str]:
             f"({fmt_seconds(ref.overhead_s)} against {fmt_seconds(nl.overhead_s)}) outweighs the loops: measured in "
             f"{len(wins)} of {len(both)} cells, up to m x n_x = {biggest:,} elements."
         )
-    for approach, (name, claimed) in CLAIMS.items():
+    for name, claimed in CLAIMS.values():
         model = models.get(name)
         if claimed == 1 or not (base and model):
             continue
         n_star = crossover_n_x(base, model, HOLDS_FACTOR * claimed)
-        text = ("never reaches it, by the model" if n_star is None
-                else f"reaches it from n_x = {max(1.0, n_star):.0f} on, at large m, by the model")
+        text = (
+            "never reaches it, by the model"
+            if n_star is None
+            else f"reaches it from n_x = {max(1.0, n_star):.0f} on, at large m, by the model"
+        )
         measured = speed[name].dropna() if name in speed else pd.Series(dtype=float)
-        held = sorted({n for (_m, n), v in measured.items() if v >= HOLDS_FACTOR * claimed})
+        held = sorted({n for _m, n, v in cell_items(measured) if v >= HOLDS_FACTOR * claimed})
         check = f"; measured: first at n_x = {held[0]:,}" if held else "; measured: in no cell"
         lines.append(f"- The ~{claimed:.0f}x claim ({fmt_speedup(HOLDS_FACTOR * claimed)} or more) {text}{check}.")
-    return lines + [""]
+    return [*lines, ""]
 
 
 def _predicted(frame: pd.DataFrame, models: dict[str, CostModel]) -> list[str]:
@@ -106,8 +121,10 @@ def _predicted(frame: pd.DataFrame, models: dict[str, CostModel]) -> list[str]:
     ]
     for _, r in skipped.sort_values(["implementation", "m", "n_x"]).iterrows():
         pred = r["predicted_s"]
-        lines.append(f"| `{r['implementation']}` | {r['m']:,} | {r['n_x']:,} | {r['status']} | "
-                     f"{'*' + fmt_seconds(pred) + ' (predicted)*' if np.isfinite(pred) else 'n/a'} |")
+        lines.append(
+            f"| `{r['implementation']}` | {r['m']:,} | {r['n_x']:,} | {r['status']} | "
+            f"{'*' + fmt_seconds(pred) + ' (predicted)*' if np.isfinite(pred) else 'n/a'} |"
+        )
     return [*lines, ""]
 
 
@@ -118,7 +135,8 @@ def _lecture(lecture: pd.DataFrame | None) -> list[str]:
     lines = [
         "### The lecture's demo: a 1,000,000-element dot product",
         "",
-        "The ~300x comes from this demo: a Python for-loop against `np.dot`. Lecture figures are *quoted*, not measured.",
+        "The ~300x comes from this demo: a Python for-loop against `np.dot`. "
+        "Lecture figures are *quoted*, not measured.",
         "",
         "| variant | measured (median) | lecture (quoted) |",
         "|---|---|---|",
@@ -129,8 +147,11 @@ def _lecture(lecture: pd.DataFrame | None) -> list[str]:
     if {"loop_numpy", "np_dot"} <= set(t.index):
         ratio = t["loop_numpy"] / t["np_dot"]
         quoted_ratio = LECTURE_SECONDS["loop_numpy"] / LECTURE_SECONDS["np_dot"]
-        lines += ["", f"Measured ratio loop / np.dot: **{fmt_speedup(ratio)}** (the lecture: {fmt_speedup(quoted_ratio)}, "
-                  "\"about 300 times\")."]
+        lines += [
+            "",
+            f"Measured ratio loop / np.dot: **{fmt_speedup(ratio)}** (the lecture: {fmt_speedup(quoted_ratio)}, "
+            '"about 300 times").',
+        ]
         if "loop_list" in t.index:
             lines.append(
                 f"Over Python lists the same loop takes {fmt_seconds(t['loop_list'])}, so against that baseline "

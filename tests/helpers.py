@@ -22,9 +22,7 @@ def assert_matches_reference(grads: Gradients, ref: Reference, dtype: Any, where
     ulp = 4 * float(np.finfo(dtype).eps)
     n_x = ref.dw.shape[0]
     assert grads.dw.shape == (n_x, 1), f"{where}: dw shape {grads.dw.shape}, expected ({n_x}, 1)"
-    assert grads.dw.dtype == np.dtype(dtype), (
-        f"{where}: dw dtype {grads.dw.dtype}, expected {dtype}"
-    )
+    assert grads.dw.dtype == np.dtype(dtype), f"{where}: dw dtype {grads.dw.dtype}, expected {dtype}"
     assert isinstance(grads.db, float), f"{where}: db is {type(grads.db).__name__}, not float"
     assert isinstance(grads.cost, float), f"{where}: cost is {type(grads.cost).__name__}, not float"
     dw = grads.dw.astype(np.float64)

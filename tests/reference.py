@@ -25,9 +25,7 @@ class Reference:
     dw: NDArray[np.float64]
     db: float
     cost: float
-    dw_scale: NDArray[
-        np.float64
-    ]  # mean_i |x_ji dz_i|: the rounding error of dw is relative to this
+    dw_scale: NDArray[np.float64]  # mean_i |x_ji dz_i|: the rounding error of dw is relative to this
     db_scale: float  # mean_i |dz_i|
     x_scale: NDArray[np.float64]  # mean_i |x_ji|: dz = a - y carries ~1 ulp of 1, times x_ji
 

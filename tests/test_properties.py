@@ -27,9 +27,7 @@ def problems(draw: st.DrawFn) -> tuple[Any, float, Any, Any, str]:
     rng = np.random.default_rng(seed)
     X = rng.uniform(-1.0, 1.0, (n_x, m))
     w = rng.uniform(-1.0, 1.0, (n_x, 1)) * (z_scale / n_x)
-    Y = {"zeros": np.zeros((1, m)), "ones": np.ones((1, m))}.get(
-        labels, (rng.random((1, m)) < 0.5).astype(np.float64)
-    )
+    Y = {"zeros": np.zeros((1, m)), "ones": np.ones((1, m))}.get(labels, (rng.random((1, m)) < 0.5).astype(np.float64))
     b = float(rng.uniform(-1.0, 1.0))
     X = np.asarray(X, dtype=np.dtype(dtype), order=layout)
     return w.astype(dtype), b, X, Y.astype(dtype), dtype
@@ -37,9 +35,7 @@ def problems(draw: st.DrawFn) -> tuple[Any, float, Any, Any, str]:
 
 @pytest.mark.parametrize("name", list(REGISTRY))
 @given(problem=problems())
-def test_propagate_matches_reference_on_random_problems(
-    name: str, problem: tuple[Any, float, Any, Any, str]
-) -> None:
+def test_propagate_matches_reference_on_random_problems(name: str, problem: tuple[Any, float, Any, Any, str]) -> None:
     w, b, X, Y, dtype = problem
     ref = reference_gradients(w, b, X, Y)
     with np.errstate(over="raise", invalid="raise", divide="raise"):

@@ -1,0 +1,123 @@
+"""Report and plots from hand-made tables: verdicts follow the rule, numbers come from the table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+from bench.pytest_json import load_pytest_json
+from bench.report import build_report, claim_verdict
+from bench.results import COLUMNS
+
+
+def _speed(values: dict[tuple[int, int], float]) -> pd.Series:
+    return pd.Series(values, index=pd.MultiIndex.from_tuples(list(values), names=["m", "n_x"]))
+
+
+def test_verdicts() -> None:
+    assert claim_verdict(_speed({(10, 1): 400.0, (10, 8): 900.0}), 300)[0] == "holds"
+    assert claim_verdict(_speed({(10, 1): 4.0, (10, 8): 4.9}), 10)[0] == "does not hold"
+    verdict, sentence = claim_verdict(
+        _speed(
+            {
+                (10, 1): 0.5,
+                (100, 1): 0.6,
+                (10, 64): 3.0,
+                (100, 64): 12.0,
+                (10, 512): 40.0,
+                (100, 512): 90.0,
+            }
+        ),
+        10,
+    )
+    assert verdict == "holds only where n_x >= 512"
+    assert "3 of 6 cells" in sentence and "n_x = 64: m = 100" in sentence
+    assert claim_verdict(_speed({}), 10)[0] == "not measured"
+
+
+def _rows(times: dict[str, float], m: int = 209, n_x: int = 12288) -> list[dict[str, Any]]:
+    return [
+        {
+            "implementation": k,
+            "m": m,
+            "n_x": n_x,
+            "dtype": "float64",
+            "layout": "C",
+            "threads": 1,
+            "status": "ok",
+            "median_s": v,
+            "iqr_s": v / 100,
+            "min_s": v,
+            "rounds": 5,
+            "loops": 1,
+            "bytes_x": m * n_x * 8,
+        }
+        for k, v in times.items()
+    ]
+
+
+def test_report_numbers_come_from_the_table(tmp_path: Path) -> None:
+    rows = _rows({"two_loop": 1.0, "feature_vectorized": 0.125, "fully_vectorized": 0.0025})
+    rows += _rows({"two_loop": 0.002, "feature_vectorized": 0.004, "fully_vectorized": 0.0001}, m=100, n_x=2)
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    text = build_report(frame, {"profile": "test"}, None, tmp_path, tmp_path)
+    assert "| 8x (125 ms)" in text  # 1.0 / 0.125 at the course shape
+    assert "| 400x (2.5 ms)" in text
+    assert "0.5x to 8x" in text  # feature_vectorized's range over both cells
+
+
+def test_pytest_json_becomes_the_same_table_and_plots(tmp_path: Path) -> None:
+    benchmarks = []
+    for name, median in (("two_loop", 1e-2), ("fully_vectorized", 1e-5)):
+        for m in (64, 4096):
+            for n_x in (16, 256):
+                benchmarks.append(
+                    {
+                        "name": f"test_propagate[{name}-m{m}-nx{n_x}]",
+                        "stats": {
+                            "median": median * m * n_x / 1e3,
+                            "iqr": 1e-7,
+                            "min": median,
+                            "rounds": 5,
+                            "iterations": 3,
+                        },
+                        "extra_info": {
+                            "implementation": name,
+                            "m": m,
+                            "n_x": n_x,
+                            "dtype": "float64",
+                            "layout": "C",
+                            "threads": 1,
+                            "bytes_x": m * n_x * 8,
+                        },
+                    }
+                )
+    path = tmp_path / "bench.json"
+    path.write_text(
+        json.dumps(
+            {
+                "benchmarks": benchmarks,
+                "machine_info": {"cpu": {"brand_raw": "Test CPU"}},
+                "datetime": "2026-01-01T00:00:00",
+            }
+        )
+    )
+    frame, meta = load_pytest_json(path)
+    assert tuple(frame.columns) == COLUMNS and len(frame) == 8 and meta["machine"]["cpu"] == "Test CPU"
+    assert main(["plot", "--from-pytest-json", str(path), "--out", str(tmp_path / "plots")]) == 0
+    assert (tmp_path / "plots" / "speedup_heatmap.png").is_file()
+    assert main(["report", "--from-pytest-json", str(path), "--out", str(tmp_path)]) == 0
+    assert "1,000x" in (tmp_path / "REPORT.md").read_text()
+
+
+@pytest.mark.parametrize("content", ["{}", "[]", '{"benchmarks": [{"extra_info": {"implementation": "x"}}]}'])
+def test_bad_pytest_json_is_a_one_line_error(tmp_path: Path, content: str, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    assert main(["plot", "--from-pytest-json", str(path), "--out", str(tmp_path)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
