@@ -85,9 +85,7 @@ class Implementation:
         validate_inputs(w, b, X, Y)
         validate_hyperparameters(num_iterations, learning_rate)
         run = self.optimize_fn or (
-            lambda w_, b_, X_, Y_, n_, lr_: gradient_descent(
-                self.propagate, w_, b_, X_, Y_, n_, lr_
-            )
+            lambda w_, b_, X_, Y_, n_, lr_: gradient_descent(self.propagate, w_, b_, X_, Y_, n_, lr_)
         )
         return run(w, float(b), X, Y, num_iterations, learning_rate)
 

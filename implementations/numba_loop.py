@@ -18,9 +18,7 @@ from implementations.logistic import sigmoid_and_loss
 _sigmoid_and_loss = numba.njit(inline="always")(sigmoid_and_loss)
 
 
-def _propagate_loops(
-    w: FloatArray, b: float, X: FloatArray, Y: FloatArray
-) -> tuple[FloatArray, float, float]:
+def _propagate_loops(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> tuple[FloatArray, float, float]:
     n_x, m = X.shape
     dw = np.zeros(n_x, dtype=X.dtype)
     db = 0.0
@@ -49,6 +47,4 @@ def propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Gradient
     return Gradients(dw=dw.reshape(-1, 1), db=float(db), cost=float(cost))
 
 
-IMPLEMENTATION = Implementation(
-    name="numba_loop", propagate=propagate, summary=summary_of(__doc__), jit=True
-)
+IMPLEMENTATION = Implementation(name="numba_loop", propagate=propagate, summary=summary_of(__doc__), jit=True)

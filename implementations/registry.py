@@ -18,8 +18,6 @@ _ORDERED: tuple[Implementation, ...] = (
     numba_loop.IMPLEMENTATION,
 )
 
-REGISTRY: MappingProxyType[str, Implementation] = MappingProxyType(
-    {impl.name: impl for impl in _ORDERED}
-)
+REGISTRY: MappingProxyType[str, Implementation] = MappingProxyType({impl.name: impl for impl in _ORDERED})
 REFERENCE = "fully_vectorized"
 BASELINE = "two_loop"

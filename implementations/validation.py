@@ -16,13 +16,9 @@ def _require_float_array(name: str, value: Any, ndim: int) -> np.ndarray[Any, An
     if not isinstance(value, np.ndarray):
         raise ValueError(f"{name} must be a NumPy array, got {type(value).__name__}")
     if value.ndim != ndim:
-        raise ValueError(
-            f"{name} must be {ndim}-dimensional, got ndim={value.ndim} (shape {value.shape})"
-        )
+        raise ValueError(f"{name} must be {ndim}-dimensional, got ndim={value.ndim} (shape {value.shape})")
     if not np.issubdtype(value.dtype, np.floating):
-        raise ValueError(
-            f"{name} must be a float array (float32 or float64), got dtype {value.dtype}"
-        )
+        raise ValueError(f"{name} must be a float array (float32 or float64), got dtype {value.dtype}")
     if value.dtype not in (np.float32, np.float64):
         raise ValueError(f"{name} must be float32 or float64, got dtype {value.dtype}")
     return value
@@ -48,19 +44,13 @@ def validate_inputs(w: Any, b: Any, X: Any, Y: Any) -> None:
     w = _require_float_array("w", w, 2)
     n_x, m = X.shape
     if n_x == 0 or m == 0:
-        raise ValueError(
-            f"X must have at least one feature and one example, got shape (n_x={n_x}, m={m})"
-        )
+        raise ValueError(f"X must have at least one feature and one example, got shape (n_x={n_x}, m={m})")
     if Y.shape != (1, m):
         raise ValueError(f"Y must have shape (1, m) = (1, {m}) to match X {X.shape}, got {Y.shape}")
     if w.shape != (n_x, 1):
-        raise ValueError(
-            f"w must have shape (n_x, 1) = ({n_x}, 1) to match X {X.shape}, got {w.shape}"
-        )
+        raise ValueError(f"w must have shape (n_x, 1) = ({n_x}, 1) to match X {X.shape}, got {w.shape}")
     if not (X.dtype == Y.dtype == w.dtype):
-        raise ValueError(
-            f"X, Y and w must share one dtype, got X {X.dtype}, Y {Y.dtype}, w {w.dtype}"
-        )
+        raise ValueError(f"X, Y and w must share one dtype, got X {X.dtype}, Y {Y.dtype}, w {w.dtype}")
     if isinstance(b, bool) or not isinstance(b, numbers.Real):
         raise ValueError(f"b must be a real number, got {type(b).__name__}")
     if not math.isfinite(float(b)):
