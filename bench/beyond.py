@@ -130,7 +130,7 @@ def beyond_section(frame: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
     if bandwidth:
         lines += [
             "",
-            "Measured read bandwidth (STREAM-style sum of an array 4x the last-level cache): "
+            "Measured read bandwidth (STREAM-style sum of an array 4x the last-level cache, best of 10 reads): "
             + ", ".join(f"{v:.1f} GB/s on {k} thread(s)" for k, v in sorted(bandwidth.items()))
             + ".",
         ]
@@ -176,8 +176,9 @@ def _layout_lines(ok: pd.DataFrame) -> list[str]:
         med = float(ratio.median())
         faster = "F (examples-major)" if med > 1 else "C (features-major)"
         factor = med if med > 1 else 1 / med
+        verdict = "the two layouts are within 10%" if factor < 1.1 else f"{faster} is faster by {factor:.2g}x"
         lines.append(
-            f"- `{name}`: {faster} is faster by {factor:.2g}x at the median cell "
+            f"- `{name}`: {verdict} at the median cell "
             f"(C/F time ratio {ratio.min():.2g} to {ratio.max():.2g}); {WHY_LAYOUT.get(str(name), '')}."
         )
     return lines

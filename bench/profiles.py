@@ -51,7 +51,6 @@ PROFILES: dict[str, Profile] = {
             n_x=(1, 16, 256),
             dtypes=("float64",),
             layouts=("C", "F"),
-            threads=("1",),
             call_budget_s=0.3,
             cell_budget_s=0.15,
             round_s=0.002,

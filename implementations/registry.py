@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from implementations import feature_vectorized, fully_vectorized, numba_loop, two_loop
+from implementations import (
+    feature_vectorized,
+    fully_vectorized,
+    numba_fused,
+    numba_loop,
+    numba_parallel,
+    two_loop,
+)
 from implementations.interface import Implementation
 
 _ORDERED: tuple[Implementation, ...] = (
@@ -16,6 +23,8 @@ _ORDERED: tuple[Implementation, ...] = (
     feature_vectorized.IMPLEMENTATION,
     fully_vectorized.IMPLEMENTATION,
     numba_loop.IMPLEMENTATION,
+    numba_fused.IMPLEMENTATION,
+    numba_parallel.IMPLEMENTATION,
 )
 
 REGISTRY: MappingProxyType[str, Implementation] = MappingProxyType({impl.name: impl for impl in _ORDERED})

@@ -1,0 +1,266 @@
+"""One compiled pass over X: z, dz and dw for each group of examples while it is still in cache.
+
+fully_vectorized reads X from memory twice, once for Z = w.T X and once for dw = X dZ.T.
+Here each group of examples is read from memory once: its z needs all of its features, and
+while those are still in cache the same values give the group's share of dw. How the groups
+are shaped depends on X's layout, checked once per call (examples_major):
+
+- examples-major (each example's column contiguous): four columns at a time, one loop over
+  their features for the four dot products, then one for dw while the columns sit in L1/L2;
+  four columns share each load of w and each load and store of dw.
+- features-major (each feature's row contiguous) and any other strides: blocks of B
+  examples (block_size: up to BLOCK_BYTES of X). z for the block with the loop over its
+  examples innermost, eight rows at a time; then a, dz and the loss per example; then dw,
+  a dot product of each row's segment with dz, four rows at a time and last rows first
+  (those are the ones still in L2).
+
+All sums are in float64 whatever X's dtype, and dw is rounded to X's dtype at the end.
+The per-group functions take a range of examples so that numba_parallel can run them on
+one chunk per thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numba
+import numpy as np
+
+from implementations.interface import FloatArray, Gradients, Implementation, summary_of
+from implementations.logistic import sigmoid_and_loss
+
+_sigmoid_and_loss = numba.njit(inline="always")(sigmoid_and_loss)
+
+StepResult = tuple[FloatArray, float, float]  # dw (n_x,) in X's dtype, db, cost
+
+# reassoc lets LLVM split a dot product over several vector accumulators (another summation
+# order, as accurate); contract allows fused multiply-adds. No nnan, ninf or afn:
+# sigmoid_and_loss needs exact exp, log1p and comparisons for |z| up to 1e3.
+FASTMATH = {"reassoc", "contract"}
+
+# Bytes of X in one block of the features-major kernel, per thread. A block holds a segment
+# of B examples from each of the n_x rows, and short segments read slowly: the prefetchers
+# start over on each one. Measured at n_x = 4096, m = 16384 (1 MiB L2 per core, 32 MiB shared
+# L3): 4 KiB segments (16 MiB blocks) beat 1-2 KiB ones by 5-20% on 1 and 2 threads, and an
+# L2-sized block (B = 32, 256-byte segments) takes twice as long. So the block lives in L3,
+# and its segments are a page long where n_x allows.
+BLOCK_BYTES = 16 * 1024 * 1024
+MIN_BLOCK = 16  # examples: two 512-bit vectors of float64 per row segment
+
+
+def _columns(
+    w64: FloatArray, b: float, X: FloatArray, Y: FloatArray, lo: int, hi: int, dw: FloatArray
+) -> tuple[float, float]:
+    """Examples lo..hi-1 of examples-major X: adds sum_i x_i dz_i to dw; returns (sum dz, sum loss)."""
+    n_x = X.shape[0]
+    db = 0.0
+    cost = 0.0
+    i = lo
+    while i + 4 <= hi:
+        x0 = X[:, i]
+        x1 = X[:, i + 1]
+        x2 = X[:, i + 2]
+        x3 = X[:, i + 3]
+        z0 = 0.0
+        z1 = 0.0
+        z2 = 0.0
+        z3 = 0.0
+        for j in range(n_x):
+            wj = w64[j]
+            z0 += wj * x0[j]
+            z1 += wj * x1[j]
+            z2 += wj * x2[j]
+            z3 += wj * x3[j]
+        a0, loss0 = _sigmoid_and_loss(z0 + b, Y[0, i])
+        a1, loss1 = _sigmoid_and_loss(z1 + b, Y[0, i + 1])
+        a2, loss2 = _sigmoid_and_loss(z2 + b, Y[0, i + 2])
+        a3, loss3 = _sigmoid_and_loss(z3 + b, Y[0, i + 3])
+        d0 = a0 - Y[0, i]
+        d1 = a1 - Y[0, i + 1]
+        d2 = a2 - Y[0, i + 2]
+        d3 = a3 - Y[0, i + 3]
+        cost += loss0 + loss1 + loss2 + loss3
+        db += d0 + d1 + d2 + d3
+        for j in range(n_x):
+            dw[j] += d0 * x0[j] + d1 * x1[j] + d2 * x2[j] + d3 * x3[j]
+        i += 4
+    while i < hi:
+        x0 = X[:, i]
+        z0 = 0.0
+        for j in range(n_x):
+            z0 += w64[j] * x0[j]
+        a0, loss0 = _sigmoid_and_loss(z0 + b, Y[0, i])
+        d0 = a0 - Y[0, i]
+        cost += loss0
+        db += d0
+        for j in range(n_x):
+            dw[j] += d0 * x0[j]
+        i += 1
+    return db, cost
+
+
+def _blocks(
+    w64: FloatArray,
+    b: float,
+    X: FloatArray,
+    Y: FloatArray,
+    first: int,
+    step: int,
+    hi: int,
+    dw: FloatArray,
+    block: int,
+) -> tuple[float, float]:
+    """Blocks of `block` examples from first, first + step, ... below hi: adds their X dz to dw.
+
+    Returns (sum dz, sum loss) over those examples.
+    """
+    n_x = X.shape[0]
+    z = np.empty(block)
+    dz = np.empty(block)
+    db = 0.0
+    cost = 0.0
+    for start in range(first, hi, step):
+        stop = min(start + block, hi)
+        nb = stop - start
+        zb = z[:nb]
+        dzb = dz[:nb]
+        zb[:] = b
+        # z, eight rows at a time: one load and store of zb per eight rows, and eight
+        # streams from memory in flight. Every inner loop runs over a slice from 0: over
+        # range(start, stop) Numba keeps a negative-index check and the loop does not vectorise.
+        j = 0
+        while j + 8 <= n_x:
+            r0 = X[j, start:stop]
+            r1 = X[j + 1, start:stop]
+            r2 = X[j + 2, start:stop]
+            r3 = X[j + 3, start:stop]
+            r4 = X[j + 4, start:stop]
+            r5 = X[j + 5, start:stop]
+            r6 = X[j + 6, start:stop]
+            r7 = X[j + 7, start:stop]
+            w0 = w64[j]
+            w1 = w64[j + 1]
+            w2 = w64[j + 2]
+            w3 = w64[j + 3]
+            w4 = w64[j + 4]
+            w5 = w64[j + 5]
+            w6 = w64[j + 6]
+            w7 = w64[j + 7]
+            for i in range(nb):
+                zb[i] += (w0 * r0[i] + w1 * r1[i] + w2 * r2[i] + w3 * r3[i]) + (
+                    w4 * r4[i] + w5 * r5[i] + w6 * r6[i] + w7 * r7[i]
+                )
+            j += 8
+        while j < n_x:
+            r0 = X[j, start:stop]
+            w0 = w64[j]
+            for i in range(nb):
+                zb[i] += w0 * r0[i]
+            j += 1
+        y = Y[0, start:stop]
+        for i in range(nb):
+            a, loss = _sigmoid_and_loss(zb[i], y[i])
+            cost += loss
+            dzb[i] = a - y[i]
+            db += dzb[i]
+        # dw, four row dot products per loop (one load of dz for four rows), last rows first:
+        # they were read last, so they are the ones still in L2.
+        j = n_x
+        while j >= 4:
+            j -= 4
+            r0 = X[j, start:stop]
+            r1 = X[j + 1, start:stop]
+            r2 = X[j + 2, start:stop]
+            r3 = X[j + 3, start:stop]
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            for i in range(nb):
+                d = dzb[i]
+                s0 += r0[i] * d
+                s1 += r1[i] * d
+                s2 += r2[i] * d
+                s3 += r3[i] * d
+            dw[j] += s0
+            dw[j + 1] += s1
+            dw[j + 2] += s2
+            dw[j + 3] += s3
+        while j > 0:
+            j -= 1
+            r0 = X[j, start:stop]
+            s0 = 0.0
+            for i in range(nb):
+                s0 += r0[i] * dzb[i]
+            dw[j] += s0
+    return db, cost
+
+
+def _weights_float64(w: FloatArray) -> FloatArray:
+    w64 = np.empty(w.shape[0])
+    for j in range(w.shape[0]):
+        w64[j] = w[j, 0]
+    return w64
+
+
+def _finish(dw: FloatArray, db: float, cost: float, m: int, X: FloatArray) -> StepResult:
+    out = np.empty(dw.shape[0], dtype=X.dtype)
+    for j in range(dw.shape[0]):
+        out[j] = dw[j] / m
+    return out, db / m, cost / m
+
+
+# Compiled building blocks, inlined into the kernels below and into numba_parallel's.
+columns: Any = numba.njit(inline="always", fastmath=FASTMATH)(_columns)
+blocks: Any = numba.njit(inline="always", fastmath=FASTMATH)(_blocks)
+weights_float64: Any = numba.njit(inline="always")(_weights_float64)
+finish: Callable[..., StepResult] = numba.njit(inline="always")(_finish)
+
+
+def _propagate_columns(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> StepResult:
+    n_x, m = X.shape
+    dw = np.zeros(n_x)
+    db, cost = columns(weights_float64(w), b, X, Y, 0, m, dw)
+    return finish(dw, db, cost, m, X)
+
+
+def _propagate_blocks(w: FloatArray, b: float, X: FloatArray, Y: FloatArray, block: int) -> StepResult:
+    n_x, m = X.shape
+    dw = np.zeros(n_x)
+    db, cost = blocks(weights_float64(w), b, X, Y, 0, block, m, dw, block)
+    return finish(dw, db, cost, m, X)
+
+
+_kernel_columns: Any = numba.njit(nogil=True, fastmath=FASTMATH)(_propagate_columns)
+_kernel_blocks: Any = numba.njit(nogil=True, fastmath=FASTMATH)(_propagate_blocks)
+
+
+def block_size(n_x: int, m: int, itemsize: int, parts: int = 1) -> int:
+    """Examples per block of the features-major kernel: up to about BLOCK_BYTES of X.
+
+    The m examples are cut into equal blocks, a multiple of `parts` of them (one share per
+    thread), so no thread is left with a short last block; B is rounded up to a multiple of 8.
+    """
+    most = max(MIN_BLOCK, BLOCK_BYTES // (n_x * itemsize))
+    count = -(-m // most)  # ceil
+    count = -(-count // parts) * parts
+    per_block = -(-m // count)
+    return max(MIN_BLOCK, (per_block + 7) // 8 * 8)
+
+
+def examples_major(X: FloatArray) -> bool:
+    """Whether each example's features are adjacent in memory (Fortran order, or a view of it)."""
+    return X.strides[0] == X.itemsize and X.shape[0] > 1
+
+
+def propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Gradients:
+    """One forward and backward pass, reading each element of X from memory once."""
+    if examples_major(X):
+        dw, db, cost = _kernel_columns(w, float(b), X, Y)
+    else:
+        dw, db, cost = _kernel_blocks(w, float(b), X, Y, block_size(X.shape[0], X.shape[1], X.itemsize))
+    return Gradients(dw=dw.reshape(-1, 1), db=float(db), cost=float(cost))
+
+
+IMPLEMENTATION = Implementation(name="numba_fused", propagate=propagate, summary=summary_of(__doc__), jit=True)
