@@ -125,6 +125,7 @@ def plot_speedup_heatmaps(frame: pd.DataFrame, meta: dict[str, Any], out: Path) 
     cols = min(3, len(names))
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.0 * rows), squeeze=False)
+    fig.subplots_adjust(hspace=0.45, wspace=0.35)
     norm = LogNorm(vmin=0.1, vmax=max(1e4, float(np.nanmax(speed.to_numpy())) if speed.size else 1e4))
     status = data.set_index(["implementation", "m", "n_x"])["status"]
     image = None
@@ -140,7 +141,7 @@ def plot_speedup_heatmaps(frame: pd.DataFrame, meta: dict[str, Any], out: Path) 
                     ax.text(
                         i,
                         j,
-                        f"{grid[j, i]:.3g}",
+                        f"{grid[j, i]:.3g}" if grid[j, i] < 100 else f"{grid[j, i]:,.0f}",
                         ha="center",
                         va="center",
                         fontsize=6.5,
