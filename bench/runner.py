@@ -49,6 +49,10 @@ from implementations import REFERENCE, REGISTRY, Gradients
 # summation order (BLAS blocks, threads, float32), tight enough that any wrong formula fails.
 GATE_RTOL = {"float64": 1e-7, "float32": 2e-2}
 MEMORY_HEADROOM = 0.8  # use at most this share of the memory available when a cell starts
+# After a multi-threaded measurement, OpenBLAS and OpenMP workers keep spinning for a while
+# (about 100 ms was seen here) and take a core from whatever is timed next: a 2-thread
+# numba_parallel call straight after fully_vectorized ran 1.6x slower. Wait this long first.
+SETTLE_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -348,6 +352,8 @@ def _run_cell(
         for task, predicted in variant_tasks:
             median_s = _time_task(task, predicted, problem, reference, profile, bandwidth, writer)
             history[task.series].append((m, n_x, median_s))
+            if task.threads > 1:
+                time.sleep(SETTLE_S)
             timed += 1
             progress.step(task, STATUS_OK)
         del problem

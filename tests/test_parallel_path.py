@@ -1,0 +1,57 @@
+"""numba_parallel's threaded kernels, which the small problems of the other tests never reach.
+
+Problems under MIN_PARALLEL_ELEMENTS run on one thread (numba_fused); here the threshold is
+lowered to 0 so that the chunked kernels, their partial sums and the reduction are checked
+against the exact reference in every layout and dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from bench.data import make_problem
+from bench.timing import available_cores, thread_limits
+from implementations import numba_parallel
+from tests.helpers import assert_matches_reference
+from tests.reference import reference_gradients
+
+pytestmark = pytest.mark.skipif(available_cores() < 2, reason="needs at least 2 cores to take the threaded path")
+
+
+@pytest.fixture(autouse=True)
+def _threaded(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(numba_parallel, "MIN_PARALLEL_ELEMENTS", 0)
+    with thread_limits(2):
+        yield
+
+
+@pytest.mark.parametrize(("m", "n_x"), [(2, 1), (2, 7), (37, 11), (64, 3), (5, 40), (129, 17)])
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_threaded_kernels_match_the_reference(m: int, n_x: int, layout: str, dtype: str) -> None:
+    p = make_problem(m, n_x, seed=13, dtype=dtype)
+    if layout == "F":
+        X = np.asfortranarray(p.X)
+    elif layout == "strided":
+        wide = np.zeros((n_x, 2 * m), dtype=p.X.dtype)
+        wide[:, ::2] = p.X
+        X = wide[:, ::2]
+    else:
+        X = p.X
+    ref = reference_gradients(p.w, p.b, p.X, p.Y)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        grads = numba_parallel.propagate(p.w, p.b, X, p.Y)
+    assert_matches_reference(grads, ref, dtype, where=f"numba_parallel threaded m={m} n_x={n_x} {layout} {dtype}")
+
+
+def test_threaded_kernels_are_stable_at_large_z() -> None:
+    X = np.tile(np.array([[1.0, -1.0]]), (1, 8))
+    Y = np.tile(np.array([[1.0, 0.0, 0.0, 1.0]]), (1, 4))
+    w = np.array([[1000.0]])
+    ref = reference_gradients(w, 0.0, X, Y)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        grads = numba_parallel.propagate(w, 0.0, X, Y)
+    assert_matches_reference(grads, ref, "float64", where="numba_parallel threaded |z|=1e3")
