@@ -39,7 +39,19 @@ def git_commit(repo: Path) -> str:
             check=True,
         )
         dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            # Generated output (results/, plots/) does not make the code dirty.
+            [
+                "git",
+                "-C",
+                str(repo),
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":!results",
+                ":!plots",
+            ],
             capture_output=True,
             text=True,
             timeout=5,
