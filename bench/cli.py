@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from bench.data import DTYPES, LAYOUTS
 from bench.errors import BenchError, GateError
 from bench.profiles import PROFILES
 from bench.results import RESULTS_CSV, ensure_writable_dir
 from implementations import REGISTRY
+
+if TYPE_CHECKING:  # pandas is imported only by the commands that read tables
+    import pandas as pd
 
 DEFAULT_SEED = 20240917
 MAX_SIZE = 2**40
@@ -47,7 +50,7 @@ def _threads(text: str) -> tuple[str, ...]:
     return tuple(values)
 
 
-def _choices(known: Sequence[str], what: str):  # type: ignore[no-untyped-def]
+def _choices(known: Sequence[str], what: str) -> Callable[[str], tuple[str, ...]]:
     def parse(text: str) -> tuple[str, ...]:
         names = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
         unknown = [n for n in names if n not in known]
@@ -166,7 +169,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _load(args: argparse.Namespace) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame | None, Path]:
     from bench.pytest_json import load_pytest_json
     from bench.results import load_lecture, load_metadata, load_results
 

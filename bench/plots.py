@@ -25,15 +25,13 @@ from bench.model import fit_models, speedup_limit
 from bench.profiles import COURSE_SHAPE
 from bench.results import STATUS_OK, STATUS_SKIPPED_BUDGET, STATUS_SKIPPED_MEMORY
 from bench.views import (
-    CLAIMS,
-    HOLDS_FACTOR,
     cell_items,
+    claims_table,
     grid_axes,
     headline,
     implementation_order,
     setting_label,
     speedups,
-    time_grid,
 )
 from implementations import BASELINE
 
@@ -186,30 +184,6 @@ def plot_speedup_heatmaps(frame: pd.DataFrame, meta: dict[str, Any], out: Path) 
         paths.append(path)
     plt.close(fig)
     return paths
-
-
-def claims_table(frame: pd.DataFrame, course_shape: tuple[int, int]) -> pd.DataFrame:
-    """The note's speed table with measured speedups: at the course shape and over the grid."""
-    data = headline(frame)
-    speed = speedups(data)
-    rows = []
-    for approach, (name, claimed) in CLAIMS.items():
-        column = speed[name].dropna() if name in speed else pd.Series(dtype=float)
-        at_course = float(column.get(course_shape, np.nan))
-        rows.append(
-            {
-                "approach": approach,
-                "implementation": name,
-                "claimed": claimed,
-                "course_shape": at_course,
-                "grid_median": float(column.median()) if not column.empty else np.nan,
-                "grid_min": float(column.min()) if not column.empty else np.nan,
-                "grid_max": float(column.max()) if not column.empty else np.nan,
-                "cells": int(column.size),
-                "holds_cells": int((column >= HOLDS_FACTOR * claimed).sum()),
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def plot_claims(frame: pd.DataFrame, meta: dict[str, Any], out: Path, course_shape: tuple[int, int]) -> list[Path]:
@@ -366,6 +340,3 @@ def draw_all(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[Path]
     paths += plot_roofline(frame, meta, out)
     paths += plot_crossovers(frame, meta, out)
     return paths
-
-
-__all__ = ["claims_table", "draw_all", "time_grid"]

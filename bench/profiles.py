@@ -6,7 +6,7 @@ budgets that keep its run inside a stated time on a 2-core machine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # The course assignment's own shape: 209 training images of 64 x 64 x 3 pixels.
 COURSE_SHAPE = (209, 64 * 64 * 3)
@@ -30,7 +30,6 @@ class Profile:
     round_s: float = 0.01  # each round lasts at least this long (far above the timer's ~100 ns)
     max_rounds: int = 10
     lecture_repeats: int = 5  # rounds of the lecture's 1e6-element dot-product demo
-    params: tuple[str, ...] = field(default=("m", "n_x", "dtype", "layout", "threads"), repr=False)
 
     def cells(self, m: tuple[int, ...] | None = None, n_x: tuple[int, ...] | None = None) -> list[tuple[int, int]]:
         """The (m, n_x) cells, smallest first; m or n_x given replace the profile's axes."""

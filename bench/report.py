@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from bench.metadata import machine_line
-from bench.plots import claims_table
 from bench.profiles import COURSE_SHAPE
 from bench.results import STATUS_OK, STATUS_SKIPPED_BUDGET, STATUS_SKIPPED_MEMORY
 from bench.timing import MIN_ROUNDS
@@ -23,6 +22,7 @@ from bench.views import (
     CLAIMS,
     HOLDS_FACTOR,
     cell_items,
+    claims_table,
     fmt_seconds,
     fmt_speedup,
     headline,

@@ -12,7 +12,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -97,7 +97,6 @@ class RunSummary:
     skipped: int = 0
     reused: int = 0
     interrupted: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 def plan(config: RunConfig) -> list[Task]:
@@ -159,7 +158,7 @@ class Progress:
         self.done = 0
         self.total = total
 
-    def step(self, task: Task, status: str) -> None:
+    def step(self, task: Task) -> None:
         self.done += 1
         self.bar.set_postfix_str(f"m={task.m} n_x={task.n_x} {task.implementation}", refresh=False)
         self.bar.update(1)
@@ -322,13 +321,13 @@ def _run_cell(
     runnable: list[tuple[Task, float | None]] = []
     for task in cell_tasks:
         if task.key in done:
-            progress.step(task, "reused")
+            progress.step(task)
             continue
         predicted = predict_seconds(history[task.series], m, n_x)
         if predicted is not None and predicted > profile.call_budget_s:
             writer.write(_row(task, bandwidth, status=STATUS_SKIPPED_BUDGET, predicted_s=predicted))
             skipped += 1
-            progress.step(task, STATUS_SKIPPED_BUDGET)
+            progress.step(task)
         else:
             runnable.append((task, predicted))
     if not runnable:
@@ -338,7 +337,7 @@ def _run_cell(
     if need > MEMORY_HEADROOM * psutil.virtual_memory().available:
         for task, predicted in runnable:
             writer.write(_row(task, bandwidth, status=STATUS_SKIPPED_MEMORY, predicted_s=predicted))
-            progress.step(task, STATUS_SKIPPED_MEMORY)
+            progress.step(task)
         return timed, skipped + len(runnable)
 
     base = make_problem(m, n_x, seed=config.seed)
@@ -355,7 +354,7 @@ def _run_cell(
             if task.threads > 1:
                 time.sleep(SETTLE_S)
             timed += 1
-            progress.step(task, STATUS_OK)
+            progress.step(task)
         del problem
     return timed, skipped
 

@@ -100,3 +100,27 @@ def fmt_speedup(value: float) -> str:
     if not np.isfinite(value):
         return "n/a"
     return f"{value:.2g}x" if value < 10 else f"{value:,.0f}x"
+
+
+def claims_table(frame: pd.DataFrame, course_shape: tuple[int, int]) -> pd.DataFrame:
+    """The note's speed table with measured speedups: at the course shape and over the grid."""
+    data = headline(frame)
+    speed = speedups(data)
+    rows = []
+    for approach, (name, claimed) in CLAIMS.items():
+        column = speed[name].dropna() if name in speed else pd.Series(dtype=float)
+        at_course = float(column.get(course_shape, np.nan))
+        rows.append(
+            {
+                "approach": approach,
+                "implementation": name,
+                "claimed": claimed,
+                "course_shape": at_course,
+                "grid_median": float(column.median()) if not column.empty else np.nan,
+                "grid_min": float(column.min()) if not column.empty else np.nan,
+                "grid_max": float(column.max()) if not column.empty else np.nan,
+                "cells": int(column.size),
+                "holds_cells": int((column >= HOLDS_FACTOR * claimed).sum()),
+            }
+        )
+    return pd.DataFrame(rows)
