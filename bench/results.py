@@ -27,7 +27,8 @@ PARTIAL_SUFFIX = ".partial"
 STATUS_OK = "ok"
 STATUS_SKIPPED_BUDGET = "skipped_budget"
 STATUS_SKIPPED_MEMORY = "skipped_memory"
-STATUSES = (STATUS_OK, STATUS_SKIPPED_BUDGET, STATUS_SKIPPED_MEMORY)
+STATUS_SKIPPED_UNAVAILABLE = "skipped_unavailable"  # a package it needs is not installed; `reason` says which
+STATUSES = (STATUS_OK, STATUS_SKIPPED_BUDGET, STATUS_SKIPPED_MEMORY, STATUS_SKIPPED_UNAVAILABLE)
 
 # What makes two rows the same measurement (for --resume and for joins in the report).
 KEY = ("implementation", "m", "n_x", "dtype", "layout", "threads")
@@ -54,9 +55,12 @@ class Row:
     bytes_x: int | None = None  # bytes of X read per step (the one-pass minimum)
     gbps: float | None = None  # bytes_x / median_s / 1e9
     bw_fraction: float | None = None  # gbps / measured read bandwidth at this thread count
+    reason: str | None = None  # why a row is not ok, in a few words
 
 
 COLUMNS = tuple(f.name for f in fields(Row))
+# Columns added after the first release: a table written before them is still read, with them empty.
+OPTIONAL_COLUMNS = ("reason",)
 
 
 def _cell(value: Any) -> str:
@@ -146,7 +150,10 @@ def _read_table(csv_path: Path, required: Iterable[str]) -> pd.DataFrame:
 def load_results(path: Path) -> pd.DataFrame:
     """The tidy table, checked: known statuses, positive sizes, and a time on every ok row."""
     csv_path = results_path(path)
-    frame = _read_table(csv_path, COLUMNS)
+    frame = _read_table(csv_path, [c for c in COLUMNS if c not in OPTIONAL_COLUMNS])
+    for column in OPTIONAL_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = pd.NA
     bad_status = set(frame["status"].astype(str)) - set(STATUSES)
     if bad_status:
         raise BenchError(f"corrupt results file {csv_path}: unknown status {sorted(bad_status)[0]!r}")

@@ -36,6 +36,7 @@ from bench.results import (
     STATUS_OK,
     STATUS_SKIPPED_BUDGET,
     STATUS_SKIPPED_MEMORY,
+    STATUS_SKIPPED_UNAVAILABLE,
     Row,
     RowWriter,
     load_metadata,
@@ -323,6 +324,12 @@ def _run_cell(
         if task.key in done:
             progress.step(task)
             continue
+        reason = REGISTRY[task.implementation].unavailable
+        if reason is not None:
+            writer.write(_row(task, bandwidth, status=STATUS_SKIPPED_UNAVAILABLE, reason=reason))
+            skipped += 1
+            progress.step(task)
+            continue
         predicted = predict_seconds(history[task.series], m, n_x)
         if predicted is not None and predicted > profile.call_budget_s:
             writer.write(_row(task, bandwidth, status=STATUS_SKIPPED_BUDGET, predicted_s=predicted))
@@ -370,15 +377,16 @@ def _time_task(
 ) -> float:
     """Gate, time and record one task; returns its median seconds per call."""
     impl = REGISTRY[task.implementation]
-    w, b, X, Y = problem.w, problem.b, problem.X, problem.Y
+    prepared = impl.setup(problem.w, problem.b, problem.X, problem.Y)  # conversion stays outside timing
+    gate = correctness_gate(task, reference)
     with thread_limits(task.threads):
         timing = measure(
-            lambda: impl.propagate(w, b, X, Y),
+            prepared.step,
             jit=impl.jit,
             budget_s=profile.cell_budget_s,
             round_s=profile.round_s,
             max_rounds=profile.max_rounds,
-            check=correctness_gate(task, reference),
+            check=lambda result: gate(prepared.gradients(result)),
         )
     writer.write(
         _row(

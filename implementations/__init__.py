@@ -3,7 +3,7 @@
 All behind one interface: REGISTRY[name].propagate and REGISTRY[name].optimize.
 """
 
-from implementations.interface import Gradients, Implementation, gradient_descent
+from implementations.interface import Gradients, Implementation, Prepared, gradient_descent
 from implementations.registry import BASELINE, REFERENCE, REGISTRY
 from implementations.validation import validate_hyperparameters, validate_inputs
 
@@ -13,6 +13,7 @@ __all__ = [
     "REGISTRY",
     "Gradients",
     "Implementation",
+    "Prepared",
     "gradient_descent",
     "validate_hyperparameters",
     "validate_inputs",

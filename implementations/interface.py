@@ -6,6 +6,7 @@ w is (n_x, 1) and b is a float.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
@@ -28,6 +29,40 @@ class Gradients(NamedTuple):
 
 
 PropagateFn = Callable[[FloatArray, float, FloatArray, FloatArray], Gradients]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An implementation's inputs after set-up, in the manner of benchopt's set_objective / run.
+
+    step: the timed unit, one gradient step on the converted inputs; it returns only once the
+    answer exists (an asynchronous framework waits for it). gradients: that answer as the
+    course's Gradients, called outside timing (for the correctness gate).
+    """
+
+    step: Callable[[], object]
+    gradients: Callable[[object], Gradients]
+
+
+SetupFn = Callable[[FloatArray, float, FloatArray, FloatArray], Prepared]
+
+
+def _as_gradients(result: object) -> Gradients:
+    if not isinstance(result, Gradients):
+        raise TypeError(f"a step returned {type(result).__name__}, not Gradients")
+    return result
+
+
+def propagate_via(setup: SetupFn) -> PropagateFn:
+    """propagate for an implementation defined by its set-up: convert, step, convert back (untimed use)."""
+
+    def propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Gradients:
+        prepared = setup(w, b, X, Y)
+        return prepared.gradients(prepared.step())
+
+    return propagate
+
+
 OptimizeResult = tuple[FloatArray, float, list[float]]
 OptimizeFn = Callable[[FloatArray, float, FloatArray, FloatArray, int, float], OptimizeResult]
 
@@ -62,6 +97,9 @@ class Implementation:
     "numba" for Numba's), so the grid measures thread counts only where they matter.
     jit: the first call compiles, so its time is recorded apart as compile_s.
     python_loops: the interpreter runs the per-example work; grids time float64 only.
+    setup_fn: converts the inputs (and may compile) before timing; None means the step is
+    propagate itself on the NumPy arrays.
+    requirements: importable modules it needs; without them it is unavailable, with a reason.
     """
 
     name: str
@@ -71,6 +109,23 @@ class Implementation:
     jit: bool = False
     python_loops: bool = False
     optimize_fn: OptimizeFn | None = None
+    setup_fn: SetupFn | None = None
+    requirements: tuple[str, ...] = ()
+
+    def setup(self, w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Prepared:
+        """Everything before timing; the returned step is what gets timed."""
+        if self.setup_fn is not None:
+            return self.setup_fn(w, b, X, Y)
+        propagate = self.propagate
+        return Prepared(step=lambda: propagate(w, b, X, Y), gradients=_as_gradients)
+
+    @property
+    def unavailable(self) -> str | None:
+        """Why this implementation cannot run here (a missing module), or None if it can."""
+        missing = [r for r in self.requirements if importlib.util.find_spec(r) is None]
+        if missing:
+            return f"needs {', '.join(missing)} (pip install -e '.[peers]')"
+        return None
 
     def optimize(
         self,

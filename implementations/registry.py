@@ -15,11 +15,13 @@ from implementations import (
     numba_loop,
     numba_parallel,
     two_loop,
+    two_loop_lists,
 )
 from implementations.interface import Implementation
 
 _ORDERED: tuple[Implementation, ...] = (
     two_loop.IMPLEMENTATION,
+    two_loop_lists.IMPLEMENTATION,
     feature_vectorized.IMPLEMENTATION,
     fully_vectorized.IMPLEMENTATION,
     numba_loop.IMPLEMENTATION,

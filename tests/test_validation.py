@@ -104,8 +104,9 @@ def test_bad_hyperparameters(num_iterations: Any, learning_rate: Any, message: s
 
 
 def test_registry_names_and_order() -> None:
-    assert list(REGISTRY)[:4] == [
+    assert list(REGISTRY)[:5] == [
         "two_loop",
+        "two_loop_lists",
         "feature_vectorized",
         "fully_vectorized",
         "numba_loop",

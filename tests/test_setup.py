@@ -1,0 +1,63 @@
+"""The set-up step: conversion outside the timed step, unavailable implementations, older tables."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import bench.runner
+from bench.cli import main
+from bench.data import make_problem
+from bench.results import Row, load_results
+from implementations import REGISTRY, Implementation
+from tests.helpers import assert_matches_reference
+from tests.reference import reference_gradients
+
+
+def test_lists_baseline_steps_on_lists_made_in_setup() -> None:
+    p = make_problem(7, 3, seed=2)
+    prepared = REGISTRY["two_loop_lists"].setup(p.w, p.b, p.X, p.Y)
+    cells = prepared.step.__closure__ or ()
+    held = [c.cell_contents for c in cells]
+    assert any(isinstance(h, list) and isinstance(h[0], list) for h in held), "X is not held as lists"
+    assert not any(type(h).__module__ == "numpy" for h in held), "the timed step still holds NumPy data"
+    grads = prepared.gradients(prepared.step())
+    assert_matches_reference(grads, reference_gradients(p.w, p.b, p.X, p.Y), "float64", where="lists")
+
+
+def test_default_setup_times_propagate_itself() -> None:
+    p = make_problem(5, 2, seed=1)
+    impl = REGISTRY["fully_vectorized"]
+    prepared = impl.setup(p.w, p.b, p.X, p.Y)
+    assert prepared.gradients(prepared.step()).cost == impl.propagate(p.w, p.b, p.X, p.Y).cost
+    with pytest.raises(TypeError, match="not Gradients"):
+        prepared.gradients((1, 2, 3))
+
+
+def test_missing_requirement_gives_skipped_unavailable_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ghost: Implementation = replace(REGISTRY["fully_vectorized"], name="ghost", requirements=("no_such_module_x",))
+    assert ghost.unavailable is not None and "no_such_module_x" in ghost.unavailable
+    registry = dict(REGISTRY, ghost=ghost)
+    monkeypatch.setattr(bench.runner, "REGISTRY", registry)
+    monkeypatch.setattr(bench.cli, "REGISTRY", registry)
+    args = ["run", "--profile", "quick", "--m", "2", "--n-x", "3", "--no-lecture", "--threads", "1"]
+    code = main([*args, "--implementations", "fully_vectorized,ghost", "--out", str(tmp_path)])
+    assert code == 0, capsys.readouterr().err
+    frame = load_results(tmp_path)
+    ghost_rows = frame[frame["implementation"] == "ghost"]
+    assert set(ghost_rows["status"]) == {"skipped_unavailable"}
+    assert ghost_rows["reason"].str.contains("no_such_module_x").all()
+    assert set(frame[frame["implementation"] == "fully_vectorized"]["status"]) == {"ok"}
+
+
+def test_tables_written_before_the_reason_column_still_load(tmp_path: Path) -> None:
+    row = Row("two_loop", 2, 3, "float64", "C", 1, "ok", median_s=1e-5, iqr_s=0.0, min_s=1e-5, rounds=5, loops=9)
+    frame = pd.DataFrame([asdict(row)])
+    frame.drop(columns=["reason"]).to_csv(tmp_path / "results.csv", index=False)
+    loaded = load_results(tmp_path)
+    assert "reason" in loaded.columns and loaded["reason"].isna().all()
