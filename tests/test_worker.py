@@ -1,0 +1,26 @@
+"""Timing in a fresh worker process: pinned cores, environment, gate and errors come back to the parent."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from bench.errors import BenchError
+from bench.worker import WorkerRequest, time_in_worker
+
+
+def test_worker_times_a_cell_on_the_cores_it_was_given() -> None:
+    first = min(os.sched_getaffinity(0))
+    request = WorkerRequest("numba_loop", 16, 4, "float64", "F", 1, 3, 0.05, 0.002, 3, cores=(first,))
+    result = time_in_worker(request, env={"MALLOC_ARENA_MAX": "1"})
+    assert result.cores == (first,)
+    assert result.median_s > 0 and result.min_s <= result.median_s and result.rounds >= 1
+    assert result.compile_s is not None  # a JIT implementation compiles in the fresh process
+
+
+def test_worker_errors_are_one_line() -> None:
+    request = WorkerRequest("fully_vectorized", 4, 2, "float64", "Z", 1, 3, 0.05, 0.002, 3)
+    with pytest.raises(BenchError, match="worker for fully_vectorized: ValueError") as exc:
+        time_in_worker(request)
+    assert "\n" not in str(exc.value)
