@@ -1,68 +1,258 @@
-"""A STREAM-style probe of how fast this machine reads memory, with a given number of threads.
+"""The memory hierarchy as this machine delivers it: read bandwidth against working-set size.
 
-A gradient step over a large X is bound by reading X, so the benchmark records the machine's
-read bandwidth next to its timings: bytes of X divided by a step's time, over this figure,
-says how close an implementation comes to the hardware's limit.
+A gradient step over X is bound by reading X, and how fast that goes depends on where X
+lives: a cache level or main memory. The OS is a poor witness here (a VM's /sys can report
+the host's whole L3), so the suite measures instead, in the manner of lmbench and STREAM:
+sum an array of each size many times, on 1 thread and on all threads, and find the sizes
+at which the bandwidth falls. Those are the effective cache capacities of this machine.
 """
 
 from __future__ import annotations
 
 import glob
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numba
 import numpy as np
+import psutil
 from numpy.typing import NDArray
+
+from bench.model import Bandwidth
 
 _FALLBACK_LLC_BYTES = 32 * 1024 * 1024
 _SIZE_SUFFIXES = {"K": 1024, "M": 1024**2, "G": 1024**3}
+MIN_SWEEP_BYTES = 4 * 1024
+MAX_SWEEP_BYTES = 2 * 1024**3
+MIN_TOP_BYTES = 256 * 1024**2  # sweep at least this far, whatever /sys says
+POINTS_PER_DOUBLING = 3
+CALL_S = 0.002  # each timed read lasts about this long: far above thread start-up and timer costs
+STEP = 1.2  # a fall of 20% or more between plateaus is a level of the hierarchy
+# A plateau spans at least a doubling of size; shorter runs of points are the ramps between
+# levels (a cache's bandwidth fades over a factor of two or so as its share of X shrinks).
+MIN_PLATEAU_POINTS = POINTS_PER_DOUBLING + 1
 
 
-def _serial_sum(part: NDArray[np.float64]) -> float:
+def _sum_reps(part: NDArray[np.float64], reps: int) -> float:
     s = 0.0
-    for i in range(part.size):
-        s += part[i]
+    for _ in range(reps):
+        for i in range(part.size):
+            s += part[i]
     return s
 
 
-# reassoc lets LLVM split the sum over several vector accumulators; without it the
-# additions form one serial chain and the probe would measure FP latency, not memory.
-_serial_sum_jit: Any = numba.njit(fastmath={"reassoc"}, nogil=True)(_serial_sum)
+# reassoc lets LLVM split the sum over several vector accumulators; without it the additions
+# form one serial chain and the probe would measure FP latency, not the memory. The running
+# sum carries over between repetitions, so no repetition can be hoisted out of the loop.
+_sum_reps_jit: Any = numba.njit(fastmath={"reassoc"}, nogil=True)(_sum_reps)
 
 
-def _threaded_sum(pool: ThreadPoolExecutor, parts: list[NDArray[np.float64]]) -> float:
+def _read(pool: ThreadPoolExecutor, parts: list[NDArray[np.float64]], reps: int) -> float:
     # One plain thread per part, each in compiled code that releases the GIL. Not Numba's
     # parallel pool: under its OpenMP layer on a shared 2-core VM, a two-thread read was seen
-    # stuck at 5.6 GB/s for a whole process (against 29 GB/s on one thread) and at 50 GB/s in
-    # the next, so the probe would measure the scheduler, not the memory.
-    return float(sum(f.result() for f in [pool.submit(_serial_sum_jit, part) for part in parts]))
+    # stuck at 5.6 GB/s for a whole process (against 29 GB/s on one thread).
+    start = time.perf_counter()
+    for future in [pool.submit(_sum_reps_jit, part, reps) for part in parts]:
+        future.result()
+    return time.perf_counter() - start
 
 
-def measure_read_bandwidth(threads: int, nbytes: int, repeats: int = 10) -> float:
-    """Best GB/s (1e9 bytes/s) of `repeats` reads of a float64 array of nbytes, split over `threads` threads.
+def read_gbps(buffer: NDArray[np.float64], nbytes: int, threads: int, repeats: int = 5) -> float:
+    """Best GB/s (1e9 bytes/s) of `repeats` timed reads of the first nbytes of buffer, split over threads.
 
     The best, not the median, as STREAM reports it: the figure is a ceiling for the kernels, and
     on a shared machine a read that loses a core for a moment says nothing about the memory.
     """
-    if threads < 1 or nbytes < 8 or repeats < 1:
-        raise ValueError(f"threads, repeats must be >= 1 and nbytes >= 8, got {threads}, {repeats}, {nbytes}")
-    # Filled (not np.empty) so every page is faulted in before the clock starts.
-    a = np.ones(nbytes // 8)
-    parts = np.array_split(a, threads)  # contiguous views: one sequential stream per thread
+    if threads < 1 or nbytes < 8 * threads or repeats < 1:
+        raise ValueError(
+            f"threads, repeats must be >= 1 and nbytes >= 8 per thread, got {threads}, {repeats}, {nbytes}"
+        )
+    parts = np.array_split(buffer[: nbytes // 8], threads)  # contiguous views: one stream per thread
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        _threaded_sum(pool, [p[:8] for p in parts])  # compile and start the threads, untimed
-        seconds = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            _threaded_sum(pool, parts)
-            seconds.append(time.perf_counter() - start)
-    return a.nbytes / min(seconds) / 1e9
+        _read(pool, [p[:8] for p in parts], 1)  # compile and start the threads, untimed
+        once = _read(pool, parts, 1)  # also brings the working set into whatever holds it
+        reps = max(1, math.ceil(CALL_S / max(once, 1e-7)))
+        best = min(_read(pool, parts, reps) for _ in range(repeats))
+    return nbytes * reps / best / 1e9
+
+
+def measure_read_bandwidth(threads: int, nbytes: int, repeats: int = 10) -> float:
+    """GB/s reading one array of nbytes on `threads` threads (a single point of the sweep)."""
+    buffer = np.ones(max(nbytes // 8, threads))
+    return read_gbps(buffer, buffer.nbytes, threads, repeats)
+
+
+def sweep_sizes(top: int) -> list[int]:
+    """Working-set sizes from MIN_SWEEP_BYTES to top, POINTS_PER_DOUBLING per doubling, multiples of 4 KiB."""
+    count = int(math.log2(top / MIN_SWEEP_BYTES) * POINTS_PER_DOUBLING) + 1
+    sizes = np.geomspace(MIN_SWEEP_BYTES, top, count)
+    return sorted({int(s // 4096 * 4096) for s in sizes})
+
+
+def sweep_top_bytes() -> int:
+    """How far the sweep reads: 4x what /sys reports and at least 256 MiB, within 2 GiB and a quarter of free memory."""
+    wanted = max(4 * last_level_cache_bytes(), MIN_TOP_BYTES)
+    return int(min(wanted, MAX_SWEEP_BYTES, psutil.virtual_memory().available // 4))
+
+
+@dataclass(frozen=True)
+class Level:
+    """One plateau of the sweep: its bandwidth, and the largest working set it serves (None: main memory)."""
+
+    gbps: float
+    capacity_bytes: float | None
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """The levels found in one sweep, fastest first; the last is main memory."""
+
+    levels: tuple[Level, ...]
+    memory_from_bytes: float  # the smallest swept size already at main memory's bandwidth
+
+    @property
+    def memory_gbps(self) -> float:
+        return self.levels[-1].gbps
+
+    @property
+    def last_capacity_bytes(self) -> float | None:
+        caps = [lv.capacity_bytes for lv in self.levels if lv.capacity_bytes is not None]
+        return caps[-1] if caps else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"levels": [asdict(lv) for lv in self.levels], "memory_from_bytes": self.memory_from_bytes}
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> Hierarchy:
+        return Hierarchy(
+            levels=tuple(Level(float(lv["gbps"]), lv["capacity_bytes"]) for lv in data["levels"]),
+            memory_from_bytes=float(data["memory_from_bytes"]),
+        )
+
+
+def _segments(y: NDArray[np.float64], penalty: float) -> list[tuple[int, int]]:
+    """Optimal piecewise-constant fit of y (dynamic programming), each new segment costing `penalty`."""
+    n = len(y)
+    csum = np.concatenate([[0.0], np.cumsum(y)])
+    csq = np.concatenate([[0.0], np.cumsum(y * y)])
+
+    def sse(i: int, j: int) -> float:  # y[i:j]
+        s = csum[j] - csum[i]
+        return float(csq[j] - csq[i] - s * s / (j - i))
+
+    best = [0.0] + [math.inf] * n
+    start = [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(j):
+            cost = best[i] + sse(i, j) + penalty
+            if cost < best[j]:
+                best[j], start[j] = cost, i
+    out = []
+    j = n
+    while j > 0:
+        out.append((start[j], j))
+        j = start[j]
+    return out[::-1]
+
+
+def _without_ramps(x: NDArray[Any], y: NDArray[Any], plateaus: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Drop middle segments that fall steadily from one neighbour towards the next: a slow fade, not a level."""
+    kept = list(plateaus)
+    k = 1
+    while k < len(kept) - 1:
+        (pa, pb), (a, b), (na, nb) = kept[k - 1], kept[k], kept[k + 1]
+        slope = float(np.polyfit(x[a:b], y[a:b], 1)[0])
+        fall = -slope * float(x[b - 1] - x[a])
+        gaps = (float(np.median(y[pa:pb]) - np.median(y[a:b])), float(np.median(y[a:b]) - np.median(y[na:nb])))
+        if min(gaps) > 0 and fall > 0.5 * min(gaps):
+            del kept[k]
+        else:
+            k += 1
+    return kept
+
+
+def find_levels(sizes: list[int] | NDArray[Any], gbps: list[float] | NDArray[Any]) -> Hierarchy:
+    """Plateaus of bandwidth against size, and where each falls to the next (its capacity).
+
+    Work in log2(GB/s). A piecewise-constant fit, with a penalty per segment set from the
+    point-to-point noise, finds the plateaus; runs shorter than MIN_PLATEAU_POINTS are the ramps
+    between them, and so is a middle segment that keeps falling from one neighbour towards the
+    next. Adjacent plateaus less than STEP apart are one level. Capacities about 8x apart or more
+    are told apart; closer ones may read as one level. A level's capacity is the
+    size at which the measured curve crosses half-way (in log) between it and the next level down.
+    """
+    x = np.log2(np.asarray(sizes, dtype=float))
+    y = np.log2(np.asarray(gbps, dtype=float))
+    if len(y) < 3:
+        return Hierarchy((Level(float(2 ** np.median(y)), None),), float(2 ** x[0]))
+    noise = 1.4826 * float(np.median(np.abs(np.diff(y)))) / math.sqrt(2)
+    penalty = max(8 * noise**2 * math.log(len(y)), 0.02)
+    plateaus = [(a, b) for a, b in _segments(y, penalty) if b - a >= MIN_PLATEAU_POINTS]
+    if not plateaus:
+        plateaus = [(0, len(y))]
+    plateaus = _without_ramps(x, y, plateaus)
+    merged: list[tuple[int, int]] = [plateaus[0]]
+    for a, b in plateaus[1:]:
+        pa, pb = merged[-1]
+        if float(np.median(y[pa:pb]) - np.median(y[a:b])) < math.log2(STEP):
+            merged[-1] = (pa, b)  # not a real fall (or a rise): the same level
+        else:
+            merged.append((a, b))
+    levels = []
+    for k, (a, b) in enumerate(merged):
+        level = float(np.median(y[a:b]))
+        if k + 1 == len(merged):
+            levels.append(Level(float(2**level), None))
+            break
+        na, nb = merged[k + 1]
+        half = (level + float(np.median(y[na:nb]))) / 2
+        # The first point past this plateau's start that is below half-way, interpolated in log-log.
+        i = next(i for i in range(a + 1, na + 1) if y[i] < half)
+        frac = (y[i - 1] - half) / (y[i - 1] - y[i]) if y[i - 1] != y[i] else 0.0
+        levels.append(Level(float(2**level), float(2 ** (x[i - 1] + frac * (x[i] - x[i - 1])))))
+    memory = merged[-1][0]
+    return Hierarchy(tuple(levels), float(2 ** x[memory]))
+
+
+def sweep(threads: int, top: int, buffer: NDArray[np.float64] | None = None) -> list[tuple[int, float]]:
+    """(bytes, GB/s) for every swept size, reading a prefix of one buffer filled beforehand."""
+    if buffer is None:
+        buffer = np.ones(top // 8)  # filled, not np.empty: every page is faulted in before timing
+    return [(size, read_gbps(buffer, size, threads, repeats=3 if size > 2**26 else 5)) for size in sweep_sizes(top)]
+
+
+def measure_hierarchy(thread_counts: list[int], top: int | None = None) -> dict[str, Any]:
+    """The sweep and the levels found in it, per thread count, for metadata.json."""
+    top = top or sweep_top_bytes()
+    buffer = np.ones(top // 8)
+    out: dict[str, Any] = {"top_bytes": top, "reported_llc_bytes": last_level_cache_bytes(), "threads": {}}
+    for threads in thread_counts:
+        points = sweep(threads, top, buffer)
+        hierarchy = find_levels([p[0] for p in points], [p[1] for p in points])
+        out["threads"][str(threads)] = {"sweep": [[s, g] for s, g in points], **hierarchy.to_json()}
+    return out
+
+
+def hierarchy_of(meta: dict[str, Any], threads: int = 1) -> Hierarchy | None:
+    """The measured hierarchy stored in a run's metadata (None for runs made before the sweep)."""
+    entry = (meta.get("memory") or {}).get("threads", {}).get(str(threads))
+    return Hierarchy.from_json(entry) if entry else None
+
+
+def out_of_cache_bytes(meta: dict[str, Any]) -> float:
+    """X at least this large lives in main memory on this machine: measured where there is a sweep."""
+    found = hierarchy_of(meta)
+    if found is not None:
+        return found.memory_from_bytes
+    # An older run: the OS-reported last-level cache, four times over.
+    return 4.0 * float(meta.get("last_level_cache_bytes") or _FALLBACK_LLC_BYTES)
 
 
 def last_level_cache_bytes() -> int:
-    """The size in bytes of cpu0's highest cache level, from sysfs; 32 MiB where unreadable."""
+    """The size in bytes of cpu0's highest cache level as the OS reports it; 32 MiB where unreadable."""
     found: list[tuple[int, int]] = []  # (level, bytes)
     for index in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*"):
         try:
@@ -78,3 +268,12 @@ def last_level_cache_bytes() -> int:
         if digits.isdigit():
             found.append((level, int(digits) * scale))
     return max(found)[1] if found else _FALLBACK_LLC_BYTES
+
+
+def curve_of(meta: dict[str, Any], threads: int = 1) -> Bandwidth | None:
+    """The sweep as a bandwidth curve for the cost model (None for runs made before the sweep)."""
+    entry = (meta.get("memory") or {}).get("threads", {}).get(str(threads))
+    if not entry or not entry.get("sweep"):
+        return None
+    sizes, gbps = zip(*entry["sweep"], strict=True)
+    return Bandwidth(tuple(float(s) for s in sizes), tuple(float(g) for g in gbps))

@@ -155,6 +155,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         out=out,
         resume=args.resume,
         lecture=not args.no_lecture,
+        size_for_cache=args.m is None and args.n_x is None,
     )
     summary = run(config)
     verb = "interrupted after" if summary.interrupted else "done:"

@@ -1,8 +1,16 @@
-"""A three-term cost model per implementation: t(m, n_x) = overhead + m * per_example + m * n_x * per_element.
+"""A cost model per implementation whose per-element cost depends on where X lives.
 
-Fitted on measured cells with nonnegative coefficients and a robust (Huber) loss on the
-relative error, so a few noisy or cache-boundary cells do not drag the whole fit. The
-grid runner's cut-off uses it to predict a cell's time before running it.
+    t(m, n_x) = call + m * per_example + n_x * per_feature
+                + m * n_x * (compute + passes * itemsize / bandwidth(bytes of X))
+
+bandwidth(B) is this machine's measured read bandwidth for a working set of B bytes (the
+memory sweep in metadata.json), so one constant, `passes` (how many times a step reads X at
+that speed), follows the step from L1 to L2 to the last cache to main memory. `compute` is
+the per-element cost that no cache removes: for the interpreted loops, the interpreter.
+
+Fitted with nonnegative coefficients and a robust (Huber) loss on the relative error, so
+microsecond cells count as much as second-long ones and a few noisy cells do not drag the
+fit. Runs made before the sweep get the same model without the bandwidth term.
 """
 
 from __future__ import annotations
@@ -17,66 +25,154 @@ from scipy.optimize import nnls
 
 MIN_POINTS = 3
 HUBER_DELTA = 0.1  # relative residuals beyond 10% count linearly, not quadratically
+TERMS = ("call_s", "per_example_s", "per_feature_s", "compute_s", "passes", "page_walk_s")
+PAGE = 4096
+# A kernel that walks one example's features in C order touches n_x rows m x itemsize bytes apart:
+# past a few thousand distinct pages per example the TLB no longer holds them and every element
+# pays a page walk. The reach is chosen from these (in pages) by the fit, per implementation.
+TLB_REACH_PAGES = (512, 1024, 1536, 2048, 3072, 4096, 8192)
+
+
+@dataclass(frozen=True)
+class Bandwidth:
+    """Read bandwidth against working-set size, from the sweep: log-log interpolation, flat beyond its ends."""
+
+    sizes: tuple[float, ...]
+    gbps: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.sizes) != len(self.gbps) or not self.sizes:
+            raise ValueError("a bandwidth curve needs matching, non-empty sizes and GB/s")
+
+    def seconds_per_byte(self, nbytes: NDArray[np.float64]) -> NDArray[np.float64]:
+        x = np.log(np.asarray(self.sizes, dtype=float))
+        # A running median of three smooths single disturbed reads without moving the steps.
+        y = np.log(np.asarray(self.gbps, dtype=float))
+        if len(y) >= 3:
+            y = np.concatenate([[y[0]], np.median(np.lib.stride_tricks.sliding_window_view(y, 3), axis=1), [y[-1]]])
+        # A smaller working set is never read slower than a larger one: the dips at the smallest
+        # sizes are call overhead, not the memory, and would make tiny cells look memory-bound.
+        y = np.maximum.accumulate(y[::-1])[::-1]
+        gbps = np.exp(np.interp(np.log(np.maximum(nbytes, 1.0)), x, y))
+        return np.asarray(1.0 / (gbps * 1e9), dtype=np.float64)
 
 
 @dataclass(frozen=True)
 class CostModel:
     """Seconds per call as a function of (m, n_x), and how well it fits the measured cells."""
 
-    overhead_s: float
+    call_s: float
     per_example_s: float
-    per_element_s: float
+    per_feature_s: float
+    compute_s: float  # per element, wherever X lives
+    passes: float  # reads of X per step at the measured bandwidth for its size
+    page_walk_s: float  # per element, once one example's features span more pages than the TLB holds
     points: int
     median_rel_error: float
     max_rel_error: float
+    itemsize: int = 8
+    bandwidth: Bandwidth | None = None
+    tlb_pages: int = TLB_REACH_PAGES[-1]
 
     def predict(self, m: float, n_x: float) -> float:
-        return self.overhead_s + m * self.per_example_s + m * n_x * self.per_element_s
+        return float(self.predict_many(np.array([m], dtype=float), np.array([n_x], dtype=float))[0])
 
     def predict_many(self, m: NDArray[np.float64], n_x: NDArray[np.float64]) -> NDArray[np.float64]:
-        return self.overhead_s + m * self.per_example_s + m * n_x * self.per_element_s
+        coef = np.array(
+            [self.call_s, self.per_example_s, self.per_feature_s, self.compute_s, self.passes, self.page_walk_s]
+        )
+        features = _features(
+            np.asarray(m, float), np.asarray(n_x, float), self.itemsize, self.bandwidth, self.tlb_pages
+        )
+        return np.asarray(features @ coef, dtype=np.float64)
+
+    def per_element_s(self, nbytes: float) -> float:
+        """Seconds per element of X for a working set of nbytes: compute plus the reads."""
+        read = self.bandwidth.seconds_per_byte(np.array([nbytes]))[0] if self.bandwidth is not None else 0.0
+        return self.compute_s + self.passes * self.itemsize * float(read)
 
 
-def _features(m: np.ndarray, n_x: np.ndarray) -> np.ndarray:
-    return np.column_stack([np.ones_like(m), m, m * n_x]).astype(float)
+def pages_per_example(m: np.ndarray, n_x: np.ndarray, itemsize: int) -> np.ndarray:
+    """Distinct pages one example's features span in a C-ordered (n_x, m) array."""
+    return np.asarray(np.minimum(n_x, np.ceil(n_x * m * itemsize / PAGE)), dtype=float)
 
 
-def fit_cost_model(m: ArrayLike, n_x: ArrayLike, seconds: ArrayLike) -> CostModel | None:
-    """Robust nonnegative fit of the relative error; None with fewer than MIN_POINTS distinct cells."""
-    m_arr = np.asarray(m, dtype=float)
-    n_arr = np.asarray(n_x, dtype=float)
-    t = np.asarray(seconds, dtype=float)
-    if len({(a, b) for a, b in zip(m_arr, n_arr, strict=True)}) < MIN_POINTS:
-        return None
-    # Divide each row by its time: least squares then minimises relative, not absolute, error,
-    # so microsecond cells count as much as second-long ones.
-    A = _features(m_arr, n_arr) / t[:, None]
+def _features(m: np.ndarray, n_x: np.ndarray, itemsize: int, bandwidth: Bandwidth | None, tlb_pages: int) -> np.ndarray:
+    elements = m * n_x
+    if bandwidth is None:
+        read = np.zeros_like(elements)
+    else:
+        read = elements * itemsize * bandwidth.seconds_per_byte(elements * itemsize)
+    walks = elements * (pages_per_example(m, n_x, itemsize) > tlb_pages)
+    return np.column_stack([np.ones_like(m), m, n_x, elements, read, walks]).astype(float)
+
+
+def _huber_fit(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nonnegative coefficients minimising a Huber loss of A @ coef - 1 (rows already divided by their time)."""
     scale = A.max(axis=0)
     scale[scale == 0] = 1.0
     A_scaled = A / scale
-    weights = np.ones_like(t)
-    coef = np.zeros(3)
-    for _ in range(30):  # iteratively reweighted least squares with Huber weights
+    weights = np.ones(A.shape[0])
+    coef = np.zeros(A.shape[1])
+    for _ in range(50):  # iteratively reweighted least squares with Huber weights
         coef, _ = nnls(A_scaled * weights[:, None], weights)
         residual = A_scaled @ coef - 1.0
         new_weights = np.sqrt(np.minimum(1.0, HUBER_DELTA / np.maximum(np.abs(residual), 1e-12)))
         if np.allclose(new_weights, weights, atol=1e-6):
             break
         weights = new_weights
-    overhead, per_example, per_element = coef / scale
-    model = CostModel(float(overhead), float(per_example), float(per_element), len(t), 0.0, 0.0)
-    rel = np.abs(model.predict_many(m_arr, n_arr) / t - 1.0)
+    values = coef / scale
+    return values, np.abs(A @ values - 1.0)
+
+
+def _huber_loss(rel: np.ndarray) -> float:
+    return float(np.where(rel <= HUBER_DELTA, rel**2 / 2, HUBER_DELTA * (rel - HUBER_DELTA / 2)).sum())
+
+
+def fit_cost_model(
+    m: ArrayLike, n_x: ArrayLike, seconds: ArrayLike, *, itemsize: int = 8, bandwidth: Bandwidth | None = None
+) -> CostModel | None:
+    """Robust nonnegative fit of the relative error; None with fewer than MIN_POINTS distinct cells."""
+    m_arr = np.asarray(m, dtype=float)
+    n_arr = np.asarray(n_x, dtype=float)
+    t = np.asarray(seconds, dtype=float)
+    if len({(a, b) for a, b in zip(m_arr, n_arr, strict=True)}) < MIN_POINTS:
+        return None
+    # Divide each row by its time: least squares then minimises relative, not absolute, error.
+    best: tuple[float, int, np.ndarray, np.ndarray] | None = None
+    for reach in TLB_REACH_PAGES:
+        A = _features(m_arr, n_arr, itemsize, bandwidth, reach) / t[:, None]
+        values, rel = _huber_fit(A)
+        loss = _huber_loss(rel)
+        if best is None or loss < best[0] - 1e-12:
+            best = (loss, reach, values, rel)
+    assert best is not None
+    _, reach, values, rel = best
+    call, per_example, per_feature, compute, passes, walks = (float(v) for v in values)
     return CostModel(
-        model.overhead_s,
-        model.per_example_s,
-        model.per_element_s,
-        len(t),
-        float(np.median(rel)),
-        float(rel.max()),
+        call_s=call,
+        per_example_s=per_example,
+        per_feature_s=per_feature,
+        compute_s=compute,
+        passes=passes,
+        page_walk_s=walks,
+        points=len(t),
+        median_rel_error=float(np.median(rel)),
+        max_rel_error=float(rel.max()),
+        itemsize=itemsize,
+        bandwidth=bandwidth,
+        tlb_pages=reach,
     )
 
 
-def predict_seconds(measured: Sequence[tuple[int, int, float]], m: int, n_x: int) -> float | None:
+def predict_seconds(
+    measured: Sequence[tuple[int, int, float]],
+    m: int,
+    n_x: int,
+    *,
+    itemsize: int = 8,
+    bandwidth: Bandwidth | None = None,
+) -> float | None:
     """Predict one call at (m, n_x) from the same implementation's measured (m, n_x, seconds).
 
     With enough cells, the fitted model. With fewer, the largest measured cell that this one
@@ -86,7 +182,7 @@ def predict_seconds(measured: Sequence[tuple[int, int, float]], m: int, n_x: int
     if not measured:
         return None
     ms, ns, ts = zip(*measured, strict=True)
-    model = fit_cost_model(ms, ns, ts)
+    model = fit_cost_model(ms, ns, ts, itemsize=itemsize, bandwidth=bandwidth)
     if model is not None:
         return model.predict(m, n_x)
     below = [(a, b, t) for a, b, t in measured if a <= m and b <= n_x]
@@ -96,30 +192,25 @@ def predict_seconds(measured: Sequence[tuple[int, int, float]], m: int, n_x: int
     return t * (m * n_x) / (a * b)
 
 
-def fit_models(frame: pd.DataFrame) -> dict[str, CostModel]:
+def fit_models(frame: pd.DataFrame, bandwidth: Bandwidth | None = None) -> dict[str, CostModel]:
     """One model per implementation, fitted on the ok rows of the given (single-setting) table."""
     models = {}
     ok = frame[frame["status"] == "ok"]
     for name, rows in ok.groupby("implementation", sort=False):
-        model = fit_cost_model(rows["m"].to_numpy(), rows["n_x"].to_numpy(), rows["median_s"].to_numpy())
+        itemsize = int(np.dtype(str(rows["dtype"].iloc[0])).itemsize) if "dtype" in rows else 8
+        model = fit_cost_model(
+            rows["m"].to_numpy(),
+            rows["n_x"].to_numpy(),
+            rows["median_s"].to_numpy(),
+            itemsize=itemsize,
+            bandwidth=bandwidth,
+        )
         if model is not None:
             models[str(name)] = model
     return models
 
 
-def speedup_limit(slow: CostModel, fast: CostModel, n_x: np.ndarray) -> np.ndarray:
-    """Model speedup of `fast` over `slow` at large m (per-call overhead amortised), against n_x."""
-    num = slow.per_example_s + slow.per_element_s * n_x
-    den = fast.per_example_s + fast.per_element_s * n_x
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / den, np.inf)
-
-
-def crossover_n_x(slow: CostModel, fast: CostModel, ratio: float) -> float | None:
-    """Smallest n_x at which `fast` is `ratio` times faster than `slow` at large m (None: never, 0: always)."""
-    # (a1 + a2 n) >= ratio (b1 + b2 n)  <=>  n (a2 - ratio b2) >= ratio b1 - a1
-    lhs = slow.per_element_s - ratio * fast.per_element_s
-    rhs = ratio * fast.per_example_s - slow.per_example_s
-    if lhs <= 0:
-        return 0.0 if rhs <= 0 else None
-    return max(0.0, rhs / lhs)
+def model_speedup(slow: CostModel, fast: CostModel, m: float, n_x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Model speedup of `fast` over `slow` at one m, against n_x."""
+    ms = np.full_like(n_x, m, dtype=float)
+    return slow.predict_many(ms, n_x) / fast.predict_many(ms, n_x)

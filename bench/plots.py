@@ -20,8 +20,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from bench.bandwidth import curve_of, hierarchy_of
 from bench.metadata import machine_line
-from bench.model import fit_models, speedup_limit
+from bench.model import fit_models, model_speedup
 from bench.profiles import COURSE_SHAPE
 from bench.results import STATUS_OK, STATUS_SKIPPED_BUDGET, STATUS_SKIPPED_MEMORY
 from bench.views import (
@@ -44,7 +45,9 @@ def _colors(names: list[str]) -> dict[str, Any]:
     return {name: cmap(i % 10) for i, name in enumerate(names)}
 
 
-def _save(fig: Figure, out: Path, stem: str, meta: dict[str, Any], setting: str) -> list[Path]:
+def _save(
+    fig: Figure, out: Path, stem: str, meta: dict[str, Any], setting: str, layout_done: bool = False
+) -> list[Path]:
     """Footer naming the machine, date and setting; PNG and SVG side by side."""
     fig.text(
         0.01,
@@ -55,7 +58,8 @@ def _save(fig: Figure, out: Path, stem: str, meta: dict[str, Any], setting: str)
         ha="left",
         va="bottom",
     )
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    if not layout_done:
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
     paths = []
     for fmt in FORMATS:
         path = out / f"{stem}.{fmt}"
@@ -231,7 +235,7 @@ def plot_claims(frame: pd.DataFrame, meta: dict[str, Any], out: Path, course_sha
 
 
 def plot_roofline(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[Path]:
-    """Achieved GB/s (bytes of X per step / time) against problem size, with measured bandwidth lines."""
+    """Achieved GB/s (bytes of X per step / time) per measured cell, under the measured bandwidth-vs-size roof."""
     ok = frame[(frame["status"] == STATUS_OK) & (frame["dtype"] == "float64") & frame["gbps"].notna()]
     if ok.empty:
         return []
@@ -239,94 +243,92 @@ def plot_roofline(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[
     colors = _colors(implementation_order(frame))
     layouts = sorted(set(ok["layout"]))
     threads = sorted(set(ok["threads"]))
-    fig, axes = plt.subplots(1, len(layouts), figsize=(6.2 * len(layouts), 4.6), sharey=True, squeeze=False)
-    bandwidth = {int(k): float(v) for k, v in meta.get("bandwidth_gbps", {}).items()}
-    llc = meta.get("last_level_cache_bytes")
-    styles = {t: ("-" if t == min(threads) else "--") for t in threads}
+    fig, axes = plt.subplots(1, len(layouts), figsize=(6.4 * len(layouts), 5.0), sharey=True, squeeze=False)
+    roof_styles = ["-", "--", ":", "-."]
     for ax, layout in zip(axes[0], layouts, strict=True):
         for i, name in enumerate(names):
-            for t in threads:
+            for k, t in enumerate(threads):
                 s = ok[(ok["implementation"] == name) & (ok["layout"] == layout) & (ok["threads"] == t)]
-                s = s.sort_values("bytes_x")
                 if s.empty:
                     continue
-                ax.plot(
+                # One marker per cell, no lines: cells of different n_x at similar sizes are not a series.
+                ax.scatter(
                     s["bytes_x"],
                     s["gbps"],
-                    styles[t],
-                    color=colors[name],
+                    s=22,
                     marker=MARKERS[i % len(MARKERS)],
-                    ms=3.5,
-                    lw=1.2,
+                    facecolors=colors[name] if k == 0 else "none",
+                    edgecolors=colors[name],
+                    linewidths=1.0,
+                    alpha=0.85,
+                    zorder=3,
                 )
-        for t, gbps in sorted(bandwidth.items()):
-            ax.axhline(gbps, color="black", ls=":" if t == 1 else "-.", lw=1)
-            ax.text(
-                ok["bytes_x"].min(),
-                gbps * 1.05,
-                f"measured read bandwidth, {t} thread(s): {gbps:.0f} GB/s",
-                fontsize=7,
-            )
-        if llc:
-            ax.axvline(float(llc), color="0.5", lw=0.8)
-            ax.text(
-                float(llc) * 1.1,
-                ok["gbps"].min(),
-                "last-level cache",
-                fontsize=7,
-                color="0.4",
-                rotation=90,
-                va="bottom",
-            )
+        for k, t in enumerate(sorted({*threads, 1})):
+            curve = curve_of(meta, t)
+            if curve is not None:
+                ax.plot(curve.sizes, curve.gbps, roof_styles[k % 4], color="black", lw=1.2, zorder=2)
+        found = hierarchy_of(meta)
+        for level in found.levels if found is not None else ():
+            if level.capacity_bytes:
+                ax.axvline(level.capacity_bytes, color="0.6", lw=0.8, ls=":", zorder=1)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("bytes of X per gradient step")
         ax.set_title(f"layout {layout} ({'features-major' if layout == 'C' else 'examples-major'})")
         ax.grid(True, alpha=0.3)
     axes[0][0].set_ylabel("achieved GB/s (bytes of X / median time)")
-    handles = [Line2D([], [], color=colors[n], marker=MARKERS[i % len(MARKERS)], label=n) for i, n in enumerate(names)]
-    handles += [Line2D([], [], color="0.3", ls=styles[t], label=f"{t} thread(s)") for t in threads]
-    axes[0][-1].legend(handles=handles, fontsize=7, loc="lower right")
-    fig.suptitle("Roofline: how close each implementation gets to reading X at memory speed")
-    return _save(fig, out, "roofline", meta, "float64, all thread counts")
+    handles = [
+        Line2D([], [], color=colors[n], marker=MARKERS[i % len(MARKERS)], ls="", label=n) for i, n in enumerate(names)
+    ]
+    handles += [
+        Line2D(
+            [], [], color="0.3", marker="o", ls="", markerfacecolor="0.3" if k == 0 else "none", label=f"{t} thread(s)"
+        )
+        for k, t in enumerate(threads)
+    ]
+    handles += [
+        Line2D([], [], color="black", ls=roof_styles[k % 4], label=f"measured read bandwidth, {t} thread(s)")
+        for k, t in enumerate(sorted({*threads, 1}))
+        if curve_of(meta, t) is not None
+    ]
+    handles.append(Line2D([], [], color="0.6", ls=":", label="measured cache capacities (1 thread)"))
+    fig.legend(handles=handles, fontsize=7, loc="lower center", ncol=4, bbox_to_anchor=(0.5, 0.03))
+    fig.suptitle("Roofline: each cell's achieved bandwidth under the measured bandwidth for its size")
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    return _save(fig, out, "roofline", meta, "float64, all thread counts", layout_done=True)
 
 
 def plot_crossovers(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[Path]:
-    """Speedup over two_loop against n_x: the fitted model at large m (lines) beside measured cells (points)."""
+    """Speedup over two_loop against n_x at a few m: the fitted model (lines) and the measured cells (points)."""
     data = headline(frame)
-    models = fit_models(data)
+    models = fit_models(data, curve_of(meta, 1))
     base = models.get(BASELINE)
     speed = speedups(data)
     names = [n for n in implementation_order(data) if n != BASELINE and n in models and n in speed]
     if base is None or not names:
         return []
+    ms, _ns = grid_axes(data)
+    panels = _pick(ms, 3) or sorted(set(data["m"]))[:3]
     colors = _colors(implementation_order(frame))
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.8), sharey=True, squeeze=False)
     n_grid = np.geomspace(1, max(float(data["n_x"].max()), 2.0), 200)
-    for i, name in enumerate(names):
-        ax.plot(
-            n_grid,
-            speedup_limit(base, models[name], n_grid),
-            color=colors[name],
-            lw=1.5,
-            label=f"{name}: model, large m",
-        )
-        measured = speed[name].dropna()
-        if not measured.empty:
-            # The largest measured m for each n_x: closest to the model's large-m limit.
-            pts = pd.DataFrame(list(cell_items(measured)), columns=["m", "n_x", "speedup"])
-            pts = pts.loc[pts.groupby("n_x")["m"].idxmax()]
-            ax.scatter(pts["n_x"], pts["speedup"], color=colors[name], marker=MARKERS[i % len(MARKERS)], s=22, zorder=3)
-    for level, text in ((1.0, "1x: as fast as two loops"), (10.0, "the note's ~10x"), (300.0, "the note's ~300x")):
-        ax.axhline(level, color="0.4", ls="--", lw=0.8)
-        ax.text(n_grid[0], level * 1.08, text, fontsize=7, color="0.3")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("n_x (features)")
-    ax.set_ylabel(f"speedup over {BASELINE} (x)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    ax.set_title("Crossovers: fitted cost model (lines) and measured cells at the largest m (points)")
+    for ax, m in zip(axes[0], panels, strict=True):
+        for i, name in enumerate(names):
+            ax.plot(n_grid, model_speedup(base, models[name], m, n_grid), color=colors[name], lw=1.3)
+            pts = pd.DataFrame(list(cell_items(speed[name].dropna())), columns=["m", "n_x", "speedup"])
+            pts = pts[pts["m"] == m]
+            ax.scatter(pts["n_x"], pts["speedup"], color=colors[name], marker=MARKERS[i % len(MARKERS)], s=24, zorder=3)
+        for level in (1.0, 10.0, 300.0):
+            ax.axhline(level, color="0.4", ls="--", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("n_x (features)")
+        ax.set_title(f"m = {m:,}")
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel(f"speedup over {BASELINE} (x); dashed: 1x, 10x, 300x")
+    handles = [Line2D([], [], color=colors[n], marker=MARKERS[i % len(MARKERS)], label=n) for i, n in enumerate(names)]
+    axes[0][-1].legend(handles=handles, fontsize=7, loc="lower right")
+    fig.suptitle("Crossovers: the fitted cost model (lines) and the measured cells (points) at the same m")
     return _save(fig, out, "crossovers", meta, setting_label(data))
 
 

@@ -183,7 +183,7 @@ def build_report(
     lines = _header(frame, meta)
     lines += _claims_section(frame)
     lines += beyond_section(frame, meta)
-    lines += why_section(frame, lecture)
+    lines += why_section(frame, meta, lecture)
     lines += _plots_section(plots, out)
     lines += _method_section(frame, meta)
     return "\n".join(lines) + "\n"
@@ -193,9 +193,11 @@ def write_report(
     frame: pd.DataFrame, meta: dict[str, Any], lecture: pd.DataFrame | None, out: Path, plots: Path
 ) -> Path:
     from bench.results import write_json_list_atomic, write_text_atomic
+    from bench.why import write_model_csv
 
     path = out / REPORT_MD
     text = build_report(frame, meta, lecture, out, plots)
     write_json_list_atomic(out / VERDICTS_JSON, [v.to_json() for v in claim_verdicts(frame)])
+    write_model_csv(frame, meta, out)
     write_text_atomic(path, text)
     return path

@@ -8,11 +8,12 @@ the budget; within a cell, one dtype and layout of X exists at a time, to bound 
 from __future__ import annotations
 
 import itertools
+import math
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -21,12 +22,12 @@ import pandas as pd
 import psutil
 from tqdm import tqdm
 
-from bench.bandwidth import last_level_cache_bytes, measure_read_bandwidth
+from bench.bandwidth import curve_of, hierarchy_of, last_level_cache_bytes, measure_hierarchy
 from bench.data import Layout, Problem, make_problem
 from bench.errors import BenchError, GateError
 from bench.lecture import run_lecture_demo
 from bench.metadata import collect_metadata
-from bench.model import predict_seconds
+from bench.model import Bandwidth, predict_seconds
 from bench.profiles import Profile
 from bench.results import (
     KEY,
@@ -89,6 +90,7 @@ class RunConfig:
     out: Path
     resume: bool = False
     lecture: bool = True
+    size_for_cache: bool = True  # add a cell if the grid stops short of 4x the measured last cache
 
 
 @dataclass
@@ -193,14 +195,43 @@ def _previous(config: RunConfig) -> tuple[pd.DataFrame | None, dict[str, Any]]:
     return rows, meta
 
 
-def _bandwidth(config: RunConfig, previous: dict[str, Any]) -> dict[str, float]:
-    """Read bandwidth (GB/s) per thread count; reused on resume so rows share one yardstick."""
-    known = {str(k): float(v) for k, v in previous.get("bandwidth_gbps", {}).items()}
-    nbytes = 4 * last_level_cache_bytes()
-    for threads in sorted({1, *config.threads}):
-        if str(threads) not in known:
-            known[str(threads)] = measure_read_bandwidth(threads, nbytes)
-    return known
+def _memory(config: RunConfig, previous: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
+    """The measured memory hierarchy and main-memory bandwidth per thread count; reused on resume."""
+    thread_counts = sorted({1, *config.threads})
+    memory = previous.get("memory")
+    if not memory or any(str(t) not in memory.get("threads", {}) for t in thread_counts):
+        memory = measure_hierarchy(thread_counts, config.profile.sweep_top_bytes)
+    bandwidth = {}
+    for t in thread_counts:
+        found = hierarchy_of({"memory": memory}, t)
+        if found is not None:
+            bandwidth[str(t)] = found.memory_gbps
+    return memory, bandwidth
+
+
+# The grid reaches at least this many times the measured last cache capacity, memory allowing.
+CACHE_REACH = 4
+SIZING_N_X = 1_000  # the added cell's n_x: many examples of a middling width
+
+
+def sized_cells(config: RunConfig, memory: dict[str, Any]) -> tuple[tuple[tuple[int, int], ...], dict[str, Any]]:
+    """The plan's cells, plus one cell of X >= CACHE_REACH x the measured last capacity if none reaches it."""
+    found = hierarchy_of({"memory": memory})
+    capacity = found.last_capacity_bytes if found is not None else None
+    if capacity is None:
+        return config.cells, {"note": "no cache level found in the sweep"}
+    need = CACHE_REACH * capacity
+    largest = max(m * n * 8 for m, n in config.cells)
+    note: dict[str, Any] = {"last_capacity_bytes": capacity, "needed_bytes": need, "largest_bytes": largest}
+    if largest >= need or not config.size_for_cache:
+        return config.cells, note
+    m = int(math.ceil(need / (8 * SIZING_N_X) / 10_000) * 10_000)  # a round number, never a power of two
+    cell = (m, SIZING_N_X)
+    if _cell_bytes(*cell, {(d, lay) for d in config.dtypes for lay in config.layouts}) > (
+        MEMORY_HEADROOM * psutil.virtual_memory().available
+    ):
+        return config.cells, {**note, "memory_short": f"a cell of m = {m:,}, n_x = {SIZING_N_X:,} would not fit memory"}
+    return (*config.cells, cell), {**note, "added_cell": list(cell)}
 
 
 def _row(task: Task, bandwidth: dict[str, float], **values: Any) -> Row:
@@ -229,8 +260,13 @@ def _cells(tasks: list[Task]) -> Iterator[tuple[tuple[int, int], list[Task]]]:
 
 def run(config: RunConfig) -> RunSummary:
     """Measure the plan into config.out; Ctrl-C keeps every finished row."""
-    tasks = plan(config)
     previous_rows, previous_meta = _previous(config)
+    print("measuring the memory hierarchy (read bandwidth against working-set size) ...", file=sys.stderr, flush=True)
+    memory, bandwidth = _memory(config, previous_meta)
+    cells, sizing = sized_cells(config, memory)
+    config = replace(config, cells=cells)
+    curves = {t: curve_of({"memory": memory}, t) for t in sorted({1, *config.threads})}
+    tasks = plan(config)
     print(
         f"profile {config.profile.name}: {len(config.cells)} cells, {len(tasks)} rows into {config.out}",
         file=sys.stderr,
@@ -254,14 +290,21 @@ def run(config: RunConfig) -> RunSummary:
         "round_s": config.profile.round_s,
         "max_rounds": config.profile.max_rounds,
         "last_level_cache_bytes": last_level_cache_bytes(),
+        "memory": memory,
+        "bandwidth_gbps": bandwidth,
+        "sizing": sizing,
     }
-    print("measuring read bandwidth ...", file=sys.stderr, flush=True)
-    meta["bandwidth_gbps"] = bandwidth = _bandwidth(config, previous_meta)
+    levels = hierarchy_of(meta)
+    if levels is not None:
+        caps = ", ".join(f"{lv.capacity_bytes / 2**20:.3g} MiB" for lv in levels.levels if lv.capacity_bytes)
+        print(f"cache capacities measured (1 thread): {caps or 'none'}", file=sys.stderr, flush=True)
     print(
-        "read bandwidth: " + ", ".join(f"{v:.1f} GB/s on {k} thread(s)" for k, v in bandwidth.items()),
+        "main-memory read bandwidth: " + ", ".join(f"{v:.1f} GB/s on {k} thread(s)" for k, v in bandwidth.items()),
         file=sys.stderr,
         flush=True,
     )
+    if "added_cell" in sizing or "memory_short" in sizing:
+        print(f"sizing: {sizing.get('memory_short') or 'added cell ' + str(sizing['added_cell'])}", file=sys.stderr)
 
     writer = RowWriter(config.out / RESULTS_CSV)
     if previous_rows is not None:
@@ -289,7 +332,7 @@ def run(config: RunConfig) -> RunSummary:
                 lecture_writer.write(lecture_row)
             lecture_writer.finish()
         for (m, n_x), cell_tasks in _cells(tasks):
-            timed, skipped = _run_cell(m, n_x, cell_tasks, config, done, history, bandwidth, writer, progress)
+            timed, skipped = _run_cell(m, n_x, cell_tasks, config, done, history, bandwidth, curves, writer, progress)
             summary.timed += timed
             summary.skipped += skipped
             progress.cell_done(m, n_x, timed, skipped)
@@ -314,6 +357,7 @@ def _run_cell(
     done: set[tuple[Any, ...]],
     history: dict[tuple[str, str, str, int], list[tuple[int, int, float]]],
     bandwidth: dict[str, float],
+    curves: dict[int, Bandwidth | None],
     writer: RowWriter,
     progress: Progress,
 ) -> tuple[int, int]:
@@ -330,7 +374,13 @@ def _run_cell(
             skipped += 1
             progress.step(task)
             continue
-        predicted = predict_seconds(history[task.series], m, n_x)
+        predicted = predict_seconds(
+            history[task.series],
+            m,
+            n_x,
+            itemsize=np.dtype(task.dtype).itemsize,
+            bandwidth=curves.get(task.threads),
+        )
         if predicted is not None and predicted > profile.call_budget_s:
             writer.write(_row(task, bandwidth, status=STATUS_SKIPPED_BUDGET, predicted_s=predicted))
             skipped += 1

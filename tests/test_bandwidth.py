@@ -1,0 +1,79 @@
+"""The memory-hierarchy knee finder on synthetic sweeps with known steps, and one small real sweep."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bench.bandwidth import Hierarchy, find_levels, out_of_cache_bytes, read_gbps, sweep_sizes
+
+KIB, MIB = 1024, 1024**2
+
+
+def _curve(
+    steps: list[tuple[float, float]], memory_gbps: float, noise: float, seed: int, smear: float = 1.0
+) -> tuple[list[int], np.ndarray]:
+    """GB/s against size: each (capacity, gbps) level fades to the next over `smear` doublings, plus noise."""
+    sizes = sweep_sizes(1024 * MIB)
+    x = np.log2(np.asarray(sizes, dtype=float))
+    levels = [g for _, g in steps] + [memory_gbps]
+    y = np.full_like(x, np.log2(levels[0]))
+    for k, (capacity, _) in enumerate(steps):
+        # A logistic fall centred on the capacity, from this level to the next.
+        fall = np.log2(levels[k]) - np.log2(levels[k + 1])
+        y -= fall / (1 + np.exp(-(x - np.log2(capacity)) * 4 / smear))
+    rng = np.random.default_rng(seed)
+    return sizes, 2 ** (y + rng.normal(0, noise, size=y.shape))
+
+
+@given(
+    st.sampled_from([32 * KIB, 48 * KIB, 64 * KIB]),
+    st.sampled_from([1 * MIB, 2 * MIB, 4 * MIB]),
+    st.sampled_from([32 * MIB, 40 * MIB, 96 * MIB]),  # levels 8x apart or more are resolved
+    st.integers(0, 2**16),
+)
+def test_three_cache_levels_and_memory_are_found(l1: int, l2: int, l3: int, seed: int) -> None:
+    sizes, gbps = _curve([(l1, 120.0), (l2, 80.0), (l3, 30.0)], 18.0, noise=0.03, seed=seed)
+    found = find_levels(sizes, gbps)
+    capacities = [lv.capacity_bytes for lv in found.levels]
+    assert len(found.levels) == 4 and capacities[-1] is None
+    for got, true in zip(capacities[:3], (l1, l2, l3), strict=True):
+        assert got is not None and true / 1.5 <= got <= true * 1.5
+    assert found.memory_gbps == pytest.approx(18.0, rel=0.1)
+    assert found.last_capacity_bytes is not None and found.memory_from_bytes > found.last_capacity_bytes
+    assert found.memory_from_bytes <= 6 * l3  # memory's plateau is found soon after the fall
+
+
+def test_a_slow_fade_is_one_step_not_an_extra_level() -> None:
+    # The fall from L3 to memory spread over two doublings, as seen on a shared VM.
+    sizes, gbps = _curve([(48 * KIB, 116.0), (2 * MIB, 85.0), (64 * MIB, 30.0)], 19.0, 0.02, seed=1, smear=2.0)
+    found = find_levels(sizes, gbps)
+    assert len(found.levels) == 4
+    assert 32 * MIB <= (found.last_capacity_bytes or 0) <= 128 * MIB
+
+
+def test_a_flat_curve_is_one_level_and_outliers_do_not_make_levels() -> None:
+    sizes = sweep_sizes(256 * MIB)
+    gbps = np.full(len(sizes), 20.0)
+    gbps[len(sizes) // 2] = 9.0  # one disturbed read
+    found = find_levels(sizes, gbps)
+    assert found.levels == Hierarchy(found.levels, found.memory_from_bytes).levels
+    assert len(found.levels) == 1 and found.levels[0].capacity_bytes is None
+    assert found.memory_gbps == pytest.approx(20.0)
+
+
+def test_out_of_cache_comes_from_the_sweep_when_there_is_one() -> None:
+    sizes, gbps = _curve([(48 * KIB, 120.0), (2 * MIB, 80.0), (40 * MIB, 30.0)], 18.0, noise=0.01, seed=3)
+    found = find_levels(sizes, gbps)
+    meta = {"memory": {"threads": {"1": found.to_json()}}, "last_level_cache_bytes": 480 * MIB}
+    assert out_of_cache_bytes(meta) == found.memory_from_bytes < 480 * MIB
+    assert out_of_cache_bytes({"last_level_cache_bytes": 32 * MIB}) == 128 * MIB  # older runs: /sys, x4
+
+
+def test_a_real_read_is_a_plausible_bandwidth() -> None:
+    buffer = np.ones(64 * KIB // 8)
+    assert 0.5 < read_gbps(buffer, buffer.nbytes, 1, repeats=2) < 5000
+    with pytest.raises(ValueError, match="nbytes"):
+        read_gbps(buffer, 4, 1)
