@@ -14,7 +14,7 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test lint typecheck unit bench bench-quick bench-full bench-resume plot report \
-        pytest-bench reference clean
+        pytest-bench reference readme clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -64,8 +64,12 @@ pytest-bench: $(STAMP) ## Run the pytest-benchmark suite and save its JSON under
 	$(PY) -m pytest tests/benchmarks --benchmark-only --benchmark-storage=results/pytest-benchmark \
 	    --benchmark-autosave --benchmark-group-by=group --benchmark-columns=min,median,iqr,rounds,iterations
 
-reference: ## Re-measure the committed reference run (default profile) on this machine
+reference: ## Re-measure the committed reference run (default profile) on this machine, then the README's findings
 	$(MAKE) bench OUT=reference
+	$(MAKE) readme
+
+readme: $(STAMP) ## Rewrite the README's findings from the committed reference run (no timing)
+	$(PY) -m bench report --results results/reference --out results/reference --plots plots/reference --readme README.md
 
 clean: ## Remove the virtual environment and local (uncommitted) results
 	rm -rf $(VENV) results/local plots/local .pytest_cache .mypy_cache .ruff_cache .hypothesis

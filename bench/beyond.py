@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.bandwidth import hierarchy_of, out_of_cache_bytes
 from bench.profiles import COURSE_SHAPE
 from bench.results import STATUS_OK
 from bench.views import fmt_speedup
@@ -15,7 +16,6 @@ from bench.views import fmt_speedup
 TARGET_PARALLEL_BW = 0.80  # of the measured all-threads read bandwidth, examples-major, out of cache
 TARGET_PARALLEL_SPEEDUP = 1.8  # over fully_vectorized at the same thread count, examples-major
 TARGET_FUSED_SPEEDUP = 1.6  # over fully_vectorized on one thread, examples-major
-OUT_OF_CACHE = 4  # "larger than the cache": X at least this many times the last-level cache
 
 
 def _times(ok: pd.DataFrame, name: str, layout: str, threads: int) -> pd.Series:
@@ -36,7 +36,8 @@ def beyond_section(frame: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
     names = set(ok["implementation"])
     if not {"fully_vectorized"} & names or not {"numba_fused", "numba_parallel"} & names:
         return []
-    llc = int(meta.get("last_level_cache_bytes") or 32 * 2**20)
+    beyond = out_of_cache_bytes(meta)
+    measured = hierarchy_of(meta) is not None
     bandwidth = {int(k): float(v) for k, v in (meta.get("bandwidth_gbps") or {}).items()}
     all_threads = max(set(ok["threads"]))
     lines = [
@@ -47,13 +48,35 @@ def beyond_section(frame: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
         "`numba_fused` reads it once; `numba_parallel` does the same on every core. Once X is larger than "
         "the cache, the step is bound by memory bandwidth, so reading X once should be up to twice as fast.",
         "",
-        f"Out of cache here means X of at least {OUT_OF_CACHE} x the {llc / 2**20:.0f} MiB last-level cache; "
-        f"float64; all threads = {all_threads}. Figures are medians over those cells (range in brackets).",
+        f"Out of cache here means X of at least {beyond / 2**20:,.0f} MiB: "
+        + (
+            "where this machine's measured read bandwidth has fallen to main memory's (the memory sweep), "
+            "whatever the OS reports"
+            if measured
+            else "4x the last-level cache the OS reports (this run has no memory sweep)"
+        )
+        + f"; float64; all threads = {all_threads}. Figures are medians over those cells (range in brackets).",
         "",
     ]
+    sizing = meta.get("sizing") or {}
+    if "added_cell" in sizing:
+        m_add, n_add = sizing["added_cell"]
+        lines += [
+            f"The grid was extended by the cell m = {m_add:,}, n_x = {n_add:,} to reach 4x the measured last "
+            "cache capacity.",
+            "",
+        ]
+    if "memory_short" in sizing:
+        lines += [
+            f"This machine's free memory is too small to reach 4x the measured last cache capacity: "
+            f"{sizing['memory_short']}.",
+            "",
+        ]
     rows = []
     checks = []
-    big = ok[ok["bytes_x"] >= OUT_OF_CACHE * llc]
+    big = ok[ok["bytes_x"] >= beyond]
+    if big.empty:
+        lines += ["No measured cell has X out of cache on this machine, so the out-of-cache rows below are n/a.", ""]
     for layout in sorted(set(ok["layout"])):
         label = "examples-major (F)" if layout == "F" else "features-major (C)"
         for scope, data in (
@@ -130,7 +153,7 @@ def beyond_section(frame: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
     if bandwidth:
         lines += [
             "",
-            "Measured read bandwidth (STREAM-style sum of an array 4x the last-level cache, best of 10 reads): "
+            "Main-memory read bandwidth (the memory sweep's last plateau, best of several reads per size): "
             + ", ".join(f"{v:.1f} GB/s on {k} thread(s)" for k, v in sorted(bandwidth.items()))
             + ".",
         ]

@@ -133,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--out", type=Path, help="output folder (default: plots/<run> or the results folder)")
         if name == "report":
             cmd.add_argument("--plots", type=Path, help="folder of the plots the report links to (default --out)")
+            cmd.add_argument(
+                "--readme",
+                type=Path,
+                help="also rewrite the findings between the markers in this README from the same run",
+            )
         cmd.set_defaults(handler=_cmd_plot if name == "plot" else _cmd_report)
     return parser
 
@@ -202,6 +207,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     out = ensure_writable_dir(args.out or source)
     path = write_report(frame, meta, lecture, out, plots=args.plots or out)
     print(f"wrote {path}", file=sys.stderr)
+    if args.readme is not None:
+        from bench.report import findings_markdown, update_readme
+
+        if not args.readme.is_file():
+            raise BenchError(f"no README at {args.readme}")
+        update_readme(args.readme, findings_markdown(frame, meta, out, args.readme))
+        print(f"updated the findings in {args.readme}", file=sys.stderr)
     return 0
 
 

@@ -145,9 +145,10 @@ def _explanations(data: pd.DataFrame, meta: dict[str, Any], models: dict[str, Co
     full = models.get(REFERENCE)
     if full is not None:
         threshold = 150.0
-        margin = base.compute_s - threshold * full.compute_s
+        margin = base.per_element_s(1e4) - threshold * full.per_element_s(1e4)
         elements = threshold * full.call_s / margin if margin > 0 else float("inf")
-        cap = base.per_element_s(1e12) / full.per_element_s(1e12)
+        in_memory = full.per_element_s(1e12)
+        cap = base.per_element_s(1e12) / in_memory if in_memory > 0 else float("inf")
         v = verdicts.get(REFERENCE)
         lines.append(
             f"- **Full vectorisation is governed by m x n_x.** One step costs a fixed {fmt_seconds(full.call_s)} "

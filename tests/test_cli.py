@@ -216,7 +216,7 @@ def test_gate_stops_a_wrong_implementation_and_keeps_old_results(
 def test_cut_off_and_memory_skips_are_recorded_not_invented(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bench.runner, "predict_seconds", lambda history, m, n_x: 99.0 if m * n_x >= 32 else None)
+    monkeypatch.setattr(bench.runner, "predict_seconds", lambda history, m, n_x, **_: 99.0 if m * n_x >= 32 else None)
     code, _ = _run(
         [
             "run",
@@ -242,7 +242,7 @@ def test_cut_off_and_memory_skips_are_recorded_not_invented(
         available = 1
         total = 2**30
 
-    monkeypatch.setattr(bench.runner, "predict_seconds", lambda history, m, n_x: None)
+    monkeypatch.setattr(bench.runner, "predict_seconds", lambda history, m, n_x, **_: None)
     monkeypatch.setattr(psutil, "virtual_memory", Tiny)
     code, _ = _run(["run", *TINY, "--implementations", "numba_loop", "--out", str(tmp_path / "mem")], capsys)
     frame = pd.read_csv(tmp_path / "mem" / "results.csv")
