@@ -64,7 +64,7 @@ pytest-bench: $(STAMP) ## Run the pytest-benchmark suite and save its JSON under
 	$(PY) -m pytest tests/benchmarks --benchmark-only --benchmark-storage=results/pytest-benchmark \
 	    --benchmark-autosave --benchmark-group-by=group --benchmark-columns=min,median,iqr,rounds,iterations
 
-reference: ## Re-measure the committed reference run (default profile) on this machine
+reference: ## Re-measure the committed reference run on this machine (the old one is kept, untracked, in results/reference/previous/)
 	$(MAKE) bench OUT=reference
 
 clean: ## Remove the virtual environment and local (uncommitted) results

@@ -17,6 +17,8 @@ from implementations import REGISTRY
 if TYPE_CHECKING:  # pandas is imported only by the commands that read tables
     import pandas as pd
 
+    from bench.runner import RunConfig
+
 DEFAULT_SEED = 20240917
 MAX_SIZE = 2**40
 
@@ -102,12 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         default=Path("results/local"),
-        help="output folder (default results/local)",
+        help="output folder (default results/local); an earlier run there is moved to OUT/previous/<date>_<commit>/; "
+        "one run at a time per folder",
     )
     run.add_argument(
         "--resume",
         action="store_true",
-        help="keep the rows already in --out and time only the missing ones",
+        help="continue the unfinished run in --out: keep its rows and time only the missing ones",
     )
     run.add_argument("--no-lecture", action="store_true", help="skip the lecture's dot-product demo")
     run.set_defaults(handler=_cmd_run)
@@ -137,29 +140,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _no_cells_message(args: argparse.Namespace) -> str:
+    profile = PROFILES[args.profile]
+    m, n_x = min(args.m or profile.m), min(args.n_x or profile.n_x)
+    return (
+        f"no cell left to time: every m x n_x asked for is above the {profile.name} profile's limit of "
+        f"{profile.max_elements:,} elements (the smallest, m={m:,} x n_x={n_x:,}, has {m * n_x:,}); "
+        "choose smaller --m or --n-x"
+    )
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    from bench.runner import RunConfig, run
-    from bench.timing import resolve_threads
+    from bench.rundir import claimed, why_nothing_timed
+    from bench.runner import run
 
     profile = PROFILES[args.profile]
-    out = ensure_writable_dir(args.out)
     cells = profile.cells(args.m, args.n_x)
-    config = RunConfig(
-        profile=profile,
-        implementations=args.implementations or tuple(REGISTRY),
-        cells=tuple(cells),
-        dtypes=args.dtypes or profile.dtypes,
-        layouts=args.layouts or profile.layouts,
-        threads=tuple(dict.fromkeys(resolve_threads(t) for t in (args.threads or profile.threads))),
-        seed=args.seed,
-        out=out,
-        resume=args.resume,
-        lecture=not args.no_lecture,
-    )
-    summary = run(config)
+    if not cells:  # before anything is written or moved
+        raise BenchError(_no_cells_message(args))
+    with claimed(args.out, resume=args.resume):
+        summary = run(_run_config(args, cells))
     verb = "interrupted after" if summary.interrupted else "done:"
+    why = ""
+    if summary.timed == 0 and not summary.interrupted:
+        why = f" (nothing timed: {why_nothing_timed(summary.results, summary.reused)})"
     print(
-        f"{verb} {summary.timed} rows timed, {summary.skipped} skipped by the cut-off, "
+        f"{verb} {summary.timed} rows timed{why}, {summary.skipped} skipped by the cut-off or for memory, "
         f"{summary.reused} kept from before; results in {summary.results}",
         file=sys.stderr,
     )
@@ -167,6 +173,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print("run again with --resume to finish without re-timing finished rows", file=sys.stderr)
         return 130
     return 0
+
+
+def _run_config(args: argparse.Namespace, cells: list[tuple[int, int]]) -> RunConfig:
+    from bench.runner import RunConfig
+    from bench.timing import resolve_threads
+
+    profile = PROFILES[args.profile]
+    return RunConfig(
+        profile=profile,
+        implementations=args.implementations or tuple(REGISTRY),
+        cells=tuple(cells),
+        dtypes=args.dtypes or profile.dtypes,
+        layouts=args.layouts or profile.layouts,
+        threads=tuple(dict.fromkeys(resolve_threads(t) for t in (args.threads or profile.threads))),
+        seed=args.seed,
+        out=args.out,
+        resume=args.resume,
+        lecture=not args.no_lecture,
+    )
 
 
 def _load(args: argparse.Namespace) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame | None, Path]:
