@@ -1,4 +1,4 @@
-"""Command line: `python -m bench run | plot | report`. Bad input is one line on stderr and exit 2."""
+"""Command line: `python -m bench run | plot | report | compare`. Bad input is one line on stderr and exit 2."""
 
 from __future__ import annotations
 
@@ -50,6 +50,16 @@ def _threads(text: str) -> tuple[str, ...]:
             raise argparse.ArgumentTypeError(f"thread count must be a positive integer or 'all', got {part!r}")
         values.append(part)
     return tuple(values)
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1e6:
+        raise argparse.ArgumentTypeError(f"a percentage must be 0 or more, got {text}")
+    return value
 
 
 def _choices(known: Sequence[str], what: str) -> Callable[[str], tuple[str, ...]]:
@@ -137,6 +147,22 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "report":
             cmd.add_argument("--plots", type=Path, help="folder of the plots the report links to (default --out)")
         cmd.set_defaults(handler=_cmd_plot if name == "plot" else _cmd_report)
+
+    compare = sub.add_parser(
+        "compare",
+        help="compare runs side by side (any machines): COMPARE.md, its tables as CSV, plots",
+        description="Align runs on (implementation, m, n_x, dtype, layout, threads) and compare their times and "
+        "speedups; the first run is the one the others are compared with.",
+    )
+    compare.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="a run's folder (or its results.csv)")
+    compare.add_argument("--out", type=Path, help="output folder (default results/compare/<A>_vs_<B>)")
+    compare.add_argument(
+        "--fail-if-slower",
+        type=_percent,
+        metavar="PCT",
+        help="exit 1 if an implementation is more than PCT%% slower than in the first run, beyond noise (for CI)",
+    )
+    compare.set_defaults(handler=_cmd_compare)
     return parser
 
 
@@ -226,6 +252,23 @@ def _cmd_report(args: argparse.Namespace) -> int:
     out = ensure_writable_dir(args.out or source)
     path = write_report(frame, meta, lecture, out, plots=args.plots or out)
     print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from bench.compare import compare_runs, default_out, slower_than, write_comparison
+
+    comparison = compare_runs(args.runs)
+    out = ensure_writable_dir(args.out or default_out(comparison))
+    paths = write_comparison(comparison, out)
+    sys.stdout.write(paths[0].read_text(encoding="utf-8"))
+    print(f"wrote {len(paths)} files to {out}", file=sys.stderr)
+    if args.fail_if_slower is not None:
+        slower = slower_than(comparison, args.fail_if_slower)
+        for line in slower:
+            print(f"slower: {line}", file=sys.stderr)
+        if slower:
+            return 1
     return 0
 
 
