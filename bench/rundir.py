@@ -74,7 +74,9 @@ class Holder:
         )
 
     def describe(self) -> str:
-        return f"pid {self.pid} on {self.host}, started {self.started}: {self.command}"
+        command = " ".join(self.command.split())  # one line, whatever the command held
+        command = command if len(command) <= 200 else command[:197] + "..."
+        return f"pid {self.pid} on {self.host}, started {self.started}: {command}"
 
     @classmethod
     def read(cls, path: Path) -> Holder | None:
