@@ -11,6 +11,7 @@ matplotlib.use("Agg")  # files only, no display needed
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 
 from bench.plots import FORMATS
@@ -45,7 +46,8 @@ def plot_speedup_vs_speedup(comparison: Comparison, out: Path) -> list[Path]:
     points = {label: speedup_points(comparison, label) for label in others}
     if all(p.empty for p in points.values()):
         return []
-    names = implementation_order(comparison.pairs)
+    # Colours by registry order over every run, so an implementation keeps its colour from plot to plot.
+    names = implementation_order(pd.concat([run.rows for run in comparison.runs]))
     cmap = plt.get_cmap("tab10")
     colors = {name: cmap(i % 10) for i, name in enumerate(names)}
     first = comparison.runs[0].label
@@ -56,6 +58,7 @@ def plot_speedup_vs_speedup(comparison: Comparison, out: Path) -> list[Path]:
         values = values[np.isfinite(values) & (values > 0)]
         if values.size == 0:
             ax.set_axis_off()
+            ax.text(0.5, 0.5, f"no speedups to compare:\n{label} and {first} share no two-loop baseline", ha="center")
             continue
         low, high = values.min() / 2, values.max() * 2
         ax.plot([low, high], [low, high], color="0.4", lw=1, ls="--", label="same speedup")
