@@ -11,10 +11,13 @@ RESULTS := results/$(OUT)
 PLOTS := plots/$(OUT)
 # Extra arguments for `python -m bench run`, e.g. make bench ARGS="--implementations fully_vectorized,numba_loop"
 ARGS ?=
+# The runs `make compare` puts side by side: A is the one B is compared with.
+A ?= results/reference
+B ?= $(RESULTS)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test lint typecheck unit bench bench-quick bench-full bench-resume plot report \
-        pytest-bench reference readme clean
+        pytest-bench reference readme compare clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,11 +63,14 @@ plot: $(STAMP) ## Redraw the plots from results/$(OUT) without timing anything
 report: $(STAMP) ## Rewrite REPORT.md from results/$(OUT) without timing anything
 	$(PY) -m bench report --results $(RESULTS) --out $(RESULTS) --plots $(PLOTS)
 
+compare: $(STAMP) ## Compare two runs side by side: make compare A=results/reference B=results/local [ARGS=--fail-if-slower 10]
+	$(PY) -m bench compare $(A) $(B) $(ARGS)
+
 pytest-bench: $(STAMP) ## Run the pytest-benchmark suite and save its JSON under results/pytest-benchmark
 	$(PY) -m pytest tests/benchmarks --benchmark-only --benchmark-storage=results/pytest-benchmark \
 	    --benchmark-autosave --benchmark-group-by=group --benchmark-columns=min,median,iqr,rounds,iterations
 
-reference: ## Re-measure the committed reference run (default profile) on this machine, then the README's findings
+reference: ## Re-measure the committed reference run, then the README's findings (the old run is kept, untracked, in previous/)
 	$(MAKE) bench OUT=reference
 	$(MAKE) readme
 

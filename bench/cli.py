@@ -1,4 +1,4 @@
-"""Command line: `python -m bench run | plot | report`. Bad input is one line on stderr and exit 2."""
+"""Command line: `python -m bench run | plot | report | compare`. Bad input is one line on stderr and exit 2."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from implementations import REGISTRY
 
 if TYPE_CHECKING:  # pandas is imported only by the commands that read tables
     import pandas as pd
+
+    from bench.runner import RunConfig
 
 DEFAULT_SEED = 20240917
 MAX_SIZE = 2**40
@@ -48,6 +50,16 @@ def _threads(text: str) -> tuple[str, ...]:
             raise argparse.ArgumentTypeError(f"thread count must be a positive integer or 'all', got {part!r}")
         values.append(part)
     return tuple(values)
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1e6:
+        raise argparse.ArgumentTypeError(f"a percentage must be 0 or more, got {text}")
+    return value
 
 
 def _choices(known: Sequence[str], what: str) -> Callable[[str], tuple[str, ...]]:
@@ -102,12 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         default=Path("results/local"),
-        help="output folder (default results/local)",
+        help="output folder (default results/local); an earlier run there is moved to OUT/previous/<date>_<commit>/; "
+        "one run at a time per folder",
     )
     run.add_argument(
         "--resume",
         action="store_true",
-        help="keep the rows already in --out and time only the missing ones",
+        help="continue the unfinished run in --out: keep its rows and time only the missing ones",
     )
     run.add_argument("--no-lecture", action="store_true", help="skip the lecture's dot-product demo")
     run.set_defaults(handler=_cmd_run)
@@ -139,33 +152,51 @@ def build_parser() -> argparse.ArgumentParser:
                 help="also rewrite the findings between the markers in this README from the same run",
             )
         cmd.set_defaults(handler=_cmd_plot if name == "plot" else _cmd_report)
+
+    compare = sub.add_parser(
+        "compare",
+        help="compare runs side by side (any machines): COMPARE.md, its tables as CSV, plots",
+        description="Align runs on (implementation, m, n_x, dtype, layout, threads) and compare their times and "
+        "speedups; the first run is the one the others are compared with.",
+    )
+    compare.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="a run's folder (or its results.csv)")
+    compare.add_argument("--out", type=Path, help="output folder (default results/compare/<A>_vs_<B>)")
+    compare.add_argument(
+        "--fail-if-slower",
+        type=_percent,
+        metavar="PCT",
+        help="exit 1 if an implementation is more than PCT%% slower than in the first run, beyond noise (for CI)",
+    )
+    compare.set_defaults(handler=_cmd_compare)
     return parser
 
 
+def _no_cells_message(args: argparse.Namespace) -> str:
+    profile = PROFILES[args.profile]
+    m, n_x = min(args.m or profile.m), min(args.n_x or profile.n_x)
+    return (
+        f"no cell left to time: every m x n_x asked for is above the {profile.name} profile's limit of "
+        f"{profile.max_elements:,} elements (the smallest, m={m:,} x n_x={n_x:,}, has {m * n_x:,}); "
+        "choose smaller --m or --n-x"
+    )
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    from bench.runner import RunConfig, run
-    from bench.timing import resolve_threads
+    from bench.rundir import claimed, why_nothing_timed
+    from bench.runner import run
 
     profile = PROFILES[args.profile]
-    out = ensure_writable_dir(args.out)
     cells = profile.cells(args.m, args.n_x)
-    config = RunConfig(
-        profile=profile,
-        implementations=args.implementations or tuple(REGISTRY),
-        cells=tuple(cells),
-        dtypes=args.dtypes or profile.dtypes,
-        layouts=args.layouts or profile.layouts,
-        threads=tuple(dict.fromkeys(resolve_threads(t) for t in (args.threads or profile.threads))),
-        seed=args.seed,
-        out=out,
-        resume=args.resume,
-        lecture=not args.no_lecture,
-        size_for_cache=args.m is None and args.n_x is None,
-    )
-    summary = run(config)
+    if not cells:  # before anything is written or moved
+        raise BenchError(_no_cells_message(args))
+    with claimed(args.out, resume=args.resume):
+        summary = run(_run_config(args, cells))
     verb = "interrupted after" if summary.interrupted else "done:"
+    why = ""
+    if summary.timed == 0 and not summary.interrupted:
+        why = f" (nothing timed: {why_nothing_timed(summary.results, summary.reused)})"
     print(
-        f"{verb} {summary.timed} rows timed, {summary.skipped} skipped by the cut-off, "
+        f"{verb} {summary.timed} rows timed{why}, {summary.skipped} skipped by the cut-off or for memory, "
         f"{summary.reused} kept from before; results in {summary.results}",
         file=sys.stderr,
     )
@@ -173,6 +204,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print("run again with --resume to finish without re-timing finished rows", file=sys.stderr)
         return 130
     return 0
+
+
+def _run_config(args: argparse.Namespace, cells: list[tuple[int, int]]) -> RunConfig:
+    from bench.runner import RunConfig
+    from bench.timing import resolve_threads
+
+    profile = PROFILES[args.profile]
+    return RunConfig(
+        profile=profile,
+        implementations=args.implementations or tuple(REGISTRY),
+        cells=tuple(cells),
+        dtypes=args.dtypes or profile.dtypes,
+        layouts=args.layouts or profile.layouts,
+        threads=tuple(dict.fromkeys(resolve_threads(t) for t in (args.threads or profile.threads))),
+        seed=args.seed,
+        out=args.out,
+        resume=args.resume,
+        size_for_cache=args.m is None and args.n_x is None,
+        lecture=not args.no_lecture,
+    )
 
 
 def _load(args: argparse.Namespace) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame | None, Path]:
@@ -214,6 +265,23 @@ def _cmd_report(args: argparse.Namespace) -> int:
             raise BenchError(f"no README at {args.readme}")
         update_readme(args.readme, findings_markdown(frame, meta, out, args.readme))
         print(f"updated the findings in {args.readme}", file=sys.stderr)
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from bench.compare import compare_runs, default_out, slower_than, write_comparison
+
+    comparison = compare_runs(args.runs)
+    out = ensure_writable_dir(args.out or default_out(comparison))
+    paths = write_comparison(comparison, out)
+    sys.stdout.write(paths[0].read_text(encoding="utf-8"))
+    print(f"wrote {len(paths)} files to {out}", file=sys.stderr)
+    if args.fail_if_slower is not None:
+        slower = slower_than(comparison, args.fail_if_slower)
+        for line in slower:
+            print(f"slower: {line}", file=sys.stderr)
+        if slower:
+            return 1
     return 0
 
 

@@ -210,7 +210,10 @@ def test_gate_stops_a_wrong_implementation_and_keeps_old_results(
     code, err = _run(["run", *TINY, "--out", str(out)], capsys)
     assert code == 1
     assert "broken disagrees with fully_vectorized at m=1, n_x=1" in err
-    assert "results.csv" in _digest(out) and _digest(out)["results.csv"] == before["results.csv"]
+    # The earlier run was moved aside, unchanged, before the failing run started.
+    kept = list((out / "previous").glob("*/results.csv"))
+    assert len(kept) == 1 and _digest(kept[0].parent)["results.csv"] == before["results.csv"]
+    assert "results.csv" not in _digest(out)
 
 
 def test_cut_off_and_memory_skips_are_recorded_not_invented(
