@@ -73,8 +73,12 @@ def read_gbps(buffer: NDArray[np.float64], nbytes: int, threads: int, repeats: i
     parts = np.array_split(buffer[: nbytes // 8], threads)  # contiguous views: one stream per thread
     with ThreadPoolExecutor(max_workers=threads) as pool:
         _read(pool, [p[:8] for p in parts], 1)  # compile and start the threads, untimed
-        once = _read(pool, parts, 1)  # also brings the working set into whatever holds it
-        reps = max(1, math.ceil(CALL_S / max(once, 1e-7)))
+        # Grow the repetitions until one timed read lasts CALL_S, as timeit's autorange does: for
+        # small sizes, handing the work to the threads costs more than reading the array once.
+        reps, elapsed = 1, _read(pool, parts, 1)  # the first read also brings the working set in
+        while elapsed < CALL_S:
+            reps *= max(2, min(10, math.ceil(CALL_S / max(elapsed, 1e-7))))
+            elapsed = _read(pool, parts, reps)
         best = min(_read(pool, parts, reps) for _ in range(repeats))
     return nbytes * reps / best / 1e9
 
@@ -218,10 +222,19 @@ def find_levels(sizes: list[int] | NDArray[Any], gbps: list[float] | NDArray[Any
 
 
 def sweep(threads: int, top: int, buffer: NDArray[np.float64] | None = None) -> list[tuple[int, float]]:
-    """(bytes, GB/s) for every swept size, reading a prefix of one buffer filled beforehand."""
+    """(bytes, GB/s) for every swept size, reading a prefix of one buffer filled beforehand.
+
+    Two passes, smallest size first and then largest first, keeping each size's best: another
+    process that loads the memory for a few seconds then spoils one pass's sizes, not both.
+    """
     if buffer is None:
         buffer = np.ones(top // 8)  # filled, not np.empty: every page is faulted in before timing
-    return [(size, read_gbps(buffer, size, threads, repeats=3 if size > 2**26 else 5)) for size in sweep_sizes(top)]
+    sizes = sweep_sizes(top)
+    best = dict.fromkeys(sizes, 0.0)
+    for order in (sizes, sizes[::-1]):
+        for size in order:
+            best[size] = max(best[size], read_gbps(buffer, size, threads, repeats=2 if size > 2**26 else 4))
+    return [(size, best[size]) for size in sizes]
 
 
 def measure_hierarchy(thread_counts: list[int], top: int | None = None) -> dict[str, Any]:

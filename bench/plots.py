@@ -243,7 +243,7 @@ def plot_roofline(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[
     colors = _colors(implementation_order(frame))
     layouts = sorted(set(ok["layout"]))
     threads = sorted(set(ok["threads"]))
-    fig, axes = plt.subplots(1, len(layouts), figsize=(6.4 * len(layouts), 5.0), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(layouts), figsize=(max(8.0, 6.4 * len(layouts)), 5.4), sharey=True, squeeze=False)
     roof_styles = ["-", "--", ":", "-."]
     for ax, layout in zip(axes[0], layouts, strict=True):
         for i, name in enumerate(names):
@@ -293,7 +293,7 @@ def plot_roofline(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[
     ]
     handles.append(Line2D([], [], color="0.6", ls=":", label="measured cache capacities (1 thread)"))
     fig.legend(handles=handles, fontsize=7, loc="lower center", ncol=4, bbox_to_anchor=(0.5, 0.03))
-    fig.suptitle("Roofline: each cell's achieved bandwidth under the measured bandwidth for its size")
+    fig.suptitle("Roofline: each cell's achieved bandwidth\nunder the measured read bandwidth for its size")
     fig.tight_layout(rect=(0, 0.16, 1, 1))
     return _save(fig, out, "roofline", meta, "float64, all thread counts", layout_done=True)
 

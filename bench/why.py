@@ -37,9 +37,13 @@ def readable(name: str, model: CostModel) -> str:
     """The model in the unit that explains each implementation best."""
     call = fmt_seconds(model.call_s)
     impl = REGISTRY.get(name)
-    if impl is not None and impl.python_loops and model.per_example_s < 10 * model.compute_s:
-        # Two interpreted multiply-adds per element (one for z, one for dw), each a few bytecodes.
-        return f"{model.compute_s * 1e9 / 2:.0f} ns per interpreted multiply-add (2 per element); call {call}"
+    if impl is not None and impl.python_loops and model.per_example_s < 10 * model.per_element_s(1e4):
+        # Two interpreted multiply-adds per element (one for z, one for dw), each a few bytecodes;
+        # out of cache each also waits for X, which no prefetcher hides behind the interpreter.
+        return (
+            f"{model.per_element_s(1e4) * 1e9 / 2:.0f} ns per interpreted multiply-add (2 per element) with X in "
+            f"cache, {model.per_element_s(1e12) * 1e9 / 2:.0f} ns in main memory; call {call}"
+        )
     if impl is not None and impl.python_loops:
         return (
             f"{model.per_example_s * 1e6:.2f} µs per Python-level iteration (example), "
