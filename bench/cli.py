@@ -259,11 +259,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     path = write_report(frame, meta, lecture, out, plots=args.plots or out)
     print(f"wrote {path}", file=sys.stderr)
     if args.readme is not None:
+        from bench.profiles import profiles_markdown
         from bench.report import findings_markdown, update_readme
 
         if not args.readme.is_file():
             raise BenchError(f"no README at {args.readme}")
-        update_readme(args.readme, findings_markdown(frame, meta, out, args.readme))
+        blocks = {"findings": findings_markdown(frame, meta, out, args.readme), "profiles": profiles_markdown()}
+        update_readme(args.readme, blocks)
         print(f"updated the findings in {args.readme}", file=sys.stderr)
     return 0
 

@@ -114,3 +114,17 @@ def test_bad_pytest_json_is_a_one_line_error(tmp_path: Path, content: str, capsy
     path.write_text(content)
     assert main(["plot", "--from-pytest-json", str(path), "--out", str(tmp_path)]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_readme_blocks_are_rewritten_between_their_markers_only(tmp_path: Path) -> None:
+    from bench.errors import BenchError
+    from bench.report import marker, update_readme
+
+    start, end = marker("findings")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\nbefore\n{start}\nold findings\n{end}\nafter\n")
+    update_readme(readme, {"findings": "new findings\n"})
+    assert readme.read_text() == f"# Title\n\nbefore\n{start}\nnew findings\n{end}\nafter\n"
+    with pytest.raises(BenchError, match="no profiles markers"):
+        update_readme(readme, {"profiles": "x\n"})
+    assert "new findings" in readme.read_text()  # a failed update leaves the file as it was
