@@ -18,16 +18,14 @@ from bench.metadata import machine_line
 from bench.profiles import COURSE_SHAPE
 from bench.results import STATUS_OK, STATUS_SKIPPED_BUDGET, STATUS_SKIPPED_MEMORY
 from bench.timing import MIN_ROUNDS
+from bench.verdicts import VERDICTS_JSON, claim_verdicts
 from bench.views import (
-    CLAIMS,
     HOLDS_FACTOR,
-    cell_items,
     claims_table,
     fmt_seconds,
     fmt_speedup,
     headline,
     setting_label,
-    speedups,
 )
 from implementations import BASELINE
 
@@ -49,62 +47,6 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def _ranges(values: list[int], members: set[int]) -> str:
-    """'8 to 512, 32,768' style description of which of the sorted values are members."""
-    runs: list[list[int]] = []
-    for v in values:
-        if v in members:
-            if runs and runs[-1][-1] == values[values.index(v) - 1]:
-                runs[-1].append(v)
-            else:
-                runs.append([v])
-    parts = [f"{r[0]:,}" if len(r) == 1 else f"{r[0]:,} to {r[-1]:,}" for r in runs]
-    return ", ".join(parts)
-
-
-def claim_verdict(speed: pd.Series, claimed: float) -> tuple[str, str]:
-    """('holds' | 'holds only where ...' | 'does not hold', a sentence with the region and range)."""
-    speed = speed.dropna()
-    if speed.empty:
-        return (
-            "not measured",
-            "no cell has both this implementation and the two-loop baseline measured.",
-        )
-    threshold = HOLDS_FACTOR * claimed
-    holds = speed >= threshold
-    measured = f"measured {fmt_speedup(speed.min())} to {fmt_speedup(speed.max())} over {speed.size} cells"
-    if holds.all():
-        return "holds", f"At least {fmt_speedup(threshold)} in every measured cell ({measured})."
-    if not holds.any():
-        return (
-            "does not hold",
-            f"Below {fmt_speedup(threshold)} in every measured cell ({measured}).",
-        )
-    by_nx: dict[int, tuple[list[int], set[int]]] = {}
-    for m, n_x, ok in cell_items(holds):
-        members, yes = by_nx.setdefault(n_x, ([], set()))
-        members.append(m)
-        if ok:
-            yes.add(m)
-    everywhere = [n for n, (ms, yes) in sorted(by_nx.items()) if len(yes) == len(ms)]
-    parts = []
-    for n_x, (members, yes) in sorted(by_nx.items()):
-        if not yes:
-            continue
-        if len(yes) == len(members):
-            parts.append(f"n_x = {n_x:,}: every measured m")
-        else:
-            parts.append(f"n_x = {n_x:,}: m = {_ranges(sorted(members), yes)}")
-    # The smallest n_x from which the claim holds at every measured m, for every larger n_x too.
-    sorted_nx = sorted(by_nx)
-    from_nx = next((n for i, n in enumerate(sorted_nx) if all(k in everywhere for k in sorted_nx[i:])), None)
-    summary = f"At least {fmt_speedup(threshold)} in {int(holds.sum())} of {speed.size} cells ({measured})."
-    if from_nx is not None:
-        summary += f" From n_x = {from_nx:,} up it holds at every measured m."
-    verdict = f"holds only where n_x >= {from_nx:,}" if from_nx is not None else "holds only in some cells"
-    return verdict, f"{summary} Where it holds: {'; '.join(parts)}."
 
 
 def _rel(target: Path, start: Path) -> str:
@@ -142,7 +84,6 @@ def _header(frame: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
 def _claims_section(frame: pd.DataFrame) -> list[str]:
     data = headline(frame)
     table = claims_table(frame, COURSE_SHAPE)
-    speed = speedups(data)
     m_c, n_c = COURSE_SHAPE
     times = data[(data["status"] == STATUS_OK) & (data["m"] == m_c) & (data["n_x"] == n_c)].set_index("implementation")
     rows = []
@@ -180,14 +121,17 @@ def _claims_section(frame: pd.DataFrame) -> list[str]:
         "## Verdicts",
         "",
         f"A claim of ~Kx counts as holding in a cell when the measured speedup is at least {HOLDS_FACTOR:g} x K "
-        "(within a factor of two of the claim, or better).",
+        "(within a factor of two of the claim, or better). For each claim, every simple rule over the measured "
+        "cells (one condition on n_x, m, m x n_x or the bytes of X, or two together) was tried; the one that "
+        "agrees with the most cells is stated, the simpler on a tie. Exceptions are the cells it gets wrong. "
+        f"Also in `{VERDICTS_JSON}`.",
         "",
     ]
-    for approach, (name, claimed) in CLAIMS.items():
-        if claimed == 1:
-            continue
-        verdict, sentence = claim_verdict(speed[name] if name in speed else pd.Series(dtype=float), claimed)
-        lines.append(f"- **~{claimed:.0f}x ({approach}, `{name}`): {verdict}.** {sentence}")
+    for verdict in claim_verdicts(frame):
+        lines.append(
+            f"- **~{verdict.claimed:.0f}x ({verdict.approach}, `{verdict.implementation}`): {verdict.headline()}.** "
+            + verdict.sentence()
+        )
     return lines
 
 
@@ -248,8 +192,10 @@ def build_report(
 def write_report(
     frame: pd.DataFrame, meta: dict[str, Any], lecture: pd.DataFrame | None, out: Path, plots: Path
 ) -> Path:
-    from bench.results import write_text_atomic
+    from bench.results import write_json_list_atomic, write_text_atomic
 
     path = out / REPORT_MD
-    write_text_atomic(path, build_report(frame, meta, lecture, out, plots))
+    text = build_report(frame, meta, lecture, out, plots)
+    write_json_list_atomic(out / VERDICTS_JSON, [v.to_json() for v in claim_verdicts(frame)])
+    write_text_atomic(path, text)
     return path

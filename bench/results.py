@@ -116,6 +116,10 @@ def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def write_json_list_atomic(path: Path, data: list[Mapping[str, Any]]) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
 def ensure_writable_dir(path: Path) -> Path:
     """Create `path` if needed and prove a file can be written there, or raise BenchError."""
     try:

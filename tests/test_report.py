@@ -11,8 +11,9 @@ import pytest
 
 from bench.cli import main
 from bench.pytest_json import load_pytest_json
-from bench.report import build_report, claim_verdict
+from bench.report import build_report
 from bench.results import COLUMNS
+from bench.verdicts import Verdict, verdict_for
 
 
 def _speed(values: dict[tuple[int, int], float]) -> pd.Series:
@@ -20,24 +21,16 @@ def _speed(values: dict[tuple[int, int], float]) -> pd.Series:
 
 
 def test_verdicts() -> None:
-    assert claim_verdict(_speed({(10, 1): 400.0, (10, 8): 900.0}), 300)[0] == "holds"
-    assert claim_verdict(_speed({(10, 1): 4.0, (10, 8): 4.9}), 10)[0] == "does not hold"
-    verdict, sentence = claim_verdict(
-        _speed(
-            {
-                (10, 1): 0.5,
-                (100, 1): 0.6,
-                (10, 64): 3.0,
-                (100, 64): 12.0,
-                (10, 512): 40.0,
-                (100, 512): 90.0,
-            }
-        ),
-        10,
-    )
-    assert verdict == "holds only where n_x >= 512"
-    assert "3 of 6 cells" in sentence and "n_x = 64: m = 100" in sentence
-    assert claim_verdict(_speed({}), 10)[0] == "not measured"
+    def verdict(values: dict[tuple[int, int], float], claimed: float) -> Verdict:
+        return verdict_for(_speed(values), "x", "X", claimed)
+
+    assert verdict({(10, 1): 400.0, (10, 8): 900.0}, 300).headline() == "holds in every measured cell"
+    assert verdict({(10, 1): 4.0, (10, 8): 4.9}, 10).headline() == "does not hold in any measured cell"
+    six = {(10, 1): 0.5, (100, 1): 0.6, (10, 64): 3.0, (100, 64): 12.0, (10, 512): 40.0, (100, 512): 90.0}
+    found = verdict(six, 10)
+    assert found.headline().startswith("holds where m x n_x >= 5,120")
+    assert "3 of 6 cells" in found.sentence() and "agrees with 6 of 6 cells; no exceptions" in found.sentence()
+    assert verdict({}, 10).headline() == "not measured"
 
 
 def _rows(times: dict[str, float], m: int = 209, n_x: int = 12288) -> list[dict[str, Any]]:
