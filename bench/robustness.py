@@ -12,7 +12,8 @@ Four effects, each a comparison of two variants (a against b, factor = time_a / 
   IQR of a results row is within one process and cannot show this.
 
 Every variant is timed by bench.worker (the grid runner's gate and timing code) in a fresh
-process. The study writes robustness.csv in one atomic rename and nothing else.
+process. The study writes robustness.csv in one atomic rename and nothing else, so it can share
+a folder with a run's results.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench.errors import BenchError
+from bench.results import PARTIAL_SUFFIX
 from bench.worker import WorkerRequest, WorkerResult, time_in_worker
 
 if TYPE_CHECKING:  # pandas is imported only where the table is read
@@ -69,9 +73,12 @@ COLUMNS = (
     "time_b_s",
     "iqr_a_s",  # median over processes of each process's IQR
     "iqr_b_s",
+    "min_a_s",  # median over processes of each process's fastest round: the least disturbed estimate
+    "min_b_s",
     "per_element_a_s",  # time / (m x n_x)
     "per_element_b_s",
     "factor",
+    "factor_min",  # the same ratio on min_a_s / min_b_s, steadier than the medians on a busy machine
     "basis",  # what the factor compares: per_call, per_element or max_over_min
     "processes",  # fresh processes per variant
     "medians_a_s",  # every process's median, ';'-separated, in the order they ran
@@ -268,6 +275,8 @@ def summarise(
         fast = int(np.argmin(medians_a))
         time_a, time_b = medians_a[slow], medians_a[fast]
         iqr_a, iqr_b = results_a[slow].iqr_s, results_a[fast].iqr_s
+        mins = [r.min_s for r in results_a]
+        min_a, min_b = max(mins), min(mins)
         row.update(variant_a="slowest_process", medians_a_s=_join(medians_a), medians_b_s="", basis="max_over_min")
         elements_a = elements_b = a.m * a.n_x
     else:
@@ -275,6 +284,8 @@ def summarise(
         time_a, time_b = float(np.median(medians_a)), float(np.median(medians_b))
         iqr_a = float(np.median([r.iqr_s for r in results_a]))
         iqr_b = float(np.median([r.iqr_s for r in results_b]))
+        min_a = float(np.median([r.min_s for r in results_a]))
+        min_b = float(np.median([r.min_s for r in results_b]))
         row.update(
             medians_a_s=_join(medians_a),
             medians_b_s=_join(medians_b),
@@ -282,7 +293,8 @@ def summarise(
         )
         elements_a, elements_b = a.m * a.n_x, b.m * b.n_x
     per_a, per_b = time_a / elements_a, time_b / elements_b
-    factor = per_a / per_b if comparison.per_element else time_a / time_b
+    # Per element, the ratio of sizes scales both factors alike.
+    size_ratio = elements_b / elements_a if comparison.per_element else 1.0
     row.update(
         time_a_s=time_a,
         time_b_s=time_b,
@@ -290,7 +302,10 @@ def summarise(
         iqr_b_s=iqr_b,
         per_element_a_s=per_a,
         per_element_b_s=per_b,
-        factor=factor,
+        min_a_s=min_a,
+        min_b_s=min_b,
+        factor=time_a / time_b * size_ratio,
+        factor_min=min_a / min_b * size_ratio,
         status=STATUS_OK,
         reason="",
     )
@@ -367,7 +382,6 @@ def run_study(
     Nothing else in `out` is touched, so the study can share a folder with a run's results.
     """
     from bench.metadata import cpu_model
-    from bench.results import write_text_atomic
 
     say = log or (lambda text: print(text, file=sys.stderr, flush=True))
     cpu = cpu_model()
@@ -379,10 +393,23 @@ def run_study(
         say(f"[{i}/{len(plan)}] {_describe(comparison)}: {result}")
     path = out / ROBUSTNESS_CSV
     try:
-        write_text_atomic(path, to_csv(rows))
+        _write_atomic(path, to_csv(rows))
     except OSError as exc:
         raise BenchError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write a uniquely named sibling, then rename it over `path`: two studies on one folder never share a file."""
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, prefix=path.name + ".", suffix=PARTIAL_SUFFIX, delete=False
+    ) as handle:
+        handle.write(text)
+    try:
+        os.replace(handle.name, path)
+    except OSError:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
 
 
 def load_robustness(path: Path) -> pd.DataFrame:
@@ -409,7 +436,7 @@ def load_robustness(path: Path) -> pd.DataFrame:
             frame[column] = pd.to_numeric(frame[column], errors="raise").astype(int)
         for column in ("m_b", "n_x_b"):
             frame[column] = pd.to_numeric(frame[column], errors="raise").fillna(frame[column[:-2]]).astype(int)
-        for column in ("time_a_s", "time_b_s", "factor", "iqr_a_s", "iqr_b_s"):
+        for column in ("time_a_s", "time_b_s", "factor", "factor_min", "iqr_a_s", "iqr_b_s"):
             frame[column] = pd.to_numeric(frame[column], errors="raise").astype(float)
     except (ValueError, TypeError) as exc:
         raise BenchError(f"corrupt robustness file {path}: {exc}") from None

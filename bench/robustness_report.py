@@ -27,6 +27,7 @@ from bench.views import cell_items, fmt_seconds, fmt_speedup, headline, speedups
 from implementations import BASELINE
 
 LISTS_BASELINE = "two_loop_lists"
+NOISY_IQR = 0.25  # an IQR above this share of the median marks a row measured on a busy machine
 MAX_LISTED = 8  # cells named in one sentence before "and N more"
 # Set aliasing needs more features than a cache set has ways (8 to 12 in L1 on common x86 cores).
 ALIASING_MIN_N_X = 16
@@ -149,8 +150,8 @@ def _change_sentence(
 def _summary_table(study: pd.DataFrame, spread: dict[str, float]) -> list[str]:
     lines = [
         "| effect | implementation | cell | variant a | variant b | time a | time b | factor (a / b) | "
-        "beyond the process spread? |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "factor of minima | beyond the process spread? |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     worst = max(spread.values(), default=1.0)
     for _, r in study.iterrows():
@@ -162,13 +163,17 @@ def _summary_table(study: pd.DataFrame, spread: dict[str, float]) -> list[str]:
             noise = max(spread.get(str(r["implementation"]), worst), spread.get(str(r["implementation_b"]), worst))
             beyond = "yes" if max(factor, 1 / factor) > noise else f"no (spread {_factor(noise)})"
         basis = " per element" if r.get("basis") == "per_element" else ""
+        spread_iqr = max(float(r["iqr_a_s"]) / float(r["time_a_s"]), float(r["iqr_b_s"]) / float(r["time_b_s"]))
+        if spread_iqr > NOISY_IQR:
+            basis += f" (noisy: IQR {spread_iqr * 100:.0f}% of the median)"
+        minima = _factor(float(r["factor_min"])) if pd.notna(r.get("factor_min")) else "-"
         b_name = f"{r['variant_b']}" + (
             f" (`{r['implementation_b']}`)" if r["implementation_b"] != r["implementation"] else ""
         )
         lines.append(
             f"| {r['effect']} | `{r['implementation']}` | {_cell_of(r)} | {r['variant_a']} | {b_name} | "
             f"{fmt_seconds(float(r['time_a_s']))} | {fmt_seconds(float(r['time_b_s']))} | "
-            f"{_factor(factor)}{basis} | {beyond} |"
+            f"{_factor(factor)}{basis} | {minima} | {beyond} |"
         )
     return lines
 
@@ -242,6 +247,7 @@ def _power_of_two(study: pd.DataFrame, frame: pd.DataFrame, verdicts: Sequence[V
     if rows.empty:
         return []
     itemsize = _itemsize(frame)
+    c_order = set(headline(frame)["layout"]) == {"C"}
     lines = ["", "### Power-of-two sizes", ""]
     for _, r in rows.iterrows():
         lines.append(
@@ -252,7 +258,7 @@ def _power_of_two(study: pd.DataFrame, frame: pd.DataFrame, verdicts: Sequence[V
         {
             (int(m), int(n))
             for m, n in headline(frame)[["m", "n_x"]].itertuples(index=False)
-            if (int(m) * itemsize) % ALIASING_STRIDE_BYTES == 0 and int(n) >= ALIASING_MIN_N_X
+            if c_order and (int(m) * itemsize) % ALIASING_STRIDE_BYTES == 0 and int(n) >= ALIASING_MIN_N_X
         }
     )
     lines += [
@@ -270,7 +276,7 @@ def _power_of_two(study: pd.DataFrame, frame: pd.DataFrame, verdicts: Sequence[V
             f"No cell of this run (headline setting) has such a stride (m a multiple of "
             f"{ALIASING_STRIDE_BYTES // itemsize}) with n_x >= {ALIASING_MIN_N_X}: **no verdict is affected**.",
         ]
-    lines.append(f"Cells of this run with such a stride and n_x >= {ALIASING_MIN_N_X}: {_cells_text(cells)}.")
+    lines += [f"Cells of this run with such a stride and n_x >= {ALIASING_MIN_N_X}: {_cells_text(cells)}.", ""]
     named = rows[(rows["m"] == rows["n_x"]) & (rows["m_b"] == rows["n_x_b"])]
     use = named if not named.empty else rows
     factors = {str(r["implementation"]): float(r["factor"]) for _, r in use.iterrows()}
@@ -431,9 +437,10 @@ def robustness_section(
         "A speedup that moves several times with an incidental choice is not an answer until the choices that "
         "move it are known. `python -m bench robustness` measured each effect below side by side, every variant "
         "in its own fresh worker process timed with the grid's gate and timing code (float64, C order, 1 thread). "
-        "Factor = time of variant a / time of variant b: per element for power-of-two sizes, slowest / fastest "
-        "process for the spread. Anything marked *derived* applies a measured factor to this run's measured "
-        "times; it was not itself measured.",
+        "Factor = time of variant a / time of variant b (medians): per element for power-of-two sizes, slowest / "
+        "fastest process for the spread; the factor of minima is the same ratio on each side's fastest round, "
+        "steadier when the machine is busy. Anything marked *derived* applies a measured factor to this run's "
+        "measured times; it was not itself measured.",
         "",
     ]
     cpus = {str(c) for c in study["cpu"].dropna()} if "cpu" in study else set()

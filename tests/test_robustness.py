@@ -68,6 +68,7 @@ def test_allocator_factor_is_the_ratio_of_medians_over_processes_run_abba() -> N
     assert [kept for *_, kept in timer.calls] == [False, True, True, False]
     assert row["time_a_s"] == pytest.approx(0.9e-3) and row["time_b_s"] == pytest.approx(0.45e-3)
     assert row["factor"] == pytest.approx(2.0) and row["basis"] == "per_call"
+    assert row["factor_min"] == pytest.approx(2.0)  # the fake minima are 0.9 x each median
     assert row["medians_a_s"] == "0.001;0.0008" and row["env_a"] == ""
     assert row["env_b"] == "MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824"
     assert row["status"] == "ok" and set(row) <= set(COLUMNS)
@@ -85,6 +86,7 @@ def test_power_of_two_compares_time_per_element() -> None:
     per_a, per_b = 1.0e-3 / 512**2, 0.25e-3 / 500**2
     assert row["per_element_a_s"] == pytest.approx(per_a) and row["per_element_b_s"] == pytest.approx(per_b)
     assert row["factor"] == pytest.approx(per_a / per_b) and row["factor"] != pytest.approx(4.0)
+    assert row["factor_min"] == pytest.approx(per_a / per_b)
     assert (row["m"], row["n_x"], row["m_b"], row["n_x_b"]) == (512, 512, 500, 500)
     assert row["basis"] == "per_element"
 
@@ -257,7 +259,7 @@ def test_section_says_how_to_measure_when_there_is_no_study(tmp_path: Path) -> N
 def test_section_reports_each_factor_and_the_cells(tmp_path: Path) -> None:
     _study(tmp_path)
     text = _section(tmp_path)
-    assert "| allocator | `fully_vectorized` | m = 30,000, n_x = 8 |" in text and "| 2.00x |" in text
+    assert "| allocator | `fully_vectorized` | m = 30,000, n_x = 8 |" in text and "| 2.00x | 2.00x |" in text
     assert "512 x 512 against 500 x 500" in text and "1.50x per element" in text
     assert "**4.00x**" in text  # the baseline style
     assert "**1.10x** (slowest / fastest)" in text and "**1.50x** (slowest / fastest)" in text
