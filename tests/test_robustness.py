@@ -262,6 +262,7 @@ def test_section_reports_each_factor_and_the_cells(tmp_path: Path) -> None:
     assert "| allocator | `fully_vectorized` | m = 30,000, n_x = 8 |" in text and "| 2.00x | 2.00x |" in text
     assert "512 x 512 against 500 x 500" in text and "1.50x per element" in text
     assert "**4.00x**" in text  # the baseline style
+    assert "| 2.00x | 2.00x | yes |" in text  # the allocator's 2x is beyond the 1.5x spread
     assert "**1.10x** (slowest / fastest)" in text and "**1.50x** (slowest / fastest)" in text
 
 
