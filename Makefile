@@ -14,10 +14,12 @@ ARGS ?=
 # The runs `make compare` puts side by side: A is the one B is compared with.
 A ?= results/reference
 B ?= $(RESULTS)
+# `make bench` also runs the robustness study (about a minute); ROBUSTNESS=no leaves it out.
+ROBUSTNESS ?= yes
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test lint typecheck unit bench bench-quick bench-full bench-resume plot report \
-        pytest-bench reference readme compare clean
+        robustness pytest-bench reference readme compare clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,19 +45,23 @@ unit: $(STAMP) ## Run the tests only (benchmark bodies run once, untimed)
 
 test: lint typecheck unit ## Lint, type-check and run the tests
 
-bench: $(STAMP) ## Time the default grid (PROFILE=...), then draw the plots and write REPORT.md (results/local, plots/local)
+bench: $(STAMP) ## Time the default grid (PROFILE=...) and the robustness study, draw the plots, write REPORT.md
 	$(PY) -m bench run --profile $(PROFILE) --out $(RESULTS) $(ARGS)
+	$(if $(filter yes,$(ROBUSTNESS)),$(PY) -m bench robustness --out $(RESULTS))
 	$(PY) -m bench plot --results $(RESULTS) --out $(PLOTS)
 	$(PY) -m bench report --results $(RESULTS) --out $(RESULTS) --plots $(PLOTS)
 
-bench-quick: ## The same on the quick grid, about a minute (results/quick, plots/quick)
-	$(MAKE) bench PROFILE=quick OUT=quick
+bench-quick: ## The same on the quick grid without the robustness study, about a minute (results/quick, plots/quick)
+	$(MAKE) bench PROFILE=quick OUT=quick ROBUSTNESS=no
 
 bench-full: ## The same on the full grid, long (results/full, plots/full)
 	$(MAKE) bench PROFILE=full OUT=full
 
 bench-resume: $(STAMP) ## Finish an interrupted `make bench` without re-timing finished cells
 	$(MAKE) bench ARGS="--resume $(ARGS)"
+
+robustness: $(STAMP) ## Measure what moves a timing (allocator, power-of-two sizes, baseline style, process), about a minute
+	$(PY) -m bench robustness --out $(RESULTS)
 
 plot: $(STAMP) ## Redraw the plots from results/$(OUT) without timing anything
 	$(PY) -m bench plot --results $(RESULTS) --out $(PLOTS)

@@ -1,4 +1,7 @@
-"""Command line: `python -m bench run | plot | report | compare`. Bad input is one line on stderr and exit 2."""
+"""Command line: `python -m bench run | robustness | plot | report | compare`.
+
+Bad input is one line on stderr and exit 2.
+"""
 
 from __future__ import annotations
 
@@ -125,6 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-lecture", action="store_true", help="skip the lecture's dot-product demo")
     run.set_defaults(handler=_cmd_run)
 
+    robust = sub.add_parser(
+        "robustness",
+        help="measure how much the allocator, power-of-two sizes, the baseline's style and the process move "
+        "a timing, and write robustness.csv",
+    )
+    robust.add_argument(
+        "--out", type=Path, default=Path("results/local"), help="folder for robustness.csv (default results/local)"
+    )
+    robust.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"data seed (default {DEFAULT_SEED})")
+    robust.add_argument(
+        "--processes", type=int, default=3, help="fresh processes for the run-to-run spread (3 or more; default 3)"
+    )
+    robust.set_defaults(handler=_cmd_robustness)
+
     for name, helptext in (
         ("plot", "draw the plots from a results file (no timing)"),
         ("report", "write REPORT.md from a results file (no timing)"),
@@ -224,6 +241,21 @@ def _run_config(args: argparse.Namespace, cells: list[tuple[int, int]]) -> RunCo
         size_for_cache=args.m is None and args.n_x is None,
         lecture=not args.no_lecture,
     )
+
+
+def _cmd_robustness(args: argparse.Namespace) -> int:
+    from bench.robustness import StudySettings, default_plan, run_study
+
+    if args.processes < 3:
+        raise BenchError(f"--processes must be 3 or more, got {args.processes}")
+    from bench.rundir import claimed
+
+    # The study writes into a run's folder: the same one-writer lock, and nothing of the run moves.
+    with claimed(args.out, resume=True):
+        out = ensure_writable_dir(args.out)
+        path = run_study(out, default_plan(args.processes), StudySettings(seed=args.seed))
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
 
 
 def _load(args: argparse.Namespace) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame | None, Path]:

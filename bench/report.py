@@ -211,12 +211,14 @@ def build_report(
     frame: pd.DataFrame, meta: dict[str, Any], lecture: pd.DataFrame | None, out: Path, plots: Path
 ) -> str:
     from bench.beyond import beyond_section
+    from bench.robustness_report import robustness_section
     from bench.why import why_section
 
     lines = _header(frame, meta)
     lines += _claims_section(frame)
     lines += beyond_section(frame, meta)
     lines += why_section(frame, meta, lecture)
+    lines += robustness_section(frame, meta, out)  # robustness.csv beside the report (the results folder)
     lines += _plots_section(plots, out)
     lines += _method_section(frame, meta)
     return "\n".join(lines) + "\n"
