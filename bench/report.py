@@ -234,12 +234,14 @@ def build_report(
     frame: pd.DataFrame, meta: dict[str, Any], lecture: pd.DataFrame | None, out: Path, plots: Path
 ) -> str:
     from bench.beyond import beyond_section
+    from bench.peers_report import peers_section
     from bench.why import why_section
 
     lines = _header(frame, meta)
     lines += _claims_section(frame)
     lines += beyond_section(frame, meta)
     lines += why_section(frame, lecture)
+    lines += peers_section(frame)
     lines += _plots_section(plots, out)
     lines += _method_section(frame, meta)
     return "\n".join(lines) + "\n"
@@ -248,8 +250,10 @@ def build_report(
 def write_report(
     frame: pd.DataFrame, meta: dict[str, Any], lecture: pd.DataFrame | None, out: Path, plots: Path
 ) -> Path:
+    from bench.peers_report import write_peer_tables
     from bench.results import write_text_atomic
 
     path = out / REPORT_MD
     write_text_atomic(path, build_report(frame, meta, lecture, out, plots))
+    write_peer_tables(frame, out)
     return path
