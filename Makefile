@@ -14,7 +14,7 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test lint typecheck unit bench bench-quick bench-full bench-resume plot report \
-        pytest-bench reference clean
+        pytest-bench reference clean peers test-peers
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,6 +39,21 @@ unit: $(STAMP) ## Run the tests only (benchmark bodies run once, untimed)
 	$(PY) -m pytest -q --benchmark-disable
 
 test: lint typecheck unit ## Lint, type-check and run the tests
+
+# Implementations that need an optional package (the peers), read from the registry.
+PEER_NAMES = $(PY) -c 'from implementations import REGISTRY; print(" ".join(n for n, i in REGISTRY.items() if i.requirements))'
+
+peers: $(STAMP) ## Install the optional peers (JAX, PyTorch CPU) into .venv
+	$(PY) -m pip install --quiet -e '.[dev,peers]'
+
+test-peers: $(STAMP) ## Run the peers' own tests and the registry-wide correctness tests for them (needs `make peers`)
+	@$(PY) -c 'from implementations import REGISTRY; import sys; \
+	    bad = [f"{n}: {i.unavailable}" for n, i in REGISTRY.items() if i.unavailable]; \
+	    sys.exit("peers missing, run make peers first: " + "; ".join(bad) if bad else 0)'
+	$(PY) -m pytest -q --benchmark-disable tests/test_peers.py
+	$(PY) -m pytest -q --benchmark-disable -k "$$($(PEER_NAMES) | sed 's/ / or /g')" \
+	    tests/test_propagate.py tests/test_optimize.py tests/test_properties.py tests/test_validation.py \
+	    tests/benchmarks
 
 bench: $(STAMP) ## Time the default grid (PROFILE=...), then draw the plots and write REPORT.md (results/local, plots/local)
 	$(PY) -m bench run --profile $(PROFILE) --out $(RESULTS) $(ARGS)
