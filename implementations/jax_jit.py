@@ -45,7 +45,8 @@ def _compiled() -> Callable[..., Any]:
         dZ = A - Y
         return X @ dZ.T / m, jnp.sum(dZ) / m, jnp.sum(loss) / m
 
-    return jax.jit(step)
+    compiled: Callable[..., Any] = jax.jit(step)  # typed here whether or not JAX is installed
+    return compiled
 
 
 def setup(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Prepared:

@@ -21,8 +21,12 @@ from implementations import REGISTRY, Gradients, Implementation
 
 TINY = ["--profile", "quick", "--m", "1,8", "--n-x", "1,4", "--no-lecture"]
 # Implementations timed in this process: a test of the runner's own mechanics (resume, gate) need
-# not start a worker process per row for the isolated ones (a few seconds each).
-IN_PROCESS = ["--implementations", ",".join(n for n, impl in REGISTRY.items() if not impl.isolate)]
+# not start a worker process per row for the isolated ones (a few seconds each), nor count the
+# skipped_unavailable rows of peers that are not installed.
+IN_PROCESS = [
+    "--implementations",
+    ",".join(n for n, impl in REGISTRY.items() if not impl.isolate and impl.unavailable is None),
+]
 
 
 def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
