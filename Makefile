@@ -43,8 +43,12 @@ test: lint typecheck unit ## Lint, type-check and run the tests
 # Implementations that need an optional package (the peers), read from the registry.
 PEER_NAMES = $(PY) -c 'from implementations import REGISTRY; print(" ".join(n for n, i in REGISTRY.items() if i.requirements))'
 
-peers: $(STAMP) ## Install the optional peers (JAX, PyTorch CPU) into .venv
-	$(PY) -m pip install --quiet -e '.[dev,peers]'
+# Where to find PyTorch's CPU-only wheel, e.g. make peers TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# (PyPI's torch for Linux is the CUDA build, several GB). Empty: pip's own configuration decides.
+TORCH_INDEX ?=
+
+peers: $(STAMP) ## Install the optional peers (JAX, PyTorch) into .venv; TORCH_INDEX=... for the CPU-only wheel
+	$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -e '.[dev,peers]'
 
 test-peers: $(STAMP) ## Run the peers' own tests and the registry-wide correctness tests for them (needs `make peers`)
 	@$(PY) -c 'from implementations import REGISTRY; import sys; \
