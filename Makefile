@@ -19,7 +19,7 @@ ROBUSTNESS ?= yes
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test lint typecheck unit bench bench-quick bench-full bench-resume plot report \
-        robustness pytest-bench reference readme compare clean
+        robustness pytest-bench reference readme compare peers test-peers clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -44,6 +44,25 @@ unit: $(STAMP) ## Run the tests only (benchmark bodies run once, untimed)
 	$(PY) -m pytest -q --benchmark-disable
 
 test: lint typecheck unit ## Lint, type-check and run the tests
+
+# Implementations that need an optional package (the peers), read from the registry.
+PEER_NAMES = $(PY) -c 'from implementations import REGISTRY; print(" ".join(n for n, i in REGISTRY.items() if i.requirements))'
+
+# Where to find PyTorch's CPU-only wheel, e.g. make peers TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# (PyPI's torch for Linux is the CUDA build, several GB). Empty: pip's own configuration decides.
+TORCH_INDEX ?=
+
+peers: $(STAMP) ## Install the optional peers (JAX, PyTorch) into .venv; TORCH_INDEX=... for the CPU-only wheel
+	$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -e '.[dev,peers]'
+
+test-peers: $(STAMP) ## Run the peers' own tests and the registry-wide correctness tests for them (needs `make peers`)
+	@$(PY) -c 'from implementations import REGISTRY; import sys; \
+	    bad = [f"{n}: {i.unavailable}" for n, i in REGISTRY.items() if i.unavailable]; \
+	    sys.exit("peers missing, run make peers first: " + "; ".join(bad) if bad else 0)'
+	$(PY) -m pytest -q --benchmark-disable tests/test_peers.py
+	$(PY) -m pytest -q --benchmark-disable -k "$$($(PEER_NAMES) | sed 's/ / or /g')" \
+	    tests/test_propagate.py tests/test_optimize.py tests/test_properties.py tests/test_validation.py \
+	    tests/benchmarks
 
 bench: $(STAMP) ## Time the default grid (PROFILE=...) and the robustness study, draw the plots, write REPORT.md
 	$(PY) -m bench run --profile $(PROFILE) --out $(RESULTS) $(ARGS)

@@ -211,6 +211,7 @@ def build_report(
     frame: pd.DataFrame, meta: dict[str, Any], lecture: pd.DataFrame | None, out: Path, plots: Path
 ) -> str:
     from bench.beyond import beyond_section
+    from bench.peers_report import peers_section
     from bench.robustness_report import robustness_section
     from bench.why import why_section
 
@@ -219,6 +220,7 @@ def build_report(
     lines += beyond_section(frame, meta)
     lines += why_section(frame, meta, lecture)
     lines += robustness_section(frame, meta, out)  # robustness.csv beside the report (the results folder)
+    lines += peers_section(frame)
     lines += _plots_section(plots, out)
     lines += _method_section(frame, meta)
     return "\n".join(lines) + "\n"
@@ -227,6 +229,7 @@ def build_report(
 def write_report(
     frame: pd.DataFrame, meta: dict[str, Any], lecture: pd.DataFrame | None, out: Path, plots: Path
 ) -> Path:
+    from bench.peers_report import write_peer_tables
     from bench.results import write_json_list_atomic, write_text_atomic
     from bench.why import write_model_csv
 
@@ -235,4 +238,5 @@ def write_report(
     write_json_list_atomic(out / VERDICTS_JSON, [v.to_json() for v in claim_verdicts(frame)])
     write_model_csv(frame, meta, out)
     write_text_atomic(path, text)
+    write_peer_tables(frame, out)
     return path

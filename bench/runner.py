@@ -25,6 +25,7 @@ from tqdm import tqdm
 from bench.bandwidth import curve_of, hierarchy_of, last_level_cache_bytes, measure_hierarchy
 from bench.data import Layout, Problem, make_problem
 from bench.errors import BenchError, GateError
+from bench.isolated import time_isolated
 from bench.lecture import run_lecture_demo
 from bench.metadata import collect_metadata
 from bench.model import Bandwidth, predict_seconds
@@ -44,7 +45,8 @@ from bench.results import (
     load_results,
     write_json_atomic,
 )
-from bench.timing import measure, thread_limits
+from bench.timing import Timing, measure, thread_limits
+from bench.worker import WorkerResult
 from implementations import REFERENCE, REGISTRY, Gradients
 
 # Gate tolerances, relative to the largest |component| of the reference: loose enough for
@@ -406,7 +408,7 @@ def _run_cell(
         with thread_limits(1):
             reference = REGISTRY[REFERENCE].propagate(problem.w, problem.b, problem.X, problem.Y)
         for task, predicted in variant_tasks:
-            median_s = _time_task(task, predicted, problem, reference, profile, bandwidth, writer)
+            median_s = _time_task(task, predicted, problem, reference, profile, bandwidth, writer, config.seed)
             history[task.series].append((m, n_x, median_s))
             if task.threads > 1:
                 time.sleep(SETTLE_S)
@@ -424,20 +426,26 @@ def _time_task(
     profile: Profile,
     bandwidth: dict[str, float],
     writer: RowWriter,
+    seed: int,
 ) -> float:
     """Gate, time and record one task; returns its median seconds per call."""
     impl = REGISTRY[task.implementation]
-    prepared = impl.setup(problem.w, problem.b, problem.X, problem.Y)  # conversion stays outside timing
-    gate = correctness_gate(task, reference)
-    with thread_limits(task.threads):
-        timing = measure(
-            prepared.step,
-            jit=impl.jit,
-            budget_s=profile.cell_budget_s,
-            round_s=profile.round_s,
-            max_rounds=profile.max_rounds,
-            check=lambda result: gate(prepared.gradients(result)),
-        )
+    note = None
+    timing: Timing[object] | WorkerResult
+    if impl.isolate:  # a thread pool no call can resize: a worker pinned to task.threads cores
+        timing, note = time_isolated(task.key, seed, profile)
+    else:
+        prepared = impl.setup(problem.w, problem.b, problem.X, problem.Y)  # conversion stays outside timing
+        gate = correctness_gate(task, reference)
+        with thread_limits(task.threads, impl.thread_hook):
+            timing = measure(
+                prepared.step,
+                jit=impl.jit,
+                budget_s=profile.cell_budget_s,
+                round_s=profile.round_s,
+                max_rounds=profile.max_rounds,
+                check=lambda result: gate(prepared.gradients(result)),
+            )
     writer.write(
         _row(
             task,
@@ -450,6 +458,7 @@ def _time_task(
             loops=timing.loops,
             compile_s=timing.compile_s,
             predicted_s=predicted,
+            reason=note,
         )
     )
     return timing.median_s

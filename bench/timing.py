@@ -18,13 +18,16 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
+
+if TYPE_CHECKING:
+    from implementations.interface import ThreadHook
 
 T = TypeVar("T")
 CLOCK = time.perf_counter
@@ -51,16 +54,16 @@ def resolve_threads(value: str | int) -> int:
 
 
 @contextmanager
-def thread_limits(threads: int) -> Iterator[None]:
-    """Fix BLAS (through threadpoolctl) and Numba to `threads` threads inside the block.
+def thread_limits(threads: int, own: ThreadHook | None = None) -> Iterator[None]:
+    """Fix BLAS (through threadpoolctl), Numba and, if given, an implementation's own pool to `threads`.
 
-    Both pools are restored afterwards, so nothing leaks into later measurements; nothing
-    is set at import time.
+    own is the implementation's thread_hook (e.g. PyTorch's intra-op pool). Every pool is
+    restored afterwards, so nothing leaks into later measurements; nothing is set at import time.
     """
     previous = numba.get_num_threads()
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     try:
-        with threadpool_limits(limits=threads, user_api="blas"):
+        with threadpool_limits(limits=threads, user_api="blas"), own(threads) if own else nullcontext():
             yield
     finally:
         numba.set_num_threads(previous)

@@ -100,7 +100,7 @@ def _serve(request: WorkerRequest) -> WorkerResult:
         reference = REGISTRY[REFERENCE].propagate(problem.w, problem.b, problem.X, problem.Y)
     prepared = impl.setup(problem.w, problem.b, problem.X, problem.Y)
     gate = correctness_gate(task, reference)
-    with thread_limits(request.threads):
+    with thread_limits(request.threads, impl.thread_hook):
         timing = measure(
             prepared.step,
             jit=impl.jit,

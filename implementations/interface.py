@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -17,7 +18,10 @@ from numpy.typing import NDArray
 from implementations.validation import validate_hyperparameters, validate_inputs
 
 FloatArray = NDArray[np.floating[Any]]
-Threading = Literal["none", "blas", "numba"]
+# Which thread pool an implementation can use: none, NumPy's BLAS, Numba's, PyTorch's intra-op
+# pool, or XLA's (which sizes itself from the process's affinity mask and has no reliable setting).
+Threading = Literal["none", "blas", "numba", "torch", "xla"]
+ThreadHook = Callable[[int], AbstractContextManager[None]]
 
 
 class Gradients(NamedTuple):
@@ -100,6 +104,10 @@ class Implementation:
     setup_fn: converts the inputs (and may compile) before timing; None means the step is
     propagate itself on the NumPy arrays.
     requirements: importable modules it needs; without them it is unavailable, with a reason.
+    thread_hook: fixes the implementation's own thread pool to n threads inside the block and
+    restores it afterwards (bench.timing.thread_limits enters it beside BLAS and Numba).
+    isolate: its rows are timed in a fresh worker process pinned to as many cores as threads,
+    for a pool that no call can resize (XLA's).
     """
 
     name: str
@@ -111,6 +119,8 @@ class Implementation:
     optimize_fn: OptimizeFn | None = None
     setup_fn: SetupFn | None = None
     requirements: tuple[str, ...] = ()
+    thread_hook: ThreadHook | None = None
+    isolate: bool = False
 
     def setup(self, w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Prepared:
         """Everything before timing; the returned step is what gets timed."""

@@ -1,4 +1,4 @@
-"""The registry: every implementation by name, from the slowest expected to the fastest.
+"""The registry: every implementation by name, from the slowest expected to the fastest, then the peers.
 
 Adding an implementation is one module with an IMPLEMENTATION and one line below;
 tests, benchmarks, plots and the report then pick it up with no other edit.
@@ -11,9 +11,11 @@ from types import MappingProxyType
 from implementations import (
     feature_vectorized,
     fully_vectorized,
+    jax_jit,
     numba_fused,
     numba_loop,
     numba_parallel,
+    torch_eager,
     two_loop,
     two_loop_lists,
 )
@@ -27,6 +29,9 @@ _ORDERED: tuple[Implementation, ...] = (
     numba_loop.IMPLEMENTATION,
     numba_fused.IMPLEMENTATION,
     numba_parallel.IMPLEMENTATION,
+    # Peers (pip install -e '.[peers]'): what an engineer might use instead; unavailable without the extra.
+    jax_jit.IMPLEMENTATION,
+    torch_eager.IMPLEMENTATION,
 )
 
 REGISTRY: MappingProxyType[str, Implementation] = MappingProxyType({impl.name: impl for impl in _ORDERED})

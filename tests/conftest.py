@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
+
+from implementations import REGISTRY
 
 # Tolerances, relative to the size of the terms each sum adds up (see tests/reference.py):
 # float64 must match the 50-digit reference to 1e-9. float32 carries about 7 digits and
@@ -20,3 +23,14 @@ settings.register_profile(
 )
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+
+@pytest.fixture(autouse=True)
+def _skip_unavailable_implementations(request: pytest.FixtureRequest) -> None:
+    """Tests parametrised over the registry skip, with the reason, an implementation whose package is missing."""
+    callspec = getattr(request.node, "callspec", None)
+    name = callspec.params.get("name") if callspec is not None else None
+    if isinstance(name, str) and name in REGISTRY:
+        reason = REGISTRY[name].unavailable
+        if reason is not None:
+            pytest.skip(f"{name} {reason}")

@@ -20,6 +20,13 @@ from bench.results import COLUMNS
 from implementations import REGISTRY, Gradients, Implementation
 
 TINY = ["--profile", "quick", "--m", "1,8", "--n-x", "1,4", "--no-lecture"]
+# Implementations timed in this process: a test of the runner's own mechanics (resume, gate) need
+# not start a worker process per row for the isolated ones (a few seconds each), nor count the
+# skipped_unavailable rows of peers that are not installed.
+IN_PROCESS = [
+    "--implementations",
+    ",".join(n for n, impl in REGISTRY.items() if not impl.isolate and impl.unavailable is None),
+]
 
 
 def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -42,6 +49,11 @@ def test_run_writes_a_tidy_table_and_metadata(finished_run: Path) -> None:
     frame = pd.read_csv(finished_run / "results.csv")
     assert tuple(frame.columns) == COLUMNS
     assert set(frame["implementation"]) == set(REGISTRY)
+    missing = {n for n, impl in REGISTRY.items() if impl.unavailable}
+    # An implementation whose package is not installed has rows too, skipped with the reason.
+    unavailable = frame[frame["implementation"].isin(missing)]
+    assert set(unavailable["status"]) <= {"skipped_unavailable"} and unavailable["reason"].notna().all()
+    frame = frame[~frame["implementation"].isin(missing)]
     assert set(frame["status"]) == {"ok"}
     assert frame[["median_s", "iqr_s", "min_s", "rounds", "loops"]].notna().all().all()
     assert (frame["median_s"] > 0).all() and (frame["min_s"] <= frame["median_s"]).all()
@@ -174,14 +186,14 @@ def test_ctrl_c_keeps_finished_rows_and_resume_completes(
         return original(*args, **kwargs)
 
     monkeypatch.setattr(bench.runner, "_time_task", interrupting)
-    code, err = _run(["run", *TINY, "--out", str(tmp_path)], capsys)
+    code, err = _run(["run", *TINY, *IN_PROCESS, "--out", str(tmp_path)], capsys)
     assert code == 130 and "--resume" in err
     partial = pd.read_csv(tmp_path / "results.csv")
     assert len(partial) == 4
     assert json.loads((tmp_path / "metadata.json").read_text())["complete"] is False
 
     monkeypatch.setattr(bench.runner, "_time_task", original)
-    code, err = _run(["run", *TINY, "--resume", "--out", str(tmp_path)], capsys)
+    code, err = _run(["run", *TINY, *IN_PROCESS, "--resume", "--out", str(tmp_path)], capsys)
     assert code == 0, err
     full = pd.read_csv(tmp_path / "results.csv")
     pd.testing.assert_frame_equal(full.head(4), partial)
@@ -207,7 +219,7 @@ def test_gate_stops_a_wrong_implementation_and_keeps_old_results(
     registry = {**REGISTRY, "broken": broken}
     monkeypatch.setattr(bench.runner, "REGISTRY", registry)
     monkeypatch.setattr(bench.cli, "REGISTRY", registry)
-    code, err = _run(["run", *TINY, "--out", str(out)], capsys)
+    code, err = _run(["run", *TINY, *IN_PROCESS[:1], IN_PROCESS[1] + ",broken", "--out", str(out)], capsys)
     assert code == 1
     assert "broken disagrees with fully_vectorized at m=1, n_x=1" in err
     # The earlier run was moved aside, unchanged, before the failing run started.

@@ -1,0 +1,78 @@
+"""The "What an engineer would pick instead" section: numbers from the table, n/a with the reason, CSVs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from bench.peers_report import CSV_FILES, peer_tables, peers_section
+from bench.report import write_report
+from bench.results import COLUMNS
+
+
+def _row(name: str, m: int, n_x: int, seconds: float | None, **extra: Any) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(COLUMNS)
+    row |= {"implementation": name, "m": m, "n_x": n_x, "dtype": "float64", "layout": "C", "threads": 1}
+    row |= {"status": "ok", "median_s": seconds, "min_s": seconds, "iqr_s": 0.0, "rounds": 5, "loops": 1}
+    return row | extra
+
+
+def _frame(with_peers: bool = True) -> pd.DataFrame:
+    rows = []
+    # small cell (16 elements) and large cell (2**20 elements); jax_jit 2x faster at large only.
+    for m, n_x, fv in ((4, 4, 1e-5), (1024, 1024, 1e-2)):
+        rows += [
+            _row("two_loop", m, n_x, fv * 300),
+            _row("two_loop_lists", m, n_x, fv * 100),
+            _row("feature_vectorized", m, n_x, fv * 10),
+            _row("fully_vectorized", m, n_x, fv),
+        ]
+        if with_peers:
+            rows += [
+                _row("jax_jit", m, n_x, fv * (4.0 if m == 4 else 0.5), compile_s=0.2 if m == 4 else 0.4),
+                _row("jax_jit", m, n_x, fv, threads=2),  # not the 1-thread setting: left out
+            ]
+        else:
+            rows.append(_row("jax_jit", m, n_x, None, status="skipped_unavailable", reason="needs jax"))
+        rows.append(_row("torch_eager", m, n_x, None, status="skipped_unavailable", reason="needs torch"))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def test_tables_hold_the_measured_ratios() -> None:
+    tables = peer_tables(_frame())
+    speed = tables["speedup"].set_index(["implementation", "region"])
+    assert speed.loc[("jax_jit", "small (m x n_x <= 8,192)"), "median"] == pytest.approx(0.25)
+    assert speed.loc[("jax_jit", "large (m x n_x > 524,288)"), "median"] == pytest.approx(2.0)
+    assert speed.loc[("jax_jit", "medium (m x n_x <= 524,288)"), "cells"] == 0
+    assert speed.loc[("torch_eager", "small (m x n_x <= 8,192)"), "cells"] == 0
+    fastest = tables["fastest"].set_index("region")
+    assert fastest.loc["small (m x n_x <= 8,192)", "implementation"] == "fully_vectorized"
+    assert fastest.loc["large (m x n_x > 524,288)", "implementation"] == "jax_jit"
+    compile_s = tables["compile"].set_index("implementation")
+    assert compile_s.loc["jax_jit", "median_s"] == pytest.approx(0.3)
+    assert compile_s.loc["jax_jit", "process"] == "fresh per row"
+    base = tables["baselines"].set_index(["implementation", "baseline"])
+    assert base.loc[("fully_vectorized", "two_loop"), "median"] == pytest.approx(300)
+    assert base.loc[("fully_vectorized", "two_loop_lists"), "median"] == pytest.approx(100)
+    assert base.loc[("feature_vectorized", "two_loop_lists"), "median"] == pytest.approx(10)
+    assert base.loc[("two_loop_lists", "two_loop"), "median"] == pytest.approx(3)
+
+
+def test_unmeasured_peers_are_na_with_the_reason() -> None:
+    text = "\n".join(peers_section(_frame(with_peers=False)))
+    assert "## What an engineer would pick instead" in text
+    assert "| `jax_jit` | n/a: needs jax |" in text and "| `torch_eager` | n/a: needs torch |" in text
+    assert "0.25x" not in text
+
+
+def test_write_report_writes_every_table_as_csv(tmp_path: Path) -> None:
+    frame = _frame()
+    write_report(frame, {}, None, tmp_path, tmp_path)
+    assert "What an engineer would pick instead" in (tmp_path / "REPORT.md").read_text()
+    for key, name in CSV_FILES.items():
+        written = pd.read_csv(tmp_path / name)
+        expected = peer_tables(frame)[key]
+        assert list(written.columns) == list(expected.columns) and len(written) == len(expected)
