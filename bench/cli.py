@@ -1,4 +1,4 @@
-"""Command line: `python -m bench run | plot | report`. Bad input is one line on stderr and exit 2."""
+"""Command line: `python -m bench run | check | plot | report`. Bad input is one line on stderr and exit 2."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from bench.check import add_check_command
 from bench.data import DTYPES, LAYOUTS
 from bench.errors import BenchError, GateError
 from bench.profiles import PROFILES
 from bench.results import RESULTS_CSV, ensure_writable_dir
+from bench.user import parse_targets
 from implementations import REGISTRY
 
 if TYPE_CHECKING:  # pandas is imported only by the commands that read tables
@@ -80,8 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--implementations",
-        type=_choices(list(REGISTRY), "implementation"),
-        help=f"comma-separated subset of: {', '.join(REGISTRY)} (default: all)",
+        type=parse_targets,
+        help=f"comma-separated subset of: {', '.join(REGISTRY)} (default: all), installed entry points, "
+        "and your own functions as path/to/file.py:function or package.module:function",
+    )
+    run.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        help="names for your own functions in the results, one per function target, in order (comma-separated)",
     )
     run.add_argument("--m", type=_positive_ints, help="comma-separated m values replacing the profile's")
     run.add_argument("--n-x", type=_positive_ints, help="comma-separated n_x values replacing the profile's")
@@ -111,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-lecture", action="store_true", help="skip the lecture's dot-product demo")
     run.set_defaults(handler=_cmd_run)
+    add_check_command(sub)
 
     for name, helptext in (
         ("plot", "draw the plots from a results file (no timing)"),
@@ -140,13 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_run(args: argparse.Namespace) -> int:
     from bench.runner import RunConfig, run
     from bench.timing import resolve_threads
+    from bench.user import resolve
 
     profile = PROFILES[args.profile]
+    implementations = resolve(args.implementations or tuple(REGISTRY), [x for t in args.label for x in t.split(",")])
     out = ensure_writable_dir(args.out)
     cells = profile.cells(args.m, args.n_x)
     config = RunConfig(
         profile=profile,
-        implementations=args.implementations or tuple(REGISTRY),
+        implementations=implementations,
         cells=tuple(cells),
         dtypes=args.dtypes or profile.dtypes,
         layouts=args.layouts or profile.layouts,
@@ -166,6 +178,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if summary.interrupted:
         print("run again with --resume to finish without re-timing finished rows", file=sys.stderr)
         return 130
+    if summary.failed:
+        print(
+            f"{len(summary.failed)} implementation(s) failed the check (rows marked failed_check, "
+            f"why in the reason column): {', '.join(summary.failed)}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -12,16 +12,17 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 import psutil
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from bench.bandwidth import last_level_cache_bytes, measure_read_bandwidth
+from bench.check import check_before_run, describe_failure
 from bench.data import Layout, Problem, make_problem
 from bench.errors import BenchError, GateError
 from bench.lecture import run_lecture_demo
@@ -33,6 +34,7 @@ from bench.results import (
     LECTURE_CSV,
     METADATA_JSON,
     RESULTS_CSV,
+    STATUS_FAILED_CHECK,
     STATUS_OK,
     STATUS_SKIPPED_BUDGET,
     STATUS_SKIPPED_MEMORY,
@@ -44,7 +46,7 @@ from bench.results import (
     write_json_atomic,
 )
 from bench.timing import measure, thread_limits
-from implementations import REFERENCE, REGISTRY, Gradients
+from implementations import REFERENCE, REGISTRY, Gradients, Implementation
 
 # Gate tolerances, relative to the largest |component| of the reference: loose enough for
 # summation order (BLAS blocks, threads, float32), tight enough that any wrong formula fails.
@@ -66,6 +68,11 @@ class Task:
     dtype: str
     layout: str
     threads: int
+    impl: Implementation | None = field(default=None, compare=False, repr=False)  # set by plan()
+
+    @property
+    def code(self) -> Implementation:
+        return self.impl if self.impl is not None else REGISTRY[self.implementation]
 
     @property
     def key(self) -> tuple[str, int, int, str, str, int]:
@@ -80,7 +87,7 @@ class Task:
 @dataclass(frozen=True)
 class RunConfig:
     profile: Profile
-    implementations: tuple[str, ...]
+    implementations: tuple[Implementation, ...]  # resolved once: registered ones and the user's own functions
     cells: tuple[tuple[int, int], ...]
     dtypes: tuple[str, ...]
     layouts: tuple[str, ...]
@@ -98,6 +105,7 @@ class RunSummary:
     skipped: int = 0
     reused: int = 0
     interrupted: bool = False
+    failed: dict[str, str] = field(default_factory=dict)  # implementation -> why it failed the check
 
 
 def plan(config: RunConfig) -> list[Task]:
@@ -109,13 +117,12 @@ def plan(config: RunConfig) -> list[Task]:
     tasks = []
     for m, n_x in config.cells:
         for dtype, layout in itertools.product(config.dtypes, config.layouts):
-            for name in config.implementations:
-                impl = REGISTRY[name]
+            for impl in config.implementations:
                 if impl.python_loops and dtype != config.dtypes[0]:
                     continue
                 thread_counts = (1,) if impl.threading == "none" else config.threads
                 for threads in dict.fromkeys(thread_counts):
-                    tasks.append(Task(name, m, n_x, dtype, layout, threads))
+                    tasks.append(Task(impl.name, m, n_x, dtype, layout, threads, impl))
     return tasks
 
 
@@ -149,11 +156,18 @@ def _cell_bytes(m: int, n_x: int, variants: set[tuple[str, str]]) -> int:
     return int((base + max(extra, default=0)) * 1.1) + 64 * 2**20
 
 
+def _in_notebook() -> bool:
+    """A Jupyter kernel that can draw tqdm.auto's widget bar (it needs ipywidgets)."""
+    import importlib.util
+
+    return "ipykernel" in sys.modules and importlib.util.find_spec("ipywidgets") is not None
+
+
 class Progress:
     """A tqdm bar with an ETA on a terminal; plain lines, one per cell, when not."""
 
     def __init__(self, total: int) -> None:
-        self.tty = sys.stderr.isatty()
+        self.tty = sys.stderr.isatty() or _in_notebook()
         self.bar = tqdm(total=total, unit="row", disable=not self.tty, dynamic_ncols=True)
         self.start = time.perf_counter()
         self.done = 0
@@ -244,7 +258,8 @@ def run(config: RunConfig) -> RunSummary:
         "machine": collect_metadata(),
         "profile": config.profile.name,
         "seed": config.seed,
-        "implementations": list(config.implementations),
+        "implementations": [impl.name for impl in config.implementations],
+        "sources": {impl.name: impl.source for impl in config.implementations if impl.source},
         "cells": [list(c) for c in config.cells],
         "dtypes": list(config.dtypes),
         "layouts": list(config.layouts),
@@ -279,6 +294,7 @@ def run(config: RunConfig) -> RunSummary:
                 history[series].append((int(record["m"]), int(record["n_x"]), float(record["median_s"])))
         summary.reused = len(done)
 
+    summary.failed.update(check_before_run(config.implementations))
     progress = Progress(len(tasks))
     try:
         if config.lecture and not (config.resume and (config.out / LECTURE_CSV).is_file()):
@@ -289,16 +305,14 @@ def run(config: RunConfig) -> RunSummary:
                 lecture_writer.write(lecture_row)
             lecture_writer.finish()
         for (m, n_x), cell_tasks in _cells(tasks):
-            timed, skipped = _run_cell(m, n_x, cell_tasks, config, done, history, bandwidth, writer, progress)
+            timed, skipped = _run_cell(
+                m, n_x, cell_tasks, config, done, history, bandwidth, writer, progress, summary.failed
+            )
             summary.timed += timed
             summary.skipped += skipped
             progress.cell_done(m, n_x, timed, skipped)
     except KeyboardInterrupt:
         summary.interrupted = True
-    except GateError:
-        progress.close()
-        writer.abandon()
-        raise
     progress.close()
     writer.finish()
     meta["complete"] = not summary.interrupted
@@ -316,6 +330,7 @@ def _run_cell(
     bandwidth: dict[str, float],
     writer: RowWriter,
     progress: Progress,
+    failed: dict[str, str],
 ) -> tuple[int, int]:
     profile = config.profile
     timed = skipped = 0
@@ -324,7 +339,11 @@ def _run_cell(
         if task.key in done:
             progress.step(task)
             continue
-        reason = REGISTRY[task.implementation].unavailable
+        if task.implementation in failed:
+            writer.write(_row(task, bandwidth, status=STATUS_FAILED_CHECK, reason=failed[task.implementation]))
+            progress.step(task)
+            continue
+        reason = task.code.unavailable
         if reason is not None:
             writer.write(_row(task, bandwidth, status=STATUS_SKIPPED_UNAVAILABLE, reason=reason))
             skipped += 1
@@ -356,7 +375,17 @@ def _run_cell(
         with thread_limits(1):
             reference = REGISTRY[REFERENCE].propagate(problem.w, problem.b, problem.X, problem.Y)
         for task, predicted in variant_tasks:
-            median_s = _time_task(task, predicted, problem, reference, profile, bandwidth, writer)
+            if task.implementation in failed:  # failed in an earlier variant of this cell
+                writer.write(_row(task, bandwidth, status=STATUS_FAILED_CHECK, reason=failed[task.implementation]))
+                progress.step(task)
+                continue
+            try:
+                median_s = _time_task(task, predicted, problem, reference, profile, bandwidth, writer)
+            except Exception as exc:  # a wrong or raising implementation: its rows say so, the run goes on
+                failed[task.implementation] = describe_failure(exc)
+                writer.write(_row(task, bandwidth, status=STATUS_FAILED_CHECK, reason=failed[task.implementation]))
+                progress.step(task)
+                continue
             history[task.series].append((m, n_x, median_s))
             if task.threads > 1:
                 time.sleep(SETTLE_S)
@@ -376,7 +405,7 @@ def _time_task(
     writer: RowWriter,
 ) -> float:
     """Gate, time and record one task; returns its median seconds per call."""
-    impl = REGISTRY[task.implementation]
+    impl = task.code
     prepared = impl.setup(problem.w, problem.b, problem.X, problem.Y)  # conversion stays outside timing
     gate = correctness_gate(task, reference)
     with thread_limits(task.threads):

@@ -14,6 +14,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from implementations import course
 from implementations.validation import validate_hyperparameters, validate_inputs
 
 FloatArray = NDArray[np.floating[Any]]
@@ -100,6 +101,8 @@ class Implementation:
     setup_fn: converts the inputs (and may compile) before timing; None means the step is
     propagate itself on the NumPy arrays.
     requirements: importable modules it needs; without them it is unavailable, with a reason.
+    source: where a function from outside the registry came from (path/to/file.py:function,
+    package.module:function or an entry point), None for the registered implementations.
     """
 
     name: str
@@ -111,6 +114,7 @@ class Implementation:
     optimize_fn: OptimizeFn | None = None
     setup_fn: SetupFn | None = None
     requirements: tuple[str, ...] = ()
+    source: str | None = None
 
     def setup(self, w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Prepared:
         """Everything before timing; the returned step is what gets timed."""
@@ -137,12 +141,42 @@ class Implementation:
         learning_rate: float,
     ) -> OptimizeResult:
         """Validate, then take num_iterations steps; returns (w, b, costs), inputs untouched."""
-        validate_inputs(w, b, X, Y)
+        w, b, X, Y = validate_inputs(w, b, X, Y)
         validate_hyperparameters(num_iterations, learning_rate)
         run = self.optimize_fn or (
             lambda w_, b_, X_, Y_, n_, lr_: gradient_descent(self.propagate, w_, b_, X_, Y_, n_, lr_)
         )
-        return run(w, float(b), X, Y, num_iterations, learning_rate)
+        return run(w, b, X, Y, num_iterations, learning_rate)
+
+    def course_optimize(
+        self,
+        w: Any,
+        b: Any,
+        X: Any,
+        Y: Any,
+        num_iterations: int = 100,
+        learning_rate: float = 0.009,
+        print_cost: bool = False,
+    ) -> tuple[dict[str, Any], dict[str, Any], list[float]]:
+        """The course's optimize: (params {"w", "b"}, grads {"dw", "db"} of the last step, costs every 100)."""
+        return course.optimize(self.propagate, w, b, X, Y, num_iterations, learning_rate, print_cost)
+
+    def predict(self, w: Any, b: Any, X: Any) -> FloatArray:
+        """The course's predict: 1.0 where sigmoid(w.T X + b) > 0.5, else 0.0, shape (1, m)."""
+        return course.predict(w, b, X)
+
+    def model(
+        self,
+        X_train: Any,
+        Y_train: Any,
+        X_test: Any,
+        Y_test: Any,
+        num_iterations: int = 2000,
+        learning_rate: float = 0.5,
+        print_cost: bool = False,
+    ) -> dict[str, Any]:
+        """The course's model: the dictionary with costs, both predictions, w, b and the hyperparameters."""
+        return course.model(self.propagate, X_train, Y_train, X_test, Y_test, num_iterations, learning_rate, print_cost)
 
 
 def summary_of(module_doc: str | None) -> str:
