@@ -139,7 +139,7 @@ def load_function(spec: str) -> Callable[..., Any]:
             raise BenchError(f"{where} has no function {attribute!r}{hint}")
         obj = getattr(obj, part)
     if not callable(obj) and not isinstance(obj, Implementation):
-        raise BenchError(f"{spec!r} is a {type(obj).__name__}, not a function")
+        raise BenchError(f"{spec!r} is not a function (it is of type {type(obj).__name__})")
     return obj  # type: ignore[no-any-return]
 
 

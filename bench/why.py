@@ -7,7 +7,7 @@ import pandas as pd
 
 from bench.lecture import LECTURE_SECONDS
 from bench.model import CostModel, crossover_n_x, fit_models
-from bench.results import STATUS_OK
+from bench.results import STATUS_FAILED_CHECK, STATUS_OK
 from bench.views import (
     CLAIMS,
     HOLDS_FACTOR,
@@ -108,7 +108,7 @@ def _crossovers(data: pd.DataFrame, models: dict[str, CostModel]) -> list[str]:
 
 def _predicted(frame: pd.DataFrame, models: dict[str, CostModel]) -> list[str]:
     skipped = headline(frame)
-    skipped = skipped[skipped["status"] != STATUS_OK]
+    skipped = skipped[~skipped["status"].isin([STATUS_OK, STATUS_FAILED_CHECK])]  # failures have their own section
     if skipped.empty:
         return []
     lines = [
