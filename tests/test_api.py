@@ -14,7 +14,12 @@ from tests.user_functions import course, sign_flipped
 
 @pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:
-    kernels = {"mine": course, "flipped": sign_flipped, "two_loop": "two_loop", "vec": "fully_vectorized"}
+    kernels: dict[str, api.Kernel] = {
+        "mine": course,
+        "flipped": sign_flipped,
+        "two_loop": "two_loop",
+        "vec": "fully_vectorized",
+    }
     return api.timings(kernels, sizes=[(2, 1), (2, 3), (5, 1), (5, 3)], threads=1)
 
 
