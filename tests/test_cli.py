@@ -203,7 +203,9 @@ def test_gate_marks_a_wrong_implementation_and_the_run_goes_on(
     registry = {**REGISTRY, "broken": broken}
     monkeypatch.setattr(bench.user, "REGISTRY", registry)
     monkeypatch.setattr(bench.cli, "REGISTRY", registry)
-    code, err = _run(["run", *TINY, "--implementations", "two_loop,broken", "--out", str(tmp_path)], capsys)
+    monkeypatch.setattr(bench.runner, "measure_read_bandwidth", lambda threads, nbytes: 10.0)  # not tested here
+    args = ["run", *TINY, "--threads", "1", "--implementations", "two_loop,broken", "--out", str(tmp_path)]
+    code, err = _run(args, capsys)
     assert code == 1
     assert "1 implementation(s) failed the check" in err and err.strip().splitlines()[-1].endswith("broken")
     frame = load_results(tmp_path)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import bench.runner
 from bench.cli import main
 from bench.data import make_problem
 from bench.results import load_results
@@ -27,11 +28,22 @@ RAISES = f"{ROOT}/examples/wrong_propagates.py:raises"
 TINY = ["run", "--profile", "quick", "--m", "1,8", "--n-x", "1,4", "--no-lecture", "--threads", "1"]
 
 
+def _no_probe(threads: int, nbytes: int) -> float:
+    return 10.0  # these tests are about what joins a run, not about bandwidth: skip the seconds-long probe
+
+
+@pytest.fixture(autouse=True)
+def _skip_bandwidth_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bench.runner, "measure_read_bandwidth", _no_probe)
+
+
 @pytest.fixture(scope="module")
 def mixed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, pd.DataFrame, Path]:
     out = tmp_path_factory.mktemp("mixed")
     targets = ",".join(["two_loop", "fully_vectorized", GOOD, NO_M, RAISES])
-    code = main([*TINY, "--implementations", targets, "--out", str(out)])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bench.runner, "measure_read_bandwidth", _no_probe)
+        code = main([*TINY, "--implementations", targets, "--out", str(out)])
     return code, load_results(out), out
 
 
