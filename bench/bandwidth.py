@@ -83,12 +83,6 @@ def read_gbps(buffer: NDArray[np.float64], nbytes: int, threads: int, repeats: i
     return nbytes * reps / best / 1e9
 
 
-def measure_read_bandwidth(threads: int, nbytes: int, repeats: int = 10) -> float:
-    """GB/s reading one array of nbytes on `threads` threads (a single point of the sweep)."""
-    buffer = np.ones(max(nbytes // 8, threads))
-    return read_gbps(buffer, buffer.nbytes, threads, repeats)
-
-
 def sweep_sizes(top: int) -> list[int]:
     """Working-set sizes from MIN_SWEEP_BYTES to top, POINTS_PER_DOUBLING per doubling, multiples of 4 KiB."""
     count = int(math.log2(top / MIN_SWEEP_BYTES) * POINTS_PER_DOUBLING) + 1

@@ -1,4 +1,4 @@
-"""Command line: `python -m bench run | robustness | plot | report | compare`.
+"""Command line: `python -m bench run | check | robustness | plot | report | compare`.
 
 Bad input is one line on stderr and exit 2.
 """
@@ -11,10 +11,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from bench.check import add_check_command
 from bench.data import DTYPES, LAYOUTS
 from bench.errors import BenchError, GateError
 from bench.profiles import PROFILES
 from bench.results import RESULTS_CSV, ensure_writable_dir
+from bench.user import parse_targets
 from implementations import REGISTRY
 
 if TYPE_CHECKING:  # pandas is imported only by the commands that read tables
@@ -95,8 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--implementations",
-        type=_choices(list(REGISTRY), "implementation"),
-        help=f"comma-separated subset of: {', '.join(REGISTRY)} (default: all)",
+        type=parse_targets,
+        help=f"comma-separated subset of: {', '.join(REGISTRY)} (default: all), installed entry points, "
+        "and your own functions as path/to/file.py:function or package.module:function",
+    )
+    run.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        help="names for your own functions in the results, one per function target, in order (comma-separated)",
     )
     run.add_argument("--m", type=_positive_ints, help="comma-separated m values replacing the profile's")
     run.add_argument("--n-x", type=_positive_ints, help="comma-separated n_x values replacing the profile's")
@@ -127,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-lecture", action="store_true", help="skip the lecture's dot-product demo")
     run.set_defaults(handler=_cmd_run)
+    add_check_command(sub)
 
     robust = sub.add_parser(
         "robustness",
@@ -206,8 +216,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cells = profile.cells(args.m, args.n_x)
     if not cells:  # before anything is written or moved
         raise BenchError(_no_cells_message(args))
+    config = _run_config(args, cells)  # imports the user's functions: a bad target fails before the folder is touched
     with claimed(args.out, resume=args.resume):
-        summary = run(_run_config(args, cells))
+        summary = run(config)
     verb = "interrupted after" if summary.interrupted else "done:"
     why = ""
     if summary.timed == 0 and not summary.interrupted:
@@ -220,17 +231,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if summary.interrupted:
         print("run again with --resume to finish without re-timing finished rows", file=sys.stderr)
         return 130
+    if summary.failed:
+        print(
+            f"{len(summary.failed)} implementation(s) failed the check (rows marked failed_check, "
+            f"why in the reason column): {', '.join(summary.failed)}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
 def _run_config(args: argparse.Namespace, cells: list[tuple[int, int]]) -> RunConfig:
     from bench.runner import RunConfig
     from bench.timing import resolve_threads
+    from bench.user import resolve
 
     profile = PROFILES[args.profile]
     return RunConfig(
         profile=profile,
-        implementations=args.implementations or tuple(REGISTRY),
+        implementations=resolve(args.implementations or tuple(REGISTRY), [x for t in args.label for x in t.split(",")]),
         cells=tuple(cells),
         dtypes=args.dtypes or profile.dtypes,
         layouts=args.layouts or profile.layouts,

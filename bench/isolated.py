@@ -12,7 +12,7 @@ import os
 
 from bench.profiles import Profile
 from bench.timing import available_cores
-from bench.worker import WorkerRequest, WorkerResult, time_in_worker
+from bench.worker import WorkerPool, WorkerRequest, WorkerResult
 
 TaskKey = tuple[str, int, int, str, str, int]  # bench.runner.Task.key: implementation, m, n_x, dtype, layout, threads
 
@@ -24,8 +24,8 @@ def cores_for(threads: int) -> tuple[int, ...]:
     return tuple(allowed[:threads])
 
 
-def time_isolated(key: TaskKey, seed: int, profile: Profile) -> tuple[WorkerResult, str | None]:
-    """Time one task in a pinned worker; the note says so when fewer cores than threads were there."""
+def time_isolated(key: TaskKey, seed: int, profile: Profile, pool: WorkerPool) -> tuple[WorkerResult, str | None]:
+    """Time one task in the pool's worker pinned to its cores; the note says when there were fewer cores."""
     implementation, m, n_x, dtype, layout, threads = key
     request = WorkerRequest(
         implementation,
@@ -40,7 +40,7 @@ def time_isolated(key: TaskKey, seed: int, profile: Profile) -> tuple[WorkerResu
         max_rounds=profile.max_rounds,
         cores=cores_for(threads),
     )
-    result = time_in_worker(request)
+    result = pool.time(request)
     note = None
     if len(result.cores) != threads:
         cores = ",".join(map(str, result.cores))

@@ -1,16 +1,20 @@
 """Plots drawn only from the tidy results table; `python -m bench plot` redraws them without timing.
 
-Every figure gets the same footer (machine, date, setting) and is saved as PNG and SVG.
+Every figure gets the same footer (machine, date, setting) and is saved as PNG and SVG. The
+*_figure functions return the matplotlib Figure without saving it (for notebooks: bench.api);
+the plot_* functions save it.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")  # files only, no display needed
+if "ipykernel" not in sys.modules:
+    matplotlib.use("Agg")  # files only, no display needed; a notebook keeps its own backend
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -45,10 +49,8 @@ def _colors(names: list[str]) -> dict[str, Any]:
     return {name: cmap(i % 10) for i, name in enumerate(names)}
 
 
-def _save(
-    fig: Figure, out: Path, stem: str, meta: dict[str, Any], setting: str, layout_done: bool = False
-) -> list[Path]:
-    """Footer naming the machine, date and setting; PNG and SVG side by side."""
+def _footer(fig: Figure, meta: dict[str, Any], setting: str, layout: bool = True) -> Figure:
+    """Footer naming the machine, date and setting; layout=False where the layout is set by hand."""
     fig.text(
         0.01,
         0.005,
@@ -58,12 +60,19 @@ def _save(
         ha="left",
         va="bottom",
     )
-    if not layout_done:
+    if layout:
         fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return fig
+
+
+def _save(fig: Figure | None, out: Path, stem: str, bbox_tight: bool = False) -> list[Path]:
+    """PNG and SVG side by side; nothing for a figure the table cannot support (None)."""
+    if fig is None:
+        return []
     paths = []
     for fmt in FORMATS:
         path = out / f"{stem}.{fmt}"
-        fig.savefig(path, dpi=130)
+        fig.savefig(path, dpi=130, bbox_inches="tight" if bbox_tight else None)
         paths.append(path)
     plt.close(fig)
     return paths
@@ -77,13 +86,13 @@ def _pick(values: list[int], count: int) -> list[int]:
     return [values[i] for i in idx]
 
 
-def plot_time_vs(frame: pd.DataFrame, meta: dict[str, Any], out: Path, x: str) -> list[Path]:
+def time_vs_figure(frame: pd.DataFrame, meta: dict[str, Any], x: str) -> Figure | None:
     """Seconds per gradient step against x (m or n_x), log-log, one panel per chosen value of the other."""
     panel = "n_x" if x == "m" else "m"
     data = headline(frame)
     ok = data[data["status"] == STATUS_OK]
     if ok.empty:
-        return []
+        return None
     names = implementation_order(data)
     colors = _colors(implementation_order(frame))
     ms, ns = grid_axes(data)
@@ -113,17 +122,21 @@ def plot_time_vs(frame: pd.DataFrame, meta: dict[str, Any], out: Path, x: str) -
     axes[0][0].set_ylabel("seconds per gradient step (median)")
     axes[0][-1].legend(fontsize=8, loc="upper left")
     fig.suptitle(f"Time per gradient step against {x}: lower is better; bars span the IQR")
-    return _save(fig, out, f"time_vs_{x}", meta, setting_label(data))
+    return _footer(fig, meta, setting_label(data))
 
 
-def plot_speedup_heatmaps(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[Path]:
+def plot_time_vs(frame: pd.DataFrame, meta: dict[str, Any], out: Path, x: str) -> list[Path]:
+    return _save(time_vs_figure(frame, meta, x), out, f"time_vs_{x}")
+
+
+def speedup_heatmaps_figure(frame: pd.DataFrame, meta: dict[str, Any]) -> Figure | None:
     """Speedup over two_loop on the (m, n_x) grid, one panel per implementation, 10x and 300x contours."""
     data = headline(frame)
     speed = speedups(data)
     names = [n for n in implementation_order(data) if n != BASELINE]
     ms, ns = grid_axes(data)
     if speed.empty or not names or len(ms) < 2 or len(ns) < 2:
-        return []
+        return None
     cols = min(3, len(names))
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.0 * rows), squeeze=False)
@@ -180,21 +193,19 @@ def plot_speedup_heatmaps(frame: pd.DataFrame, meta: dict[str, Any], out: Path) 
         "Speedup over two Python loops; contours at the note's 10x and 300x; hatched: not measured",
         y=1.03,
     )
-    fig.text(0.01, 0.005, f"{machine_line(meta)} | {setting_label(data)}", fontsize=7, color="0.35")
-    paths = []
-    for fmt in FORMATS:  # colorbar layout is set by hand above, so tight_layout is not used here
-        path = out / f"speedup_heatmap.{fmt}"
-        fig.savefig(path, dpi=130, bbox_inches="tight")
-        paths.append(path)
-    plt.close(fig)
-    return paths
+    # The colorbar layout is set by hand above, so tight_layout is not used here.
+    return _footer(fig, meta, setting_label(data), layout=False)
 
 
-def plot_claims(frame: pd.DataFrame, meta: dict[str, Any], out: Path, course_shape: tuple[int, int]) -> list[Path]:
+def plot_speedup_heatmaps(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[Path]:
+    return _save(speedup_heatmaps_figure(frame, meta), out, "speedup_heatmap", bbox_tight=True)
+
+
+def claims_figure(frame: pd.DataFrame, meta: dict[str, Any], course_shape: tuple[int, int]) -> Figure | None:
     """The note's "Speed Comparison" as bars: claimed beside measured (course shape, grid median)."""
     table = claims_table(frame, course_shape)
     if table["cells"].sum() == 0:
-        return []
+        return None
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     x = np.arange(len(table))
     width = 0.27
@@ -231,14 +242,18 @@ def plot_claims(frame: pd.DataFrame, meta: dict[str, Any], out: Path, course_sha
     ax.axhline(1.0, color="0.3", lw=0.8)
     ax.legend(fontsize=8, loc="upper left")
     ax.set_title("The note's speed table: claimed against measured")
-    return _save(fig, out, "claims", meta, setting_label(headline(frame)))
+    return _footer(fig, meta, setting_label(headline(frame)))
 
 
-def plot_roofline(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[Path]:
+def plot_claims(frame: pd.DataFrame, meta: dict[str, Any], out: Path, course_shape: tuple[int, int]) -> list[Path]:
+    return _save(claims_figure(frame, meta, course_shape), out, "claims")
+
+
+def roofline_figure(frame: pd.DataFrame, meta: dict[str, Any]) -> Figure | None:
     """Achieved GB/s (bytes of X per step / time) per measured cell, under the measured bandwidth-vs-size roof."""
     ok = frame[(frame["status"] == STATUS_OK) & (frame["dtype"] == "float64") & frame["gbps"].notna()]
     if ok.empty:
-        return []
+        return None
     names = implementation_order(ok)
     colors = _colors(implementation_order(frame))
     layouts = sorted(set(ok["layout"]))
@@ -295,10 +310,14 @@ def plot_roofline(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[
     fig.legend(handles=handles, fontsize=7, loc="lower center", ncol=4, bbox_to_anchor=(0.5, 0.03))
     fig.suptitle("Roofline: each cell's achieved bandwidth\nunder the measured read bandwidth for its size")
     fig.tight_layout(rect=(0, 0.16, 1, 1))
-    return _save(fig, out, "roofline", meta, "float64, all thread counts", layout_done=True)
+    return _footer(fig, meta, "float64, all thread counts", layout=False)
 
 
-def plot_crossovers(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[Path]:
+def plot_roofline(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[Path]:
+    return _save(roofline_figure(frame, meta), out, "roofline")
+
+
+def crossovers_figure(frame: pd.DataFrame, meta: dict[str, Any]) -> Figure | None:
     """Speedup over two_loop against n_x at a few m: the fitted model (lines) and the measured cells (points)."""
     data = headline(frame)
     models = fit_models(data, curve_of(meta, 1))
@@ -306,7 +325,7 @@ def plot_crossovers(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> lis
     speed = speedups(data)
     names = [n for n in implementation_order(data) if n != BASELINE and n in models and n in speed]
     if base is None or not names:
-        return []
+        return None
     ms, _ns = grid_axes(data)
     panels = _pick(ms, 3) or sorted(set(data["m"]))[:3]
     colors = _colors(implementation_order(frame))
@@ -329,7 +348,11 @@ def plot_crossovers(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> lis
     handles = [Line2D([], [], color=colors[n], marker=MARKERS[i % len(MARKERS)], label=n) for i, n in enumerate(names)]
     axes[0][-1].legend(handles=handles, fontsize=7, loc="lower right")
     fig.suptitle("Crossovers: the fitted cost model (lines) and the measured cells (points) at the same m")
-    return _save(fig, out, "crossovers", meta, setting_label(data))
+    return _footer(fig, meta, setting_label(data))
+
+
+def plot_crossovers(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[Path]:
+    return _save(crossovers_figure(frame, meta), out, "crossovers")
 
 
 def draw_all(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[Path]:

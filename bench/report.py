@@ -17,7 +17,13 @@ import pandas as pd
 from bench.errors import BenchError
 from bench.metadata import machine_line
 from bench.profiles import COURSE_SHAPE
-from bench.results import STATUS_OK, STATUS_SKIPPED_BUDGET, STATUS_SKIPPED_MEMORY, write_text_atomic
+from bench.results import (
+    STATUS_FAILED_CHECK,
+    STATUS_OK,
+    STATUS_SKIPPED_BUDGET,
+    STATUS_SKIPPED_MEMORY,
+    write_text_atomic,
+)
 from bench.timing import MIN_ROUNDS
 from bench.verdicts import VERDICTS_JSON, claim_verdicts
 from bench.views import (
@@ -110,7 +116,19 @@ def _header(frame: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
     lines.append(
         f"- Rows: {int(counts.get(STATUS_OK, 0))} measured, {int(counts.get(STATUS_SKIPPED_BUDGET, 0))} skipped by the "
         f"time cut-off, {int(counts.get(STATUS_SKIPPED_MEMORY, 0))} skipped for memory"
+        + (f", {int(counts[STATUS_FAILED_CHECK])} failed the check" if STATUS_FAILED_CHECK in counts else "")
     )
+    return lines
+
+
+def _failed_section(frame: pd.DataFrame) -> list[str]:
+    """Implementations whose answers were wrong (or raised): named with why, never timed."""
+    failed = frame[frame["status"] == STATUS_FAILED_CHECK]
+    if failed.empty:
+        return []
+    lines = ["", "## Failed the check (not timed)", ""]
+    for name, rows in failed.groupby("implementation", sort=False):
+        lines.append(f"- `{name}` ({len(rows)} rows): {rows['reason'].dropna().astype(str).iloc[0]}")
     return lines
 
 
@@ -197,7 +215,7 @@ def _method_section(frame: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
         f"{meta.get('call_budget_s', '?')} s per call is not run "
         "and is recorded as `skipped_budget` with its prediction.",
         "- Correctness gate: before timing, each implementation's result on the cell's data is compared with "
-        "`fully_vectorized`; a mismatch stops the run.",
+        "`fully_vectorized`; an implementation that disagrees or raises gets `failed_check` rows and is not timed.",
         "- BLAS and Numba thread pools are fixed per row with threadpoolctl and `numba.set_num_threads`.",
     ]
     if not few.empty:
@@ -216,6 +234,7 @@ def build_report(
     from bench.why import why_section
 
     lines = _header(frame, meta)
+    lines += _failed_section(frame)
     lines += _claims_section(frame)
     lines += beyond_section(frame, meta)
     lines += why_section(frame, meta, lecture)

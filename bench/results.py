@@ -28,7 +28,8 @@ STATUS_OK = "ok"
 STATUS_SKIPPED_BUDGET = "skipped_budget"
 STATUS_SKIPPED_MEMORY = "skipped_memory"
 STATUS_SKIPPED_UNAVAILABLE = "skipped_unavailable"  # a package it needs is not installed; `reason` says which
-STATUSES = (STATUS_OK, STATUS_SKIPPED_BUDGET, STATUS_SKIPPED_MEMORY, STATUS_SKIPPED_UNAVAILABLE)
+STATUS_FAILED_CHECK = "failed_check"  # wrong answer, an exception or a changed input; `reason` says what, not timed
+STATUSES = (STATUS_OK, STATUS_SKIPPED_BUDGET, STATUS_SKIPPED_MEMORY, STATUS_SKIPPED_UNAVAILABLE, STATUS_FAILED_CHECK)
 
 # What makes two rows the same measurement (for --resume and for joins in the report).
 KEY = ("implementation", "m", "n_x", "dtype", "layout", "threads")

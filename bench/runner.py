@@ -13,16 +13,17 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 import psutil
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from bench.bandwidth import curve_of, hierarchy_of, last_level_cache_bytes, measure_hierarchy
+from bench.check import check_before_run, describe_failure
 from bench.data import Layout, Problem, make_problem
 from bench.errors import BenchError, GateError
 from bench.isolated import time_isolated
@@ -35,6 +36,7 @@ from bench.results import (
     LECTURE_CSV,
     METADATA_JSON,
     RESULTS_CSV,
+    STATUS_FAILED_CHECK,
     STATUS_OK,
     STATUS_SKIPPED_BUDGET,
     STATUS_SKIPPED_MEMORY,
@@ -46,8 +48,8 @@ from bench.results import (
     write_json_atomic,
 )
 from bench.timing import Timing, measure, thread_limits
-from bench.worker import WorkerResult
-from implementations import REFERENCE, REGISTRY, Gradients
+from bench.worker import WorkerPool, WorkerResult
+from implementations import REFERENCE, REGISTRY, Gradients, Implementation
 
 # Gate tolerances, relative to the largest |component| of the reference: loose enough for
 # summation order (BLAS blocks, threads, float32), tight enough that any wrong formula fails.
@@ -69,6 +71,11 @@ class Task:
     dtype: str
     layout: str
     threads: int
+    impl: Implementation | None = field(default=None, compare=False, repr=False)  # set by plan()
+
+    @property
+    def code(self) -> Implementation:
+        return self.impl if self.impl is not None else REGISTRY[self.implementation]
 
     @property
     def key(self) -> tuple[str, int, int, str, str, int]:
@@ -83,7 +90,7 @@ class Task:
 @dataclass(frozen=True)
 class RunConfig:
     profile: Profile
-    implementations: tuple[str, ...]
+    implementations: tuple[Implementation, ...]  # resolved once: registered ones and the user's own functions
     cells: tuple[tuple[int, int], ...]
     dtypes: tuple[str, ...]
     layouts: tuple[str, ...]
@@ -102,6 +109,7 @@ class RunSummary:
     skipped: int = 0
     reused: int = 0
     interrupted: bool = False
+    failed: dict[str, str] = field(default_factory=dict)  # implementation -> why it failed the check
 
 
 def plan(config: RunConfig) -> list[Task]:
@@ -113,13 +121,12 @@ def plan(config: RunConfig) -> list[Task]:
     tasks = []
     for m, n_x in config.cells:
         for dtype, layout in itertools.product(config.dtypes, config.layouts):
-            for name in config.implementations:
-                impl = REGISTRY[name]
+            for impl in config.implementations:
                 if impl.python_loops and dtype != config.dtypes[0]:
                     continue
                 thread_counts = (1,) if impl.threading == "none" else config.threads
                 for threads in dict.fromkeys(thread_counts):
-                    tasks.append(Task(name, m, n_x, dtype, layout, threads))
+                    tasks.append(Task(impl.name, m, n_x, dtype, layout, threads, impl))
     return tasks
 
 
@@ -153,11 +160,18 @@ def _cell_bytes(m: int, n_x: int, variants: set[tuple[str, str]]) -> int:
     return int((base + max(extra, default=0)) * 1.1) + 64 * 2**20
 
 
+def _in_notebook() -> bool:
+    """A Jupyter kernel that can draw tqdm.auto's widget bar (it needs ipywidgets)."""
+    import importlib.util
+
+    return "ipykernel" in sys.modules and importlib.util.find_spec("ipywidgets") is not None
+
+
 class Progress:
     """A tqdm bar with an ETA on a terminal; plain lines, one per cell, when not."""
 
     def __init__(self, total: int) -> None:
-        self.tty = sys.stderr.isatty()
+        self.tty = sys.stderr.isatty() or _in_notebook()
         self.bar = tqdm(total=total, unit="row", disable=not self.tty, dynamic_ncols=True)
         self.start = time.perf_counter()
         self.done = 0
@@ -267,22 +281,19 @@ def run(config: RunConfig) -> RunSummary:
     memory, bandwidth = _memory(config, previous_meta)
     cells, sizing = sized_cells(config, memory)
     config = replace(config, cells=cells)
-    curves = {t: curve_of({"memory": memory}, t) for t in sorted({1, *config.threads})}
     tasks = plan(config)
     print(
         f"profile {config.profile.name}: {len(config.cells)} cells, {len(tasks)} rows into {config.out}",
         file=sys.stderr,
         flush=True,
     )
-    done: set[tuple[Any, ...]] = set()
-    history: dict[tuple[str, str, str, int], list[tuple[int, int, float]]] = defaultdict(list)
-
     summary = RunSummary(results=config.out / RESULTS_CSV)
     meta: dict[str, Any] = {
         "machine": collect_metadata(),
         "profile": config.profile.name,
         "seed": config.seed,
-        "implementations": list(config.implementations),
+        "implementations": [impl.name for impl in config.implementations],
+        "sources": {impl.name: impl.source for impl in config.implementations if impl.source},
         "cells": [list(c) for c in config.cells],
         "dtypes": list(config.dtypes),
         "layouts": list(config.layouts),
@@ -309,156 +320,177 @@ def run(config: RunConfig) -> RunSummary:
         print(f"sizing: {sizing.get('memory_short') or 'added cell ' + str(sizing['added_cell'])}", file=sys.stderr)
 
     writer = RowWriter(config.out / RESULTS_CSV)
-    if previous_rows is not None:
-        for record in cast(list[dict[str, Any]], previous_rows.to_dict("records")):
-            writer.write(record)
-            key = tuple(record[k] for k in KEY)
-            done.add(key)
-            if record["status"] == STATUS_OK:
-                series = (
-                    record["implementation"],
-                    record["dtype"],
-                    record["layout"],
-                    int(record["threads"]),
-                )
-                history[series].append((int(record["m"]), int(record["n_x"]), float(record["median_s"])))
-        summary.reused = len(done)
-
-    progress = Progress(len(tasks))
-    try:
-        if config.lecture and not (config.resume and (config.out / LECTURE_CSV).is_file()):
-            print("timing the lecture's 1e6-element dot product ...", file=sys.stderr, flush=True)
-            lecture_rows = run_lecture_demo(config.seed, config.profile.lecture_repeats)
-            lecture_writer = RowWriter(config.out / LECTURE_CSV, tuple(lecture_rows[0]))
-            for lecture_row in lecture_rows:
-                lecture_writer.write(lecture_row)
-            lecture_writer.finish()
-        for (m, n_x), cell_tasks in _cells(tasks):
-            timed, skipped = _run_cell(m, n_x, cell_tasks, config, done, history, bandwidth, curves, writer, progress)
-            summary.timed += timed
-            summary.skipped += skipped
-            progress.cell_done(m, n_x, timed, skipped)
-    except KeyboardInterrupt:
-        summary.interrupted = True
-    except GateError:
-        progress.close()
-        writer.abandon()
-        raise
-    progress.close()
+    curves = {t: curve_of({"memory": memory}, t) for t in sorted({1, *config.threads})}
+    with WorkerPool() as pool:
+        sweep = _Sweep(config, bandwidth, curves, writer, Progress(len(tasks)), pool, summary.failed)
+        if previous_rows is not None:
+            summary.reused = sweep.reuse(previous_rows)
+        summary.failed.update(check_before_run(config.implementations))
+        try:
+            if config.lecture and not (config.resume and (config.out / LECTURE_CSV).is_file()):
+                print("timing the lecture's 1e6-element dot product ...", file=sys.stderr, flush=True)
+                lecture_rows = run_lecture_demo(config.seed, config.profile.lecture_repeats)
+                lecture_writer = RowWriter(config.out / LECTURE_CSV, tuple(lecture_rows[0]))
+                for lecture_row in lecture_rows:
+                    lecture_writer.write(lecture_row)
+                lecture_writer.finish()
+            for (m, n_x), cell_tasks in _cells(tasks):
+                timed, skipped = sweep.cell(m, n_x, cell_tasks)
+                summary.timed += timed
+                summary.skipped += skipped
+                sweep.progress.cell_done(m, n_x, timed, skipped)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        finally:
+            sweep.progress.close()
     writer.finish()
     meta["complete"] = not summary.interrupted
     write_json_atomic(config.out / METADATA_JSON, meta)
     return summary
 
 
-def _run_cell(
-    m: int,
-    n_x: int,
-    cell_tasks: list[Task],
-    config: RunConfig,
-    done: set[tuple[Any, ...]],
-    history: dict[tuple[str, str, str, int], list[tuple[int, int, float]]],
-    bandwidth: dict[str, float],
-    curves: dict[int, Bandwidth | None],
-    writer: RowWriter,
-    progress: Progress,
-) -> tuple[int, int]:
-    profile = config.profile
-    timed = skipped = 0
-    runnable: list[tuple[Task, float | None]] = []
-    for task in cell_tasks:
-        if task.key in done:
-            progress.step(task)
-            continue
-        reason = REGISTRY[task.implementation].unavailable
-        if reason is not None:
-            writer.write(_row(task, bandwidth, status=STATUS_SKIPPED_UNAVAILABLE, reason=reason))
-            skipped += 1
-            progress.step(task)
-            continue
-        predicted = predict_seconds(
-            history[task.series],
-            m,
-            n_x,
-            itemsize=np.dtype(task.dtype).itemsize,
-            bandwidth=curves.get(task.threads),
-        )
-        if predicted is not None and predicted > profile.call_budget_s:
-            writer.write(_row(task, bandwidth, status=STATUS_SKIPPED_BUDGET, predicted_s=predicted))
-            skipped += 1
-            progress.step(task)
-        else:
-            runnable.append((task, predicted))
-    if not runnable:
+@dataclass
+class _Sweep:
+    """What the cells of one run share: the output, the yardsticks, the history the cut-off reads."""
+
+    config: RunConfig
+    bandwidth: dict[str, float]
+    curves: dict[int, Bandwidth | None]
+    writer: RowWriter
+    progress: Progress
+    pool: WorkerPool  # pinned workers for implementations whose thread pool no call can resize
+    failed: dict[str, str]  # implementation -> why it failed the check; its later rows say so
+    done: set[tuple[Any, ...]] = field(default_factory=set)
+    history: dict[tuple[str, str, str, int], list[tuple[int, int, float]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+
+    def reuse(self, rows: pd.DataFrame) -> int:
+        """Keep an earlier run's rows (--resume): written again, never re-timed, and known to the cut-off."""
+        for record in cast(list[dict[str, Any]], rows.to_dict("records")):
+            self.writer.write(record)
+            self.done.add(tuple(record[k] for k in KEY))
+            if record["status"] == STATUS_OK:
+                series = (record["implementation"], record["dtype"], record["layout"], int(record["threads"]))
+                self.history[series].append((int(record["m"]), int(record["n_x"]), float(record["median_s"])))
+        return len(self.done)
+
+    def _skip(self, task: Task, status: str, **values: Any) -> None:
+        self.writer.write(_row(task, self.bandwidth, status=status, **values))
+        self.progress.step(task)
+
+    def cell(self, m: int, n_x: int, cell_tasks: list[Task]) -> tuple[int, int]:
+        """Every row of one cell; returns (timed, skipped)."""
+        profile = self.config.profile
+        timed = skipped = 0
+        runnable: list[tuple[Task, float | None]] = []
+        for task in cell_tasks:
+            if task.key in self.done:
+                self.progress.step(task)
+                continue
+            if task.implementation in self.failed:
+                self._skip(task, STATUS_FAILED_CHECK, reason=self.failed[task.implementation])
+                continue
+            reason = task.code.unavailable
+            if reason is not None:
+                self._skip(task, STATUS_SKIPPED_UNAVAILABLE, reason=reason)
+                skipped += 1
+                continue
+            predicted = predict_seconds(
+                self.history[task.series],
+                m,
+                n_x,
+                itemsize=np.dtype(task.dtype).itemsize,
+                bandwidth=self.curves.get(task.threads),
+            )
+            if predicted is not None and predicted > profile.call_budget_s:
+                self._skip(task, STATUS_SKIPPED_BUDGET, predicted_s=predicted)
+                skipped += 1
+            else:
+                runnable.append((task, predicted))
+        if not runnable:
+            return timed, skipped
+
+        need = _cell_bytes(m, n_x, {(t.dtype, t.layout) for t, _ in runnable})
+        if need > MEMORY_HEADROOM * psutil.virtual_memory().available:
+            for task, predicted in runnable:
+                self._skip(task, STATUS_SKIPPED_MEMORY, predicted_s=predicted)
+            return timed, skipped + len(runnable)
+
+        base = make_problem(m, n_x, seed=self.config.seed)
+        by_variant: dict[tuple[str, str], list[tuple[Task, float | None]]] = defaultdict(list)
+        for task, predicted in runnable:
+            by_variant[(task.dtype, task.layout)].append((task, predicted))
+        for (dtype, layout), variant_tasks in by_variant.items():
+            problem = base.as_layout(dtype, cast(Layout, layout))
+            with thread_limits(1):
+                reference = REGISTRY[REFERENCE].propagate(problem.w, problem.b, problem.X, problem.Y)
+            for task, predicted in variant_tasks:
+                if task.implementation in self.failed:  # failed in an earlier variant of this cell
+                    self._skip(task, STATUS_FAILED_CHECK, reason=self.failed[task.implementation])
+                    continue
+                try:
+                    median_s = self.time(task, predicted, problem, reference)
+                except Exception as exc:  # a wrong or raising implementation: its rows say so, the run goes on
+                    self.failed[task.implementation] = describe_failure(exc)
+                    self._skip(task, STATUS_FAILED_CHECK, reason=self.failed[task.implementation])
+                    continue
+                self.history[task.series].append((m, n_x, median_s))
+                if task.threads > 1:
+                    time.sleep(SETTLE_S)
+                timed += 1
+                self.progress.step(task)
+            del problem
         return timed, skipped
 
-    need = _cell_bytes(m, n_x, {(t.dtype, t.layout) for t, _ in runnable})
-    if need > MEMORY_HEADROOM * psutil.virtual_memory().available:
-        for task, predicted in runnable:
-            writer.write(_row(task, bandwidth, status=STATUS_SKIPPED_MEMORY, predicted_s=predicted))
-            progress.step(task)
-        return timed, skipped + len(runnable)
+    def time(self, task: Task, predicted: float | None, problem: Problem, reference: Gradients) -> float:
+        """Gate, time and record one task; returns its median seconds per call."""
+        profile = self.config.profile
+        impl = task.code
+        note = None
+        timing: Timing[object] | WorkerResult
+        if impl.isolate:  # a thread pool no call can resize: a worker pinned to task.threads cores
+            timing, note = time_isolated(task.key, self.config.seed, profile, self.pool)
+        else:
+            timing = time_here(
+                impl, task, problem, reference, profile.cell_budget_s, profile.round_s, profile.max_rounds
+            )
+        self.writer.write(
+            _row(
+                task,
+                self.bandwidth,
+                status=STATUS_OK,
+                median_s=timing.median_s,
+                iqr_s=timing.iqr_s,
+                min_s=timing.min_s,
+                rounds=timing.rounds,
+                loops=timing.loops,
+                compile_s=timing.compile_s,
+                predicted_s=predicted,
+                reason=note,
+            )
+        )
+        return timing.median_s
 
-    base = make_problem(m, n_x, seed=config.seed)
-    by_variant: dict[tuple[str, str], list[tuple[Task, float | None]]] = defaultdict(list)
-    for task, predicted in runnable:
-        by_variant[(task.dtype, task.layout)].append((task, predicted))
-    for (dtype, layout), variant_tasks in by_variant.items():
-        problem = base.as_layout(dtype, cast(Layout, layout))
-        with thread_limits(1):
-            reference = REGISTRY[REFERENCE].propagate(problem.w, problem.b, problem.X, problem.Y)
-        for task, predicted in variant_tasks:
-            median_s = _time_task(task, predicted, problem, reference, profile, bandwidth, writer, config.seed)
-            history[task.series].append((m, n_x, median_s))
-            if task.threads > 1:
-                time.sleep(SETTLE_S)
-            timed += 1
-            progress.step(task)
-        del problem
-    return timed, skipped
 
-
-def _time_task(
+def time_here(
+    impl: Implementation,
     task: Task,
-    predicted: float | None,
     problem: Problem,
     reference: Gradients,
-    profile: Profile,
-    bandwidth: dict[str, float],
-    writer: RowWriter,
-    seed: int,
-) -> float:
-    """Gate, time and record one task; returns its median seconds per call."""
-    impl = REGISTRY[task.implementation]
-    note = None
-    timing: Timing[object] | WorkerResult
-    if impl.isolate:  # a thread pool no call can resize: a worker pinned to task.threads cores
-        timing, note = time_isolated(task.key, seed, profile)
-    else:
-        prepared = impl.setup(problem.w, problem.b, problem.X, problem.Y)  # conversion stays outside timing
-        gate = correctness_gate(task, reference)
-        with thread_limits(task.threads, impl.thread_hook):
-            timing = measure(
-                prepared.step,
-                jit=impl.jit,
-                budget_s=profile.cell_budget_s,
-                round_s=profile.round_s,
-                max_rounds=profile.max_rounds,
-                check=lambda result: gate(prepared.gradients(result)),
-            )
-    writer.write(
-        _row(
-            task,
-            bandwidth,
-            status=STATUS_OK,
-            median_s=timing.median_s,
-            iqr_s=timing.iqr_s,
-            min_s=timing.min_s,
-            rounds=timing.rounds,
-            loops=timing.loops,
-            compile_s=timing.compile_s,
-            predicted_s=predicted,
-            reason=note,
+    budget_s: float,
+    round_s: float,
+    max_rounds: int,
+) -> Timing[object]:
+    """Set up (untimed), gate the answer against the reference, then time the step, in this process."""
+    prepared = impl.setup(problem.w, problem.b, problem.X, problem.Y)  # conversion stays outside timing
+    gate = correctness_gate(task, reference)
+    with thread_limits(task.threads, impl.thread_hook):
+        return measure(
+            prepared.step,
+            jit=impl.jit,
+            budget_s=budget_s,
+            round_s=round_s,
+            max_rounds=max_rounds,
+            check=lambda result: gate(prepared.gradients(result)),
         )
-    )
-    return timing.median_s

@@ -17,7 +17,7 @@ import pandas as pd
 from bench.bandwidth import curve_of, out_of_cache_bytes
 from bench.lecture import LECTURE_SECONDS
 from bench.model import CostModel, fit_models
-from bench.results import STATUS_OK, write_text_atomic
+from bench.results import STATUS_FAILED_CHECK, STATUS_OK, write_text_atomic
 from bench.verdicts import claim_verdicts
 from bench.views import fmt_seconds, fmt_speedup, headline, setting_label
 from implementations import BASELINE, REFERENCE, REGISTRY
@@ -192,7 +192,7 @@ def _explanations(data: pd.DataFrame, meta: dict[str, Any], models: dict[str, Co
 
 def _predicted(frame: pd.DataFrame) -> list[str]:
     skipped = headline(frame)
-    skipped = skipped[skipped["status"] != STATUS_OK]
+    skipped = skipped[~skipped["status"].isin([STATUS_OK, STATUS_FAILED_CHECK])]  # failures have their own section
     if skipped.empty:
         return []
     lines = [

@@ -15,9 +15,10 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import IO, Any
 
 from bench.errors import BenchError, GateError
 
@@ -54,61 +55,119 @@ class WorkerResult:
     cores: tuple[int, ...]
 
 
+ANSWER = "@bench-worker "  # marks the worker's answer among anything a library prints to stdout
+
+
+def _answer(line: str, request: WorkerRequest) -> WorkerResult:
+    answer = json.loads(line[len(ANSWER) :])
+    if "error" in answer:
+        if answer["error"] == "gate":
+            raise GateError(str(answer["message"]))
+        raise BenchError(f"worker for {request.implementation}: {answer['message']}")
+    return WorkerResult(**{**answer, "cores": tuple(answer["cores"])})
+
+
+def _last_line(text: str) -> str:
+    return (text.strip().splitlines() or ["no output"])[-1]
+
+
 def time_in_worker(
     request: WorkerRequest, env: Mapping[str, str] | None = None, timeout_s: float = TIMEOUT_S
 ) -> WorkerResult:
-    """Run the request in `python -m bench.worker`; env entries are added to this process's environment."""
-    child_env = {**os.environ, **(env or {})}
+    """Run the request in a fresh `python -m bench.worker`; env entries are added to this process's environment."""
     try:
         done = subprocess.run(
             [sys.executable, "-m", "bench.worker"],
-            input=json.dumps(asdict(request)),
+            input=json.dumps(asdict(request)) + "\n",
             capture_output=True,
             text=True,
-            env=child_env,
+            env={**os.environ, **(env or {})},
             timeout=timeout_s,
             check=False,
         )
     except subprocess.TimeoutExpired:
         raise BenchError(f"worker for {request.implementation} gave no answer in {timeout_s:.0f} s") from None
-    lines = done.stdout.strip().splitlines()
-    try:
-        answer = json.loads(lines[-1]) if lines else {}
-    except json.JSONDecodeError:
-        answer = {}
-    if "error" in answer:
-        if answer["error"] == "gate":
-            raise GateError(str(answer["message"]))
-        raise BenchError(f"worker for {request.implementation}: {answer['message']}")
-    if done.returncode != 0 or "median_s" not in answer:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise BenchError(f"worker for {request.implementation} failed (exit {done.returncode}): {last}")
-    return WorkerResult(**{**answer, "cores": tuple(answer["cores"])})
+    answers = [line for line in done.stdout.splitlines() if line.startswith(ANSWER)]
+    if not answers:
+        raise BenchError(
+            f"worker for {request.implementation} failed (exit {done.returncode}): {_last_line(done.stderr)}"
+        )
+    return _answer(answers[-1], request)
+
+
+class WorkerPool:
+    """Long-lived workers, one per set of cores: each pays the interpreter's and a framework's start once.
+
+    For process state that must be right but need not be fresh (the affinity mask a thread pool
+    sized itself from); a study of fresh-process spread uses time_in_worker instead.
+    """
+
+    def __init__(self) -> None:
+        self._workers: dict[tuple[int, ...] | None, tuple[subprocess.Popen[str], IO[str]]] = {}
+
+    def time(self, request: WorkerRequest) -> WorkerResult:
+        proc, errors = self._worker(request.cores)
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(json.dumps(asdict(request)) + "\n")
+            proc.stdin.flush()
+            for line in proc.stdout:
+                if line.startswith(ANSWER):
+                    return _answer(line, request)
+        except BrokenPipeError:
+            pass
+        del self._workers[request.cores]
+        proc.wait()
+        errors.seek(0)
+        raise BenchError(
+            f"worker for {request.implementation} failed (exit {proc.returncode}): {_last_line(errors.read())}"
+        )
+
+    def _worker(self, cores: tuple[int, ...] | None) -> tuple[subprocess.Popen[str], IO[str]]:
+        if cores not in self._workers:
+            # stderr to a file: a pipe nobody reads would fill up and stall the worker.
+            errors = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bench.worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                text=True,
+            )
+            self._workers[cores] = (proc, errors)
+        return self._workers[cores]
+
+    def close(self) -> None:
+        for proc, errors in self._workers.values():
+            if proc.stdin is not None:
+                proc.stdin.close()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            errors.close()
+        self._workers.clear()
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _serve(request: WorkerRequest) -> WorkerResult:
     # Imported here, after the affinity mask is set: thread pools size themselves on import.
     from bench.data import make_problem
-    from bench.runner import Task, correctness_gate
-    from bench.timing import measure, thread_limits
+    from bench.runner import Task, time_here
+    from bench.timing import thread_limits
     from implementations import REFERENCE, REGISTRY
 
     task = Task(request.implementation, request.m, request.n_x, request.dtype, request.layout, request.threads)
-    impl = REGISTRY[request.implementation]
     problem = make_problem(request.m, request.n_x, seed=request.seed).as_layout(request.dtype, request.layout)  # type: ignore[arg-type]
     with thread_limits(1):
         reference = REGISTRY[REFERENCE].propagate(problem.w, problem.b, problem.X, problem.Y)
-    prepared = impl.setup(problem.w, problem.b, problem.X, problem.Y)
-    gate = correctness_gate(task, reference)
-    with thread_limits(request.threads, impl.thread_hook):
-        timing = measure(
-            prepared.step,
-            jit=impl.jit,
-            budget_s=request.budget_s,
-            round_s=request.round_s,
-            max_rounds=request.max_rounds,
-            check=lambda result: gate(prepared.gradients(result)),
-        )
+    budgets = (request.budget_s, request.round_s, request.max_rounds)
+    timing = time_here(REGISTRY[request.implementation], task, problem, reference, *budgets)
     return WorkerResult(
         median_s=timing.median_s,
         iqr_s=timing.iqr_s,
@@ -121,18 +180,24 @@ def _serve(request: WorkerRequest) -> WorkerResult:
 
 
 def main() -> int:
-    raw: dict[str, Any] = json.loads(sys.stdin.read())
-    cores = raw.get("cores")
-    request = WorkerRequest(**{**raw, "cores": tuple(cores) if cores is not None else None})
-    if request.cores is not None:
-        os.sched_setaffinity(0, request.cores)
-    try:
-        answer: dict[str, Any] = asdict(_serve(request))
-    except GateError as exc:
-        answer = {"error": "gate", "message": str(exc)}
-    except Exception as exc:  # any failure goes back to the parent as one line
-        answer = {"error": "exception", "message": f"{type(exc).__name__}: {exc}".splitlines()[0]}
-    print(json.dumps(answer), flush=True)
+    """Answer one request per line of stdin until it closes; the first request's cores pin the process."""
+    pinned = False
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        raw: dict[str, Any] = json.loads(line)
+        cores = raw.get("cores")
+        request = WorkerRequest(**{**raw, "cores": tuple(cores) if cores is not None else None})
+        if request.cores is not None and not pinned:
+            os.sched_setaffinity(0, request.cores)
+            pinned = True
+        try:
+            answer: dict[str, Any] = asdict(_serve(request))
+        except GateError as exc:
+            answer = {"error": "gate", "message": str(exc)}
+        except Exception as exc:  # any failure goes back to the parent as one line
+            answer = {"error": "exception", "message": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+        print(ANSWER + json.dumps(answer), flush=True)
     return 0
 
 

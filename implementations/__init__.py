@@ -5,7 +5,7 @@ All behind one interface: REGISTRY[name].propagate and REGISTRY[name].optimize.
 
 from implementations.interface import Gradients, Implementation, Prepared, gradient_descent
 from implementations.registry import BASELINE, REFERENCE, REGISTRY
-from implementations.validation import validate_hyperparameters, validate_inputs
+from implementations.validation import Inputs, validate_hyperparameters, validate_inputs
 
 __all__ = [
     "BASELINE",
@@ -13,6 +13,7 @@ __all__ = [
     "REGISTRY",
     "Gradients",
     "Implementation",
+    "Inputs",
     "Prepared",
     "gradient_descent",
     "validate_hyperparameters",

@@ -15,6 +15,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from implementations import course
 from implementations.validation import validate_hyperparameters, validate_inputs
 
 FloatArray = NDArray[np.floating[Any]]
@@ -108,6 +109,8 @@ class Implementation:
     restores it afterwards (bench.timing.thread_limits enters it beside BLAS and Numba).
     isolate: its rows are timed in a fresh worker process pinned to as many cores as threads,
     for a pool that no call can resize (XLA's).
+    source: where a function from outside the registry came from (path/to/file.py:function,
+    package.module:function or an entry point), None for the registered implementations.
     """
 
     name: str
@@ -121,6 +124,7 @@ class Implementation:
     requirements: tuple[str, ...] = ()
     thread_hook: ThreadHook | None = None
     isolate: bool = False
+    source: str | None = None
 
     def setup(self, w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Prepared:
         """Everything before timing; the returned step is what gets timed."""
@@ -147,12 +151,42 @@ class Implementation:
         learning_rate: float,
     ) -> OptimizeResult:
         """Validate, then take num_iterations steps; returns (w, b, costs), inputs untouched."""
-        validate_inputs(w, b, X, Y)
+        w, b, X, Y = validate_inputs(w, b, X, Y)
         validate_hyperparameters(num_iterations, learning_rate)
         run = self.optimize_fn or (
             lambda w_, b_, X_, Y_, n_, lr_: gradient_descent(self.propagate, w_, b_, X_, Y_, n_, lr_)
         )
-        return run(w, float(b), X, Y, num_iterations, learning_rate)
+        return run(w, b, X, Y, num_iterations, learning_rate)
+
+    def course_optimize(
+        self,
+        w: Any,
+        b: Any,
+        X: Any,
+        Y: Any,
+        num_iterations: int = 100,
+        learning_rate: float = 0.009,
+        print_cost: bool = False,
+    ) -> tuple[dict[str, Any], dict[str, Any], list[float]]:
+        """The course's optimize: (params {"w", "b"}, grads {"dw", "db"} of the last step, costs every 100)."""
+        return course.optimize(self.propagate, w, b, X, Y, num_iterations, learning_rate, print_cost)
+
+    def predict(self, w: Any, b: Any, X: Any) -> FloatArray:
+        """The course's predict: 1.0 where sigmoid(w.T X + b) > 0.5, else 0.0, shape (1, m)."""
+        return course.predict(w, b, X)
+
+    def model(
+        self,
+        X_train: Any,
+        Y_train: Any,
+        X_test: Any,
+        Y_test: Any,
+        num_iterations: int = 2000,
+        learning_rate: float = 0.5,
+        print_cost: bool = False,
+    ) -> dict[str, Any]:
+        """The course's model: the dictionary with costs, both predictions, w, b and the hyperparameters."""
+        return course.model(self.propagate, X_train, Y_train, X_test, Y_test, num_iterations, learning_rate, print_cost)
 
 
 def summary_of(module_doc: str | None) -> str:

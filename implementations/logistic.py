@@ -41,3 +41,11 @@ def sigmoid_and_loss_vec(
     S = Z * (1.0 - 2.0 * Y)
     loss = np.maximum(S, 0.0) + np.log1p(e)
     return A, loss
+
+
+def sigmoid_vec(Z: NDArray[np.floating[Any]]) -> NDArray[np.floating[Any]]:
+    """Elementwise sigmoid with the same overflow-free form as sigmoid_and_loss_vec; keeps the dtype."""
+    e = np.exp(-np.abs(Z))
+    one_plus_e = 1.0 + e
+    A: NDArray[np.floating[Any]] = np.where(Z >= 0, 1.0 / one_plus_e, e / one_plus_e)
+    return A

@@ -15,9 +15,11 @@ import pytest
 
 import bench.cli
 import bench.runner
+import bench.user
 from bench.cli import main
-from bench.results import COLUMNS
+from bench.results import COLUMNS, load_results
 from implementations import REGISTRY, Gradients, Implementation
+from tests.helpers import flat_memory
 
 TINY = ["--profile", "quick", "--m", "1,8", "--n-x", "1,4", "--no-lecture"]
 # Implementations timed in this process: a test of the runner's own mechanics (resume, gate) need
@@ -159,13 +161,13 @@ def test_resume_retimes_nothing_already_measured(
     for name in ("results.csv", "metadata.json"):
         (out / name).write_bytes((finished_run / name).read_bytes())
     calls: list[Any] = []
-    original = bench.runner._time_task
+    original = bench.runner._Sweep.time
 
-    def counting(*args: Any, **kwargs: Any) -> float:
+    def counting(self: bench.runner._Sweep, *args: Any, **kwargs: Any) -> float:
         calls.append(args)
-        return original(*args, **kwargs)
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(bench.runner, "_time_task", counting)
+    monkeypatch.setattr(bench.runner._Sweep, "time", counting)
     code, err = _run(["run", *TINY, "--threads", "1,all", "--resume", "--out", str(out)], capsys)
     assert code == 0 and calls == [], err
     before = pd.read_csv(finished_run / "results.csv")
@@ -176,23 +178,23 @@ def test_resume_retimes_nothing_already_measured(
 def test_ctrl_c_keeps_finished_rows_and_resume_completes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = bench.runner._time_task
+    original = bench.runner._Sweep.time
     calls = {"n": 0}
 
-    def interrupting(*args: Any, **kwargs: Any) -> float:
+    def interrupting(self: bench.runner._Sweep, *args: Any, **kwargs: Any) -> float:
         calls["n"] += 1
         if calls["n"] == 5:
             raise KeyboardInterrupt
-        return original(*args, **kwargs)
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(bench.runner, "_time_task", interrupting)
+    monkeypatch.setattr(bench.runner._Sweep, "time", interrupting)
     code, err = _run(["run", *TINY, *IN_PROCESS, "--out", str(tmp_path)], capsys)
     assert code == 130 and "--resume" in err
     partial = pd.read_csv(tmp_path / "results.csv")
     assert len(partial) == 4
     assert json.loads((tmp_path / "metadata.json").read_text())["complete"] is False
 
-    monkeypatch.setattr(bench.runner, "_time_task", original)
+    monkeypatch.setattr(bench.runner._Sweep, "time", original)
     code, err = _run(["run", *TINY, *IN_PROCESS, "--resume", "--out", str(tmp_path)], capsys)
     assert code == 0, err
     full = pd.read_csv(tmp_path / "results.csv")
@@ -205,27 +207,27 @@ def _broken_propagate(w: Any, b: float, X: Any, Y: Any) -> Gradients:
     return Gradients(dw=grads.dw * 1.01, db=grads.db, cost=grads.cost)
 
 
-def test_gate_stops_a_wrong_implementation_and_keeps_old_results(
-    finished_run: Path,
+def test_gate_marks_a_wrong_implementation_and_the_run_goes_on(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    out = tmp_path / "gate"
-    out.mkdir()
-    (out / "results.csv").write_bytes((finished_run / "results.csv").read_bytes())
-    before = _digest(out)
     broken = Implementation(name="broken", propagate=_broken_propagate, summary="wrong on purpose")
     registry = {**REGISTRY, "broken": broken}
-    monkeypatch.setattr(bench.runner, "REGISTRY", registry)
+    monkeypatch.setattr(bench.user, "REGISTRY", registry)
     monkeypatch.setattr(bench.cli, "REGISTRY", registry)
-    code, err = _run(["run", *TINY, *IN_PROCESS[:1], IN_PROCESS[1] + ",broken", "--out", str(out)], capsys)
+    monkeypatch.setattr(bench.runner, "measure_hierarchy", flat_memory)  # not tested here
+    args = ["run", *TINY, "--threads", "1", "--implementations", "two_loop,broken", "--out", str(tmp_path)]
+    code, err = _run(args, capsys)
     assert code == 1
-    assert "broken disagrees with fully_vectorized at m=1, n_x=1" in err
-    # The earlier run was moved aside, unchanged, before the failing run started.
-    kept = list((out / "previous").glob("*/results.csv"))
-    assert len(kept) == 1 and _digest(kept[0].parent)["results.csv"] == before["results.csv"]
-    assert "results.csv" not in _digest(out)
+    assert "1 implementation(s) failed the check" in err and err.strip().splitlines()[-1].endswith("broken")
+    frame = load_results(tmp_path)
+    wrong = frame[frame["implementation"] == "broken"]
+    assert set(wrong["status"]) == {"failed_check"} and wrong["median_s"].isna().all()
+    assert wrong["reason"].str.contains("broken disagrees with fully_vectorized at m=1, n_x=1").all()
+    baseline = frame[frame["implementation"] == "two_loop"]
+    assert len(wrong) == len(baseline) == 8, "every planned row of the failing implementation is recorded"
+    assert set(baseline["status"]) == {"ok"}
 
 
 def test_cut_off_and_memory_skips_are_recorded_not_invented(

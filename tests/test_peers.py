@@ -22,12 +22,13 @@ import pytest
 
 import bench.cli
 import bench.runner
+import bench.user
 from bench.cli import main
 from bench.data import make_problem
 from bench.isolated import cores_for, time_isolated
 from bench.timing import thread_limits
 from implementations import REGISTRY
-from tests.helpers import assert_matches_reference
+from tests.helpers import assert_matches_reference, flat_memory
 from tests.reference import reference_gradients
 
 PEERS = [n for n, impl in REGISTRY.items() if impl.requirements]
@@ -71,6 +72,7 @@ def test_runner_times_isolated_implementations_in_a_pinned_worker(
     registry = dict(REGISTRY, feature_vectorized=replace(REGISTRY["feature_vectorized"], isolate=True))
     monkeypatch.setattr(bench.runner, "REGISTRY", registry)
     monkeypatch.setattr(bench.cli, "REGISTRY", registry)
+    monkeypatch.setattr(bench.user, "REGISTRY", registry)
     calls: list[Any] = []
     original = time_isolated
 
@@ -80,7 +82,7 @@ def test_runner_times_isolated_implementations_in_a_pinned_worker(
         return result
 
     monkeypatch.setattr("bench.runner.time_isolated", spy)
-    monkeypatch.setattr(bench.runner, "measure_read_bandwidth", lambda threads, nbytes: 10.0)
+    monkeypatch.setattr(bench.runner, "measure_hierarchy", flat_memory)
     args = ["run", "--profile", "quick", "--m", "8", "--n-x", "3", "--no-lecture", "--layouts", "C"]
     code = main(
         [*args, "--threads", "1", "--implementations", "fully_vectorized,feature_vectorized", "--out", str(tmp_path)]

@@ -18,6 +18,7 @@ import bench.runner
 from bench.cli import main
 from bench.rundir import HOLDER_NAME, REGISTRY_ENV, Holder, keep_previous, other_runs
 from bench.runner import RunConfig, RunSummary
+from tests.helpers import flat_memory
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--profile", "quick", "--m", "1,8", "--n-x", "1,4", "--no-lecture", "--threads", "1"]
@@ -217,9 +218,7 @@ def test_a_run_that_times_nothing_says_why(
         total = 2**30
 
     monkeypatch.setattr(psutil, "virtual_memory", NoMemory)
-    flat = {"sweep": [[4096, 10.0], [8192, 10.0]], "levels": [{"gbps": 10.0, "capacity_bytes": None}]}
-    memory = {"threads": {str(t): {**flat, "memory_from_bytes": 4096.0} for t in (1, 2, 4, 8)}}
-    monkeypatch.setattr(bench.runner, "measure_hierarchy", lambda *args: memory)
+    monkeypatch.setattr(bench.runner, "measure_hierarchy", flat_memory)
     assert main(["run", *FAST, "--out", str(tmp_path)]) == 0
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("done: 0 rows timed (nothing timed: 16 skipped for memory"), last

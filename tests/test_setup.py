@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import bench.runner
+import bench.user
 from bench.cli import main
 from bench.data import make_problem
 from bench.results import Row, load_results
@@ -43,7 +44,7 @@ def test_missing_requirement_gives_skipped_unavailable_rows(
     ghost: Implementation = replace(REGISTRY["fully_vectorized"], name="ghost", requirements=("no_such_module_x",))
     assert ghost.unavailable is not None and "no_such_module_x" in ghost.unavailable
     registry = dict(REGISTRY, ghost=ghost)
-    monkeypatch.setattr(bench.runner, "REGISTRY", registry)
+    monkeypatch.setattr(bench.user, "REGISTRY", registry)
     monkeypatch.setattr(bench.cli, "REGISTRY", registry)
     args = ["run", "--profile", "quick", "--m", "2", "--n-x", "3", "--no-lecture", "--threads", "1"]
     code = main([*args, "--implementations", "fully_vectorized,ghost", "--out", str(tmp_path)])

@@ -49,8 +49,10 @@ BAD_INPUTS: dict[str, tuple[Case, str]] = {
     "NaN b": (_set("b", float("nan")), r"b must be finite"),
     "inf b": (_set("b", float("inf")), r"b must be finite"),
     "string b": (_set("b", "0.1"), r"b must be a real number"),
-    "int X": (_set("X", lambda a: a["X"].astype(np.int64)), r"X must be a float array"),
-    "bool Y": (_set("Y", lambda a: a["Y"].astype(bool)), r"Y must be a float array"),
+    "int X": (_set("X", lambda a: a["X"].astype(np.int64)), r"X holds integers \(int64\); scale it to floats"),
+    "uint8 X": (_set("X", lambda a: a["X"].astype(np.uint8)), r"e\.g\. X / 255"),
+    "int label 2": (_set("Y", lambda a: np.array([[0, 1, 2, 0, 1, 1]])), r"labels 0 and 1 only, found \[2\.0\]"),
+    "string Y": (_set("Y", lambda a: a["Y"].astype(str)), r"Y must be a float array"),
     "float16 X": (_set("X", lambda a: a["X"].astype(np.float16)), r"float32 or float64"),
     "list X": (_set("X", lambda a: a["X"].tolist()), r"X must be a NumPy array"),
     "mixed dtypes": (_set("w", lambda a: a["w"].astype(np.float32)), r"share one dtype"),
@@ -85,6 +87,17 @@ def test_good_inputs_pass_including_integer_b() -> None:
     args = _good()
     validate_inputs(**args)
     validate_inputs(args["w"], 0, args["X"], args["Y"])
+
+
+@pytest.mark.parametrize("label_dtype", [np.int64, np.int32, np.uint8, np.bool_])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_integer_and_boolean_labels_become_x_dtype(label_dtype: Any, dtype: str) -> None:
+    p = make_problem(6, 3, seed=0, dtype=dtype)
+    Y = p.Y.astype(label_dtype)
+    w, b, X, Y_float = validate_inputs(p.w.astype(np.int64), 1, p.X, Y)
+    assert Y_float.dtype == np.dtype(dtype) and np.array_equal(Y_float, p.Y)
+    assert w.dtype == np.dtype(dtype) and isinstance(b, float) and X is p.X
+    assert Y.dtype == np.dtype(label_dtype), "the caller's labels are left as they were"
 
 
 @pytest.mark.parametrize(
