@@ -19,13 +19,13 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench.check import CheckResult, check_implementation
 from bench.cli import DEFAULT_SEED
 from bench.errors import BenchError
-from bench.profiles import PROFILES
+from bench.measure.check import CheckResult, check_implementation
+from bench.measure.profiles import PROFILES
+from bench.measure.timing import resolve_threads
+from bench.measure.user import from_function, is_spec, load_function
 from bench.results import ensure_writable_dir, load_metadata, load_results
-from bench.timing import resolve_threads
-from bench.user import from_function, is_spec, load_function
 from implementations import REGISTRY, Implementation
 
 Kernel = Callable[..., Any] | str | Implementation
@@ -97,7 +97,7 @@ def timings(
     profile). out keeps the run folder (results.csv, metadata.json) for `python -m bench plot/report`;
     by default it is a temporary folder. The run's metadata is in frame.attrs["meta"] for the plots.
     """
-    from bench.runner import RunConfig, run
+    from bench.measure.runner import RunConfig, run
 
     if profile not in PROFILES:
         raise BenchError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
@@ -136,7 +136,7 @@ def _closed(fig: Figure | None) -> Figure | None:
 
 def time_figure(frame: pd.DataFrame, x: str = "m") -> Figure | None:
     """Seconds per step against m (or n_x), one panel per value of the other; None if nothing was timed."""
-    from bench.plots import time_vs_figure
+    from bench.present.plots import time_vs_figure
 
     if x not in ("m", "n_x"):
         raise BenchError(f"x must be 'm' or 'n_x', got {x!r}")
@@ -145,13 +145,13 @@ def time_figure(frame: pd.DataFrame, x: str = "m") -> Figure | None:
 
 def speedup_figure(frame: pd.DataFrame) -> Figure | None:
     """Speedup over two_loop on the (m, n_x) grid, one panel per kernel; needs two_loop and 2+ values of each."""
-    from bench.plots import speedup_heatmaps_figure
+    from bench.present.plots import speedup_heatmaps_figure
 
     return _closed(speedup_heatmaps_figure(frame, frame.attrs.get("meta", {})))
 
 
 def crossovers_figure(frame: pd.DataFrame) -> Figure | None:
     """Speedup over two_loop against n_x, fitted cost model beside the measured cells."""
-    from bench.plots import crossovers_figure as draw
+    from bench.present.plots import crossovers_figure as draw
 
     return _closed(draw(frame, frame.attrs.get("meta", {})))

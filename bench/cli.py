@@ -11,18 +11,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from bench.check import add_check_command
-from bench.data import DTYPES, LAYOUTS
 from bench.errors import BenchError, GateError
-from bench.profiles import PROFILES
+from bench.measure.check import add_check_command
+from bench.measure.data import DTYPES, LAYOUTS
+from bench.measure.profiles import PROFILES
+from bench.measure.user import parse_targets
 from bench.results import RESULTS_CSV, ensure_writable_dir
-from bench.user import parse_targets
 from implementations import REGISTRY
 
 if TYPE_CHECKING:  # pandas is imported only by the commands that read tables
     import pandas as pd
 
-    from bench.runner import RunConfig
+    from bench.measure.runner import RunConfig
 
 DEFAULT_SEED = 20240917
 MAX_SIZE = 2**40
@@ -209,8 +209,8 @@ def _no_cells_message(args: argparse.Namespace) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from bench.rundir import claimed, why_nothing_timed
-    from bench.runner import run
+    from bench.measure.rundir import claimed, why_nothing_timed
+    from bench.measure.runner import run
 
     profile = PROFILES[args.profile]
     cells = profile.cells(args.m, args.n_x)
@@ -242,9 +242,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_config(args: argparse.Namespace, cells: list[tuple[int, int]]) -> RunConfig:
-    from bench.runner import RunConfig
-    from bench.timing import resolve_threads
-    from bench.user import resolve
+    from bench.measure.runner import RunConfig
+    from bench.measure.timing import resolve_threads
+    from bench.measure.user import resolve
 
     profile = PROFILES[args.profile]
     return RunConfig(
@@ -263,11 +263,11 @@ def _run_config(args: argparse.Namespace, cells: list[tuple[int, int]]) -> RunCo
 
 
 def _cmd_robustness(args: argparse.Namespace) -> int:
-    from bench.robustness import StudySettings, default_plan, run_study
+    from bench.measure.robustness import StudySettings, default_plan, run_study
 
     if args.processes < 3:
         raise BenchError(f"--processes must be 3 or more, got {args.processes}")
-    from bench.rundir import claimed
+    from bench.measure.rundir import claimed
 
     # The study writes into a run's folder: the same one-writer lock, and nothing of the run moves.
     with claimed(args.out, resume=True):
@@ -293,7 +293,7 @@ def _load(args: argparse.Namespace) -> tuple[pd.DataFrame, dict[str, Any], pd.Da
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from bench.plots import draw_all
+    from bench.present.plots import draw_all
 
     frame, meta, _lecture, source = _load(args)
     out = ensure_writable_dir(args.out or Path("plots") / source.name)
@@ -303,15 +303,15 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from bench.report import write_report
+    from bench.present.report import write_report
 
     frame, meta, lecture, source = _load(args)
     out = ensure_writable_dir(args.out or source)
     path = write_report(frame, meta, lecture, out, plots=args.plots or out)
     print(f"wrote {path}", file=sys.stderr)
     if args.readme is not None:
-        from bench.profiles import profiles_markdown
-        from bench.report import findings_markdown, update_readme
+        from bench.measure.profiles import profiles_markdown
+        from bench.present.report import findings_markdown, update_readme
 
         if not args.readme.is_file():
             raise BenchError(f"no README at {args.readme}")
@@ -322,7 +322,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from bench.compare import compare_runs, default_out, slower_than, write_comparison
+    from bench.analyse.compare import compare_runs, default_out, slower_than, write_comparison
 
     comparison = compare_runs(args.runs)
     out = ensure_writable_dir(args.out or default_out(comparison))

@@ -106,7 +106,7 @@ class Implementation:
     propagate itself on the NumPy arrays.
     requirements: importable modules it needs; without them it is unavailable, with a reason.
     thread_hook: fixes the implementation's own thread pool to n threads inside the block and
-    restores it afterwards (bench.timing.thread_limits enters it beside BLAS and Numba).
+    restores it afterwards (bench.measure.timing.thread_limits enters it beside BLAS and Numba).
     isolate: its rows are timed in a fresh worker process pinned to as many cores as threads,
     for a pool that no call can resize (XLA's).
     source: where a function from outside the registry came from (path/to/file.py:function,

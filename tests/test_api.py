@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-import bench.runner
+import bench.measure.runner
 from bench import api
 from bench.errors import BenchError
 from bench.results import COLUMNS
@@ -23,7 +23,7 @@ def frame() -> pd.DataFrame:
         "vec": "fully_vectorized",
     }
     with pytest.MonkeyPatch.context() as patch:  # not about bandwidth: skip the seconds-long probe
-        patch.setattr(bench.runner, "measure_hierarchy", flat_memory)
+        patch.setattr(bench.measure.runner, "measure_hierarchy", flat_memory)
         return api.timings(kernels, sizes=[(2, 1), (2, 3), (5, 1), (5, 3)], threads=1)
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.bandwidth import Hierarchy, find_levels, out_of_cache_bytes, read_gbps, sweep_sizes
+from bench.measure.bandwidth import Hierarchy, find_levels, out_of_cache_bytes, read_gbps, sweep_sizes
 
 KIB, MIB = 1024, 1024**2
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.check import cases, check_implementation, course_case, reference
 from bench.cli import main
-from bench.user import from_function, load_function, resolve
+from bench.measure.check import cases, check_implementation, course_case, reference
+from bench.measure.user import from_function, load_function, resolve
 from implementations import REGISTRY
 from tests.reference import reference_gradients
 

@@ -14,8 +14,8 @@ import psutil
 import pytest
 
 import bench.cli
-import bench.runner
-import bench.user
+import bench.measure.runner
+import bench.measure.user
 from bench.cli import main
 from bench.results import COLUMNS, load_results
 from implementations import REGISTRY, Gradients, Implementation
@@ -161,13 +161,13 @@ def test_resume_retimes_nothing_already_measured(
     for name in ("results.csv", "metadata.json"):
         (out / name).write_bytes((finished_run / name).read_bytes())
     calls: list[Any] = []
-    original = bench.runner._Sweep.time
+    original = bench.measure.runner._Sweep.time
 
-    def counting(self: bench.runner._Sweep, *args: Any, **kwargs: Any) -> float:
+    def counting(self: bench.measure.runner._Sweep, *args: Any, **kwargs: Any) -> float:
         calls.append(args)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(bench.runner._Sweep, "time", counting)
+    monkeypatch.setattr(bench.measure.runner._Sweep, "time", counting)
     code, err = _run(["run", *TINY, "--threads", "1,all", "--resume", "--out", str(out)], capsys)
     assert code == 0 and calls == [], err
     before = pd.read_csv(finished_run / "results.csv")
@@ -178,23 +178,23 @@ def test_resume_retimes_nothing_already_measured(
 def test_ctrl_c_keeps_finished_rows_and_resume_completes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = bench.runner._Sweep.time
+    original = bench.measure.runner._Sweep.time
     calls = {"n": 0}
 
-    def interrupting(self: bench.runner._Sweep, *args: Any, **kwargs: Any) -> float:
+    def interrupting(self: bench.measure.runner._Sweep, *args: Any, **kwargs: Any) -> float:
         calls["n"] += 1
         if calls["n"] == 5:
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(bench.runner._Sweep, "time", interrupting)
+    monkeypatch.setattr(bench.measure.runner._Sweep, "time", interrupting)
     code, err = _run(["run", *TINY, *IN_PROCESS, "--out", str(tmp_path)], capsys)
     assert code == 130 and "--resume" in err
     partial = pd.read_csv(tmp_path / "results.csv")
     assert len(partial) == 4
     assert json.loads((tmp_path / "metadata.json").read_text())["complete"] is False
 
-    monkeypatch.setattr(bench.runner._Sweep, "time", original)
+    monkeypatch.setattr(bench.measure.runner._Sweep, "time", original)
     code, err = _run(["run", *TINY, *IN_PROCESS, "--resume", "--out", str(tmp_path)], capsys)
     assert code == 0, err
     full = pd.read_csv(tmp_path / "results.csv")
@@ -214,9 +214,9 @@ def test_gate_marks_a_wrong_implementation_and_the_run_goes_on(
 ) -> None:
     broken = Implementation(name="broken", propagate=_broken_propagate, summary="wrong on purpose")
     registry = {**REGISTRY, "broken": broken}
-    monkeypatch.setattr(bench.user, "REGISTRY", registry)
+    monkeypatch.setattr(bench.measure.user, "REGISTRY", registry)
     monkeypatch.setattr(bench.cli, "REGISTRY", registry)
-    monkeypatch.setattr(bench.runner, "measure_hierarchy", flat_memory)  # not tested here
+    monkeypatch.setattr(bench.measure.runner, "measure_hierarchy", flat_memory)  # not tested here
     args = ["run", *TINY, "--threads", "1", "--implementations", "two_loop,broken", "--out", str(tmp_path)]
     code, err = _run(args, capsys)
     assert code == 1
@@ -233,7 +233,9 @@ def test_gate_marks_a_wrong_implementation_and_the_run_goes_on(
 def test_cut_off_and_memory_skips_are_recorded_not_invented(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bench.runner, "predict_seconds", lambda history, m, n_x, **_: 99.0 if m * n_x >= 32 else None)
+    monkeypatch.setattr(
+        bench.measure.runner, "predict_seconds", lambda history, m, n_x, **_: 99.0 if m * n_x >= 32 else None
+    )
     code, _ = _run(
         [
             "run",
@@ -259,7 +261,7 @@ def test_cut_off_and_memory_skips_are_recorded_not_invented(
         available = 1
         total = 2**30
 
-    monkeypatch.setattr(bench.runner, "predict_seconds", lambda history, m, n_x, **_: None)
+    monkeypatch.setattr(bench.measure.runner, "predict_seconds", lambda history, m, n_x, **_: None)
     monkeypatch.setattr(psutil, "virtual_memory", Tiny)
     code, _ = _run(["run", *TINY, "--implementations", "numba_loop", "--out", str(tmp_path / "mem")], capsys)
     frame = pd.read_csv(tmp_path / "mem" / "results.csv")

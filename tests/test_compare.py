@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from bench.analyse.compare import _labels, compare_runs
 from bench.cli import main
-from bench.compare import _labels, compare_runs
 from bench.results import COLUMNS
 
 CELLS = ((1, 1), (8, 4), (64, 64))
@@ -214,7 +214,7 @@ def test_verdicts_come_from_verdicts_json_else_na(
         }
     ]
     (a / "verdicts.json").write_text(json.dumps(verdicts))
-    monkeypatch.setitem(sys.modules, "bench.verdicts", None)  # as if this version had no bench.verdicts
+    monkeypatch.setitem(sys.modules, "bench.analyse.verdicts", None)  # as if this version had no bench.analyse.verdicts
     code, stdout, err = _compare([str(a), str(b), "--out", str(tmp_path / "cmp")], capsys)
     assert code == 0, err
     row = next(line for line in stdout.splitlines() if line.startswith("| `fully_vectorized` | ~300x"))

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.data import make_problem
+from bench.measure.data import make_problem
 from implementations import REGISTRY, validate_inputs
 from tests.reference import reference_gradients
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.model import Bandwidth, CostModel, fit_cost_model, model_speedup, pages_per_example, predict_seconds
+from bench.analyse.model import Bandwidth, CostModel, fit_cost_model, model_speedup, pages_per_example, predict_seconds
 
 # A machine with 100 GB/s up to 1 MiB, 40 GB/s up to 32 MiB and 15 GB/s beyond (steps over a doubling).
 CURVE = Bandwidth(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.data import make_problem
+from bench.measure.data import make_problem
 from implementations import REGISTRY
 from tests.reference import reference_gradients
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from bench.data import make_problem
-from bench.timing import available_cores, thread_limits
+from bench.measure.data import make_problem
+from bench.measure.timing import available_cores, thread_limits
 from implementations import numba_parallel
 from tests.helpers import assert_matches_reference
 from tests.reference import reference_gradients

@@ -21,12 +21,12 @@ import pandas as pd
 import pytest
 
 import bench.cli
-import bench.runner
-import bench.user
+import bench.measure.runner
+import bench.measure.user
 from bench.cli import main
-from bench.data import make_problem
-from bench.isolated import cores_for, time_isolated
-from bench.timing import thread_limits
+from bench.measure.data import make_problem
+from bench.measure.isolated import cores_for, time_isolated
+from bench.measure.timing import thread_limits
 from implementations import REGISTRY
 from tests.helpers import assert_matches_reference, flat_memory
 from tests.reference import reference_gradients
@@ -70,9 +70,9 @@ def test_runner_times_isolated_implementations_in_a_pinned_worker(
 ) -> None:
     # feature_vectorized marked isolate: the worker (a fresh process) times the real one.
     registry = dict(REGISTRY, feature_vectorized=replace(REGISTRY["feature_vectorized"], isolate=True))
-    monkeypatch.setattr(bench.runner, "REGISTRY", registry)
+    monkeypatch.setattr(bench.measure.runner, "REGISTRY", registry)
     monkeypatch.setattr(bench.cli, "REGISTRY", registry)
-    monkeypatch.setattr(bench.user, "REGISTRY", registry)
+    monkeypatch.setattr(bench.measure.user, "REGISTRY", registry)
     calls: list[Any] = []
     original = time_isolated
 
@@ -81,8 +81,8 @@ def test_runner_times_isolated_implementations_in_a_pinned_worker(
         calls.append(result)
         return result
 
-    monkeypatch.setattr("bench.runner.time_isolated", spy)
-    monkeypatch.setattr(bench.runner, "measure_hierarchy", flat_memory)
+    monkeypatch.setattr("bench.measure.runner.time_isolated", spy)
+    monkeypatch.setattr(bench.measure.runner, "measure_hierarchy", flat_memory)
     args = ["run", "--profile", "quick", "--m", "8", "--n-x", "3", "--no-lecture", "--layouts", "C"]
     code = main(
         [*args, "--threads", "1", "--implementations", "fully_vectorized,feature_vectorized", "--out", str(tmp_path)]

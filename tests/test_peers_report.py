@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from bench.peers_report import CSV_FILES, peer_tables, peers_section
-from bench.report import write_report
+from bench.present.peers_report import CSV_FILES, peer_tables, peers_section
+from bench.present.report import write_report
 from bench.results import COLUMNS
 
 

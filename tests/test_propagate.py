@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.data import make_problem
+from bench.measure.data import make_problem
 from implementations import REGISTRY
 from tests.helpers import assert_matches_reference
 from tests.reference import finite_difference_gradients, reference_gradients

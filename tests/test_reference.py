@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.data import make_problem
+from bench.measure.data import make_problem
 from tests.reference import finite_difference_gradients, reference_gradients
 
 

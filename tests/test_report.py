@@ -9,11 +9,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from bench.analyse.verdicts import Verdict, verdict_for
 from bench.cli import main
+from bench.present.report import build_report
 from bench.pytest_json import load_pytest_json
-from bench.report import build_report
 from bench.results import COLUMNS
-from bench.verdicts import Verdict, verdict_for
 
 
 def _speed(values: dict[tuple[int, int], float]) -> pd.Series:
@@ -118,7 +118,7 @@ def test_bad_pytest_json_is_a_one_line_error(tmp_path: Path, content: str, capsy
 
 def test_readme_blocks_are_rewritten_between_their_markers_only(tmp_path: Path) -> None:
     from bench.errors import BenchError
-    from bench.report import marker, update_readme
+    from bench.present.report import marker, update_readme
 
     start, end = marker("findings")
     readme = tmp_path / "README.md"

@@ -11,9 +11,7 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.report import build_report
-from bench.results import COLUMNS as RESULT_COLUMNS
-from bench.robustness import (
+from bench.measure.robustness import (
     COLUMNS,
     EFFECTS,
     KEEP_MAPPED_ENV,
@@ -27,8 +25,10 @@ from bench.robustness import (
     run_study,
     to_csv,
 )
-from bench.robustness_report import robustness_section
-from bench.worker import WorkerRequest, WorkerResult
+from bench.measure.worker import WorkerRequest, WorkerResult
+from bench.present.report import build_report
+from bench.present.robustness_report import robustness_section
+from bench.results import COLUMNS as RESULT_COLUMNS
 
 SETTINGS = StudySettings(seed=1, budget_s=0.02, round_s=0.001, max_rounds=3)
 KEPT = dict(KEEP_MAPPED_ENV)

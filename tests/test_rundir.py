@@ -14,10 +14,10 @@ import pandas as pd
 import psutil
 import pytest
 
-import bench.runner
+import bench.measure.runner
 from bench.cli import main
-from bench.rundir import HOLDER_NAME, REGISTRY_ENV, Holder, keep_previous, other_runs
-from bench.runner import RunConfig, RunSummary
+from bench.measure.rundir import HOLDER_NAME, REGISTRY_ENV, Holder, keep_previous, other_runs
+from bench.measure.runner import RunConfig, RunSummary
 from tests.helpers import flat_memory
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,7 +27,7 @@ FAST = [*TINY, "--implementations", "two_loop,fully_vectorized"]
 HOLD_LOCK = """
 import sys
 from pathlib import Path
-from bench.rundir import locked
+from bench.measure.rundir import locked
 with locked(Path(sys.argv[1])):
     print("held", flush=True)
     sys.stdin.read()
@@ -95,7 +95,7 @@ def test_a_new_run_keeps_the_earlier_one_under_previous(
     out = tmp_path / "local"
     before = _earlier_run(out)
     (out / "notes.txt").write_text("mine")  # not a run file: stays
-    monkeypatch.setattr(bench.runner, "run", _fake_run)
+    monkeypatch.setattr(bench.measure.runner, "run", _fake_run)
     assert main(["run", *FAST, "--out", str(out)]) == 0
     err = capsys.readouterr().err
     kept = out / "previous" / "20240102T030405Z_abc1234"
@@ -112,7 +112,7 @@ def test_a_new_run_keeps_the_earlier_one_under_previous(
 def test_resume_continues_in_place_and_an_empty_folder_moves_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bench.runner, "run", _fake_run)
+    monkeypatch.setattr(bench.measure.runner, "run", _fake_run)
     out = tmp_path / "local"
     before = _earlier_run(out)
     assert main(["run", *FAST, "--resume", "--out", str(out)]) == 0
@@ -150,7 +150,7 @@ def test_a_second_run_into_a_held_folder_exits_2_naming_the_holder_and_touches_n
     def no_probe(*args: object) -> float:
         raise AssertionError("the memory sweep ran while another run held the folder")
 
-    monkeypatch.setattr(bench.runner, "measure_hierarchy", no_probe)
+    monkeypatch.setattr(bench.measure.runner, "measure_hierarchy", no_probe)
     for extra in ([], ["--resume"]):
         code = main(["run", *FAST, *extra, "--out", str(folder)])
         err = capsys.readouterr().err
@@ -168,7 +168,7 @@ def test_a_run_warns_when_another_benchmark_is_running(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     proc, _ = holder
-    monkeypatch.setattr(bench.runner, "run", _fake_run)
+    monkeypatch.setattr(bench.measure.runner, "run", _fake_run)
     assert main(["run", *FAST, "--out", str(tmp_path / "elsewhere")]) == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if "another benchmark is running" in line]
     assert len(warnings) == 1 and f"pid {proc.pid} " in warnings[0]
@@ -191,7 +191,7 @@ def test_a_killed_holder_leaves_nothing_that_blocks(
     own_registry.mkdir()
     (own_registry / f"{pid}.json").write_text(json.dumps(stale.__dict__))
     assert other_runs() == [] and not (own_registry / f"{pid}.json").exists()
-    monkeypatch.setattr(bench.runner, "run", _fake_run)
+    monkeypatch.setattr(bench.measure.runner, "run", _fake_run)
     assert main(["run", *FAST, "--out", str(out)]) == 0
     assert "another benchmark is running" not in capsys.readouterr().err
     assert not (out / HOLDER_NAME).exists()
@@ -218,7 +218,7 @@ def test_a_run_that_times_nothing_says_why(
         total = 2**30
 
     monkeypatch.setattr(psutil, "virtual_memory", NoMemory)
-    monkeypatch.setattr(bench.runner, "measure_hierarchy", flat_memory)
+    monkeypatch.setattr(bench.measure.runner, "measure_hierarchy", flat_memory)
     assert main(["run", *FAST, "--out", str(tmp_path)]) == 0
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("done: 0 rows timed (nothing timed: 16 skipped for memory"), last

@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import bench.runner
-import bench.user
+import bench.measure.runner
+import bench.measure.user
 from bench.cli import main
-from bench.data import make_problem
+from bench.measure.data import make_problem
 from bench.results import Row, load_results
 from implementations import REGISTRY, Implementation
 from tests.helpers import assert_matches_reference
@@ -44,7 +44,7 @@ def test_missing_requirement_gives_skipped_unavailable_rows(
     ghost: Implementation = replace(REGISTRY["fully_vectorized"], name="ghost", requirements=("no_such_module_x",))
     assert ghost.unavailable is not None and "no_such_module_x" in ghost.unavailable
     registry = dict(REGISTRY, ghost=ghost)
-    monkeypatch.setattr(bench.user, "REGISTRY", registry)
+    monkeypatch.setattr(bench.measure.user, "REGISTRY", registry)
     monkeypatch.setattr(bench.cli, "REGISTRY", registry)
     args = ["run", "--profile", "quick", "--m", "2", "--n-x", "3", "--no-lecture", "--threads", "1"]
     code = main([*args, "--implementations", "fully_vectorized,ghost", "--out", str(tmp_path)])

@@ -8,7 +8,7 @@ import numba
 import pytest
 from threadpoolctl import threadpool_info
 
-from bench.timing import measure, resolve_threads, thread_limits
+from bench.measure.timing import measure, resolve_threads, thread_limits
 
 
 def test_loops_are_calibrated_and_first_calls_are_kept_out() -> None:

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import bench.runner
+import bench.measure.runner
 from bench.cli import main
-from bench.data import make_problem
+from bench.measure.data import make_problem
+from bench.measure.user import ENTRY_POINT_GROUP, resolve, to_gradients
 from bench.results import load_results
-from bench.user import ENTRY_POINT_GROUP, resolve, to_gradients
 from implementations import Gradients
 from tests.helpers import assert_matches_reference, flat_memory
 from tests.reference import reference_gradients
@@ -31,7 +31,7 @@ TINY = ["run", "--profile", "quick", "--m", "1,8", "--n-x", "1,4", "--no-lecture
 @pytest.fixture(autouse=True)
 def _skip_bandwidth_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     # These tests are about what joins a run, not about bandwidth: skip the memory sweep.
-    monkeypatch.setattr(bench.runner, "measure_hierarchy", flat_memory)
+    monkeypatch.setattr(bench.measure.runner, "measure_hierarchy", flat_memory)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def mixed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, pd.DataFra
     out = tmp_path_factory.mktemp("mixed")
     targets = ",".join(["two_loop", "fully_vectorized", GOOD, NO_M, RAISES])
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(bench.runner, "measure_hierarchy", flat_memory)
+        patch.setattr(bench.measure.runner, "measure_hierarchy", flat_memory)
         code = main([*TINY, "--implementations", targets, "--out", str(out)])
     return code, load_results(out), out
 

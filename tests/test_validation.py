@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.data import make_problem
+from bench.measure.data import make_problem
 from implementations import REGISTRY, validate_hyperparameters, validate_inputs
 
 Case = Callable[[dict[str, Any]], None]

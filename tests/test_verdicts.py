@@ -9,7 +9,7 @@ import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.verdicts import Condition, Rule, cell_variables, claim_verdicts, find_rule, verdict_for
+from bench.analyse.verdicts import Condition, Rule, cell_variables, claim_verdicts, find_rule, verdict_for
 
 AXIS_M = (1, 10, 100, 1_000, 10_000, 100_000)
 AXIS_N = (1, 10, 100, 1_000, 10_000)

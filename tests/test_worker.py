@@ -7,7 +7,7 @@ import os
 import pytest
 
 from bench.errors import BenchError
-from bench.worker import WorkerRequest, time_in_worker
+from bench.measure.worker import WorkerRequest, time_in_worker
 
 
 def test_worker_times_a_cell_on_the_cores_it_was_given() -> None:

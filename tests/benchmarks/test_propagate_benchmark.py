@@ -2,8 +2,8 @@
 
 `pytest --benchmark-only` times them (grouped by size, so the table compares implementations
 at each size); `make test` runs each body once with --benchmark-disable and still checks the
-answer. Same conventions as the grid runner, from the same code: data from bench.data,
-threads fixed by bench.timing.thread_limits, the answer checked by the runner's gate.
+answer. Same conventions as the grid runner, from the same code: data from bench.measure.data,
+threads fixed by bench.measure.timing.thread_limits, the answer checked by the runner's gate.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 from threadpoolctl import threadpool_info
 
-from bench.data import Problem, make_problem
-from bench.profiles import COURSE_SHAPE
-from bench.runner import Task, correctness_gate
-from bench.timing import thread_limits
+from bench.measure.data import Problem, make_problem
+from bench.measure.profiles import COURSE_SHAPE
+from bench.measure.runner import Task, correctness_gate
+from bench.measure.timing import thread_limits
 from implementations import REFERENCE, REGISTRY, Gradients
 
 SEED = 20240917

@@ -14,8 +14,9 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from bench.analyse.views import cell_items, fmt_seconds, fmt_speedup, headline, speedups
 from bench.errors import BenchError
-from bench.robustness import (
+from bench.measure.robustness import (
     ALIASING_STRIDE_BYTES,
     DEFAULT_MMAP_THRESHOLD_BYTES,
     KEEP_MAPPED_ENV,
@@ -23,7 +24,6 @@ from bench.robustness import (
     STATUS_OK,
     load_robustness,
 )
-from bench.views import cell_items, fmt_seconds, fmt_speedup, headline, speedups
 from implementations import BASELINE
 
 LISTS_BASELINE = "two_loop_lists"
@@ -34,7 +34,7 @@ ALIASING_MIN_N_X = 16
 
 
 class VerdictLike(Protocol):
-    """What this section reads from a verdict (bench.verdicts.Verdict)."""
+    """What this section reads from a verdict (bench.analyse.verdicts.Verdict)."""
 
     @property
     def implementation(self) -> str: ...
@@ -404,7 +404,7 @@ def _process(study: pd.DataFrame, frame: pd.DataFrame, verdicts: Sequence[Verdic
 
 
 def _claim_verdicts() -> VerdictsFn:
-    from bench.verdicts import claim_verdicts
+    from bench.analyse.verdicts import claim_verdicts
 
     def call(frame: pd.DataFrame, baseline: str) -> Sequence[VerdictLike]:
         return claim_verdicts(frame, baseline=baseline)

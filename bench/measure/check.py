@@ -29,7 +29,6 @@ from implementations import Gradients, Implementation, validate_inputs
 
 Array = NDArray[Any]
 RTOL = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 2e-3}
-HERE = Path(__file__).resolve().parent
 
 # The likely causes, each in the words a learner can act on.
 FORMULAS = {"dw": "dw = X @ dZ.T / m", "db": "db = np.sum(dZ) / m", "cost": "cost = -np.sum(...) / m"}
@@ -248,7 +247,7 @@ def _compare(case: Case, got: Gradients) -> list[Finding]:
 
 
 def _exception_finding(case: Case, exc: Exception, source: str | None) -> Finding:
-    from bench.user import _one_line, _where
+    from bench.measure.user import _one_line, _where
 
     path = Path(source.rpartition(":")[0]).resolve() if source and source.rpartition(":")[0].endswith(".py") else None
     text = str(exc)
@@ -265,7 +264,7 @@ def _exception_finding(case: Case, exc: Exception, source: str | None) -> Findin
 def describe_failure(exc: Exception) -> str:
     """One line for the reason column: a gate's mismatch as it stands, any other exception with where it came from."""
     from bench.errors import GateError
-    from bench.user import _one_line, _where
+    from bench.measure.user import _one_line, _where
 
     if isinstance(exc, GateError):
         return str(exc)
@@ -379,7 +378,7 @@ def add_check_command(sub: Any, handler: Callable[[argparse.Namespace], int] | N
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from bench.user import parse_targets, resolve
+    from bench.measure.user import parse_targets, resolve
 
     try:
         targets = tuple(t for text in args.targets for t in parse_targets(text))

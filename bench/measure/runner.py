@@ -22,15 +22,17 @@ import pandas as pd
 import psutil
 from tqdm.auto import tqdm
 
-from bench.bandwidth import curve_of, hierarchy_of, last_level_cache_bytes, measure_hierarchy
-from bench.check import check_before_run, describe_failure
-from bench.data import Layout, Problem, make_problem
+from bench.analyse.model import Bandwidth, predict_seconds
 from bench.errors import BenchError, GateError
-from bench.isolated import time_isolated
-from bench.lecture import run_lecture_demo
-from bench.metadata import collect_metadata
-from bench.model import Bandwidth, predict_seconds
-from bench.profiles import Profile
+from bench.measure.bandwidth import curve_of, hierarchy_of, last_level_cache_bytes, measure_hierarchy
+from bench.measure.check import check_before_run, describe_failure
+from bench.measure.data import Layout, Problem, make_problem
+from bench.measure.isolated import time_isolated
+from bench.measure.lecture import run_lecture_demo
+from bench.measure.metadata import collect_metadata
+from bench.measure.profiles import Profile
+from bench.measure.timing import Timing, measure, thread_limits
+from bench.measure.worker import WorkerPool, WorkerResult
 from bench.results import (
     KEY,
     LECTURE_CSV,
@@ -47,8 +49,6 @@ from bench.results import (
     load_results,
     write_json_atomic,
 )
-from bench.timing import Timing, measure, thread_limits
-from bench.worker import WorkerPool, WorkerResult
 from implementations import REFERENCE, REGISTRY, Gradients, Implementation
 
 # Gate tolerances, relative to the largest |component| of the reference: loose enough for

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.errors import GateError
-from bench.timing import measure, thread_limits
+from bench.measure.timing import measure, thread_limits
 
 N = 1_000_000
 # Quoted from the lecture, not measured here; the report labels them so.

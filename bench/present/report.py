@@ -14,25 +14,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.errors import BenchError
-from bench.metadata import machine_line
-from bench.profiles import COURSE_SHAPE
-from bench.results import (
-    STATUS_FAILED_CHECK,
-    STATUS_OK,
-    STATUS_SKIPPED_BUDGET,
-    STATUS_SKIPPED_MEMORY,
-    write_text_atomic,
-)
-from bench.timing import MIN_ROUNDS
-from bench.verdicts import VERDICTS_JSON, claim_verdicts
-from bench.views import (
+from bench.analyse.verdicts import VERDICTS_JSON, claim_verdicts
+from bench.analyse.views import (
     HOLDS_FACTOR,
     claims_table,
     fmt_seconds,
     fmt_speedup,
     headline,
     setting_label,
+)
+from bench.errors import BenchError
+from bench.measure.metadata import machine_line
+from bench.measure.profiles import COURSE_SHAPE
+from bench.measure.timing import MIN_ROUNDS
+from bench.results import (
+    STATUS_FAILED_CHECK,
+    STATUS_OK,
+    STATUS_SKIPPED_BUDGET,
+    STATUS_SKIPPED_MEMORY,
+    write_text_atomic,
 )
 from implementations import BASELINE
 
@@ -228,10 +228,10 @@ def _method_section(frame: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
 def build_report(
     frame: pd.DataFrame, meta: dict[str, Any], lecture: pd.DataFrame | None, out: Path, plots: Path
 ) -> str:
-    from bench.beyond import beyond_section
-    from bench.peers_report import peers_section
-    from bench.robustness_report import robustness_section
-    from bench.why import why_section
+    from bench.present.beyond import beyond_section
+    from bench.present.peers_report import peers_section
+    from bench.present.robustness_report import robustness_section
+    from bench.present.why import why_section
 
     lines = _header(frame, meta)
     lines += _failed_section(frame)
@@ -248,9 +248,9 @@ def build_report(
 def write_report(
     frame: pd.DataFrame, meta: dict[str, Any], lecture: pd.DataFrame | None, out: Path, plots: Path
 ) -> Path:
-    from bench.peers_report import write_peer_tables
+    from bench.present.peers_report import write_peer_tables
+    from bench.present.why import write_model_csv
     from bench.results import write_json_list_atomic, write_text_atomic
-    from bench.why import write_model_csv
 
     path = out / REPORT_MD
     text = build_report(frame, meta, lecture, out, plots)

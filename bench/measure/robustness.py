@@ -11,7 +11,7 @@ Four effects, each a comparison of two variants (a against b, factor = time_a / 
 - process: one cell's median in several fresh processes; factor = slowest / fastest. The
   IQR of a results row is within one process and cannot show this.
 
-Every variant is timed by bench.worker (the grid runner's gate and timing code) in a fresh
+Every variant is timed by bench.measure.worker (the grid runner's gate and timing code) in a fresh
 process. The study writes robustness.csv in one atomic rename and nothing else, so it can share
 a folder with a run's results.
 """
@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench.errors import BenchError
+from bench.measure.worker import WorkerRequest, WorkerResult, time_in_worker
 from bench.results import PARTIAL_SUFFIX
-from bench.worker import WorkerRequest, WorkerResult, time_in_worker
 
 if TYPE_CHECKING:  # pandas is imported only where the table is read
     import pandas as pd
@@ -381,7 +381,7 @@ def run_study(
 
     Nothing else in `out` is touched, so the study can share a folder with a run's results.
     """
-    from bench.metadata import cpu_model
+    from bench.measure.metadata import cpu_model
 
     say = log or (lambda text: print(text, file=sys.stderr, flush=True))
     cpu = cpu_model()

@@ -24,12 +24,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from bench.bandwidth import curve_of, hierarchy_of
-from bench.metadata import machine_line
-from bench.model import fit_models, model_speedup
-from bench.profiles import COURSE_SHAPE
-from bench.results import STATUS_OK, STATUS_SKIPPED_BUDGET, STATUS_SKIPPED_MEMORY
-from bench.views import (
+from bench.analyse.model import fit_models, model_speedup
+from bench.analyse.views import (
     cell_items,
     claims_table,
     grid_axes,
@@ -38,6 +34,10 @@ from bench.views import (
     setting_label,
     speedups,
 )
+from bench.measure.bandwidth import curve_of, hierarchy_of
+from bench.measure.metadata import machine_line
+from bench.measure.profiles import COURSE_SHAPE
+from bench.results import STATUS_OK, STATUS_SKIPPED_BUDGET, STATUS_SKIPPED_MEMORY
 from implementations import BASELINE
 
 FORMATS = ("png", "svg")

@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.bandwidth import curve_of, out_of_cache_bytes
-from bench.lecture import LECTURE_SECONDS
-from bench.model import CostModel, fit_models
+from bench.analyse.model import CostModel, fit_models
+from bench.analyse.verdicts import claim_verdicts
+from bench.analyse.views import fmt_seconds, fmt_speedup, headline, setting_label
+from bench.measure.bandwidth import curve_of, out_of_cache_bytes
+from bench.measure.lecture import LECTURE_SECONDS
 from bench.results import STATUS_FAILED_CHECK, STATUS_OK, write_text_atomic
-from bench.verdicts import claim_verdicts
-from bench.views import fmt_seconds, fmt_speedup, headline, setting_label
 from implementations import BASELINE, REFERENCE, REGISTRY
 
 MODEL_CSV = "model.csv"

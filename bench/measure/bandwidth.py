@@ -21,7 +21,7 @@ import numpy as np
 import psutil
 from numpy.typing import NDArray
 
-from bench.model import Bandwidth
+from bench.analyse.model import Bandwidth
 
 _FALLBACK_LLC_BYTES = 32 * 1024 * 1024
 _SIZE_SUFFIXES = {"K": 1024, "M": 1024**2, "G": 1024**3}

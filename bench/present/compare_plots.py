@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench.plots import FORMATS
-from bench.views import implementation_order
+from bench.analyse.views import implementation_order
+from bench.present.plots import FORMATS
 
 if TYPE_CHECKING:
-    from bench.compare import Comparison
+    from bench.analyse.compare import Comparison
 
 
 def _save(fig: Figure, comparison: Comparison, out: Path, stem: str) -> list[Path]:
@@ -40,7 +40,7 @@ def _save(fig: Figure, comparison: Comparison, out: Path, stem: str) -> list[Pat
 
 def plot_speedup_vs_speedup(comparison: Comparison, out: Path) -> list[Path]:
     """One point per cell and implementation: speedup in the first run (x) against another run (y), log-log."""
-    from bench.compare import speedup_points
+    from bench.analyse.compare import speedup_points
 
     others = [run.label for run in comparison.runs[1:]]
     points = {label: speedup_points(comparison, label) for label in others}

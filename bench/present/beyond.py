@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.bandwidth import hierarchy_of, out_of_cache_bytes
-from bench.profiles import COURSE_SHAPE
+from bench.analyse.views import fmt_speedup
+from bench.measure.bandwidth import hierarchy_of, out_of_cache_bytes
+from bench.measure.profiles import COURSE_SHAPE
 from bench.results import STATUS_OK
-from bench.views import fmt_speedup
 
 # Targets, checked against measurements in the report (never as timed tests).
 TARGET_PARALLEL_BW = 0.80  # of the measured all-threads read bandwidth, examples-major, out of cache

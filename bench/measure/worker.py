@@ -74,10 +74,10 @@ def _last_line(text: str) -> str:
 def time_in_worker(
     request: WorkerRequest, env: Mapping[str, str] | None = None, timeout_s: float = TIMEOUT_S
 ) -> WorkerResult:
-    """Run the request in a fresh `python -m bench.worker`; env entries are added to this process's environment."""
+    """Run the request in a fresh `python -m bench.measure.worker`, with env added to this environment."""
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "bench.worker"],
+            [sys.executable, "-m", "bench.measure.worker"],
             input=json.dumps(asdict(request)) + "\n",
             capture_output=True,
             text=True,
@@ -128,7 +128,7 @@ class WorkerPool:
             # stderr to a file: a pipe nobody reads would fill up and stall the worker.
             errors = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed in close()
             proc = subprocess.Popen(
-                [sys.executable, "-m", "bench.worker"],
+                [sys.executable, "-m", "bench.measure.worker"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=errors,
@@ -157,9 +157,9 @@ class WorkerPool:
 
 def _serve(request: WorkerRequest) -> WorkerResult:
     # Imported here, after the affinity mask is set: thread pools size themselves on import.
-    from bench.data import make_problem
-    from bench.runner import Task, time_here
-    from bench.timing import thread_limits
+    from bench.measure.data import make_problem
+    from bench.measure.runner import Task, time_here
+    from bench.measure.timing import thread_limits
     from implementations import REFERENCE, REGISTRY
 
     task = Task(request.implementation, request.m, request.n_x, request.dtype, request.layout, request.threads)

@@ -23,11 +23,11 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from bench.analyse.views import claims_table, fmt_speedup, headline, implementation_order
 from bench.errors import BenchError
-from bench.metadata import machine_line
-from bench.profiles import COURSE_SHAPE
+from bench.measure.metadata import machine_line
+from bench.measure.profiles import COURSE_SHAPE
 from bench.results import KEY, STATUS_OK, load_metadata, load_results, results_path, write_text_atomic
-from bench.views import claims_table, fmt_speedup, headline, implementation_order
 from implementations import BASELINE
 
 COMPARE_MD = "COMPARE.md"
@@ -213,7 +213,7 @@ def _verdict_text(record: dict[str, Any]) -> str:
 
 
 def run_verdicts(folder: Path) -> list[dict[str, Any]] | None:
-    """Each claim's verdict rule for one run: its verdicts.json, else bench.verdicts if this version has it.
+    """Each claim's verdict rule for one run: its verdicts.json, else bench.analyse.verdicts if this version has it.
 
     None when neither is available (shown as n/a). The only place that knows the verdicts' format.
     """
@@ -225,7 +225,7 @@ def run_verdicts(folder: Path) -> list[dict[str, Any]] | None:
             return None
         return [d for d in data if isinstance(d, dict)] if isinstance(data, list) else None
     try:
-        module = importlib.import_module("bench.verdicts")
+        module = importlib.import_module("bench.analyse.verdicts")
     except ImportError:
         return None
     try:
@@ -467,7 +467,7 @@ def default_out(comparison: Comparison) -> Path:
 
 def write_comparison(comparison: Comparison, out: Path) -> list[Path]:
     """COMPARE.md, its tables as CSV, and the plots; returns the files written."""
-    from bench.compare_plots import draw_compare
+    from bench.present.compare_plots import draw_compare
 
     csv_names = {
         "machines": "compare_runs.csv",

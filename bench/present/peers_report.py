@@ -19,8 +19,16 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from bench.analyse.views import (
+    CLAIMS,
+    fmt_seconds,
+    fmt_speedup,
+    headline,
+    implementation_order,
+    setting_label,
+    time_grid,
+)
 from bench.results import STATUS_OK, STATUS_SKIPPED_UNAVAILABLE, write_text_atomic
-from bench.views import CLAIMS, fmt_seconds, fmt_speedup, headline, implementation_order, setting_label, time_grid
 from implementations import BASELINE, REFERENCE, REGISTRY
 
 LISTS_BASELINE = "two_loop_lists"

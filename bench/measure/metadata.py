@@ -13,7 +13,7 @@ from typing import Any
 import psutil
 from threadpoolctl import threadpool_info
 
-from bench.timing import available_cores
+from bench.measure.timing import available_cores
 
 PACKAGES = ("numpy", "numba", "llvmlite", "pandas", "matplotlib", "scipy", "threadpoolctl")
 
@@ -83,7 +83,7 @@ def collect_metadata() -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": versions,
         "blas": blas,
-        "git_commit": git_commit(Path(__file__).resolve().parent.parent),
+        "git_commit": git_commit(Path(__file__).resolve().parents[2]),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "pid_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
     }

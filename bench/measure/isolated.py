@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 
-from bench.profiles import Profile
-from bench.timing import available_cores
-from bench.worker import WorkerPool, WorkerRequest, WorkerResult
+from bench.measure.profiles import Profile
+from bench.measure.timing import available_cores
+from bench.measure.worker import WorkerPool, WorkerRequest, WorkerResult
 
-TaskKey = tuple[str, int, int, str, str, int]  # bench.runner.Task.key: implementation, m, n_x, dtype, layout, threads
+TaskKey = tuple[
+    str, int, int, str, str, int
+]  # bench.measure.runner.Task.key: implementation, m, n_x, dtype, layout, threads
 
 
 def cores_for(threads: int) -> tuple[int, ...]:
