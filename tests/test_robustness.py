@@ -46,7 +46,7 @@ class FakeTimer:
         self.calls.append(key)
         value = self.times.get(key, 1e-3)
         median = value.pop(0) if isinstance(value, list) else value
-        return WorkerResult(median, median / 10, median * 0.9, 5, 10, None, (0,))
+        return WorkerResult(median, median / 10, median * 0.9, 5, 10, None, (0,), pid=1)
 
 
 def _ab(effect: str, a: Variant, b: Variant, processes: int = 1, per_element: bool = False) -> Comparison:

@@ -53,6 +53,7 @@ class WorkerResult:
     loops: int
     compile_s: float | None
     cores: tuple[int, ...]
+    pid: int  # the process it was timed in
 
 
 ANSWER = "@bench-worker "  # marks the worker's answer among anything a library prints to stdout
@@ -176,6 +177,7 @@ def _serve(request: WorkerRequest) -> WorkerResult:
         loops=timing.loops,
         compile_s=timing.compile_s,
         cores=tuple(sorted(os.sched_getaffinity(0))),
+        pid=os.getpid(),
     )
 
 
