@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from bench.cli import DEFAULT_SEED
 from bench.errors import BenchError
 from bench.measure.check import CheckResult, check_implementation
 from bench.measure.profiles import PROFILES
+from bench.measure.rundir import claimed
 from bench.measure.timing import resolve_threads
 from bench.measure.user import from_function, is_spec, load_function
 from bench.results import ensure_writable_dir, load_metadata, load_results
@@ -89,6 +91,7 @@ def timings(
     profile: str = "quick",
     seed: int = DEFAULT_SEED,
     out: str | Path | None = None,
+    sweep: bool = True,
 ) -> pd.DataFrame:
     """Time every kernel on every (m, n_x) size: the table results.csv would hold, one row per measurement.
 
@@ -104,8 +107,10 @@ def timings(
     cells = sorted({(int(m), int(n_x)) for m, n_x in sizes}, key=lambda c: (c[0] * c[1], c[0]))
     if not cells or any(m < 1 or n_x < 1 for m, n_x in cells):
         raise BenchError(f"sizes must be (m, n_x) pairs of positive integers, got {list(sizes)}")
-    with tempfile.TemporaryDirectory(prefix="logreg-vecbench-") as tmp:
-        folder = ensure_writable_dir(Path(out) if out is not None else Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="logreg-vecbench-") as tmp, ExitStack() as held:
+        folder = Path(out) if out is not None else Path(tmp)
+        held.enter_context(claimed(folder, resume=False))
+        folder = ensure_writable_dir(folder)
         config = RunConfig(
             profile=PROFILES[profile],
             implementations=implementations(kernels),
@@ -116,6 +121,7 @@ def timings(
             seed=seed,
             out=folder,
             lecture=False,
+            sweep=sweep,
         )
         summary = run(config)
         if summary.interrupted:

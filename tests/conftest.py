@@ -34,3 +34,21 @@ def _skip_unavailable_implementations(request: pytest.FixtureRequest) -> None:
         reason = REGISTRY[name].unavailable
         if reason is not None:
             pytest.skip(f"{name} {reason}")
+
+
+SMALL_SWEEP_BYTES = 8 * 2**20
+
+
+@pytest.fixture(autouse=True)
+def _small_memory_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs in tests sweep memory for real, but only to 8 MiB: the full sweep takes tens of seconds.
+
+    The sweep and its knee finder are tested on their own in test_bandwidth.py.
+    """
+    import bench.measure.runner
+    from bench.measure.bandwidth import measure_hierarchy
+
+    def small(thread_counts: list[int], top: int | None = None) -> dict[str, object]:
+        return measure_hierarchy(thread_counts, SMALL_SWEEP_BYTES)
+
+    monkeypatch.setattr(bench.measure.runner, "measure_hierarchy", small)

@@ -18,7 +18,8 @@ TRUE = {
     "per_feature_s": 1e-9,
     "compute_s": 2e-10,
     "passes": 2.0,
-    "page_walk_s": 0.0,
+    "strided_passes": 0.0,
+    "alloc_per_example_s": 0.0,
 }
 
 
@@ -49,15 +50,17 @@ def test_fit_recovers_exact_constants_across_cache_levels() -> None:
     assert model.per_element_s(1e9) == pytest.approx(2e-10 + 2 * 8 / 15e9, rel=1e-3)
 
 
-def test_a_page_walk_term_is_found_with_its_reach() -> None:
-    # A C-order kernel that pays 10 ns per element once an example spans more than 2,048 pages.
-    mm, nn = np.meshgrid([1, 10, 100, 1_000, 10_000, 209], [1, 10, 100, 1_000, 10_000, 12_288])
+def test_the_strided_and_allocation_terms_are_found_with_the_tlb_reach() -> None:
+    # A C-order kernel that reads X 3 more times once an example spans more than 2,048 pages, and
+    # pays 20 ns more per example once a (1, m) float64 temporary passes 128 KiB (m >= 16,384).
+    mm, nn = np.meshgrid([1, 10, 100, 1_000, 10_000, 209, 100_000], [1, 10, 100, 1_000, 10_000, 12_288])
     m, n = mm.ravel().astype(float), nn.ravel().astype(float)
-    walks = pages_per_example(m, n, 8) > 2048
-    t = _true_times(m, n) + 1e-8 * m * n * walks
+    strided = 3 * m * n * 8 * CURVE.seconds_per_byte(m * n * 8) * (pages_per_example(m, n, 8) > 2048)
+    t = _true_times(m, n) + strided + 2e-8 * m * (m >= 16_384)
     model = fit_cost_model(m, n, t, bandwidth=CURVE)
     assert model is not None and model.max_rel_error < 1e-3
-    assert model.tlb_pages == 2048 and model.page_walk_s == pytest.approx(1e-8, rel=1e-3)
+    assert model.tlb_pages == 2048 and model.strided_passes == pytest.approx(3.0, rel=1e-3)
+    assert model.alloc_per_example_s == pytest.approx(2e-8, rel=1e-3)
     assert pages_per_example(np.array([209.0]), np.array([12_288.0]), 8)[0] == 5016  # the course's array
 
 
@@ -86,8 +89,8 @@ def test_too_few_cells_fall_back_to_scaling_the_largest_contained_cell() -> None
 
 
 def test_model_speedup_is_the_ratio_of_predictions() -> None:
-    slow = CostModel(0.0, 1e-7, 0.0, 4e-7, 0.0, 0.0, 10, 0.0, 0.0)  # interpreted: 0.4 µs per element
-    fast = CostModel(3e-6, 0.0, 0.0, 1e-9, 0.0, 0.0, 10, 0.0, 0.0)  # NumPy: 3 µs a call + 1 ns per element
+    slow = CostModel(0.0, 1e-7, 0.0, 4e-7, 0.0, 0.0, 0.0, 10, 0.0, 0.0)  # interpreted: 0.4 µs per element
+    fast = CostModel(3e-6, 0.0, 0.0, 1e-9, 0.0, 0.0, 0.0, 10, 0.0, 0.0)  # NumPy: 3 µs a call + 1 ns per element
     n = np.array([1.0, 1e3])
     got = model_speedup(slow, fast, 100.0, n)
     expected = (1e-5 + 100 * n * 4e-7) / (3e-6 + 100 * n * 1e-9)

@@ -1,7 +1,8 @@
 """A cost model per implementation whose per-element cost depends on where X lives.
 
-    t(m, n_x) = call + m * per_example + n_x * per_feature
-                + m * n_x * (compute + passes * itemsize / bandwidth(bytes of X))
+    t(m, n_x) = call + m * (per_example + alloc [m x itemsize >= 128 KiB]) + n_x * per_feature
+                + m * n_x * (compute + (passes + strided [pages per example > TLB reach])
+                                       * itemsize / bandwidth(bytes of X))
 
 bandwidth(B) is this machine's measured read bandwidth for a working set of B bytes (the
 memory sweep in metadata.json), so one constant, `passes` (how many times a step reads X at
@@ -25,12 +26,17 @@ from scipy.optimize import nnls
 
 MIN_POINTS = 3
 HUBER_DELTA = 0.1  # relative residuals beyond 10% count linearly, not quadratically
-TERMS = ("call_s", "per_example_s", "per_feature_s", "compute_s", "passes", "page_walk_s")
+TERMS = ("call_s", "per_example_s", "per_feature_s", "compute_s", "passes", "strided_passes", "alloc_per_example_s")
 PAGE = 4096
 # A kernel that walks one example's features in C order touches n_x rows m x itemsize bytes apart:
-# past a few thousand distinct pages per example the TLB no longer holds them and every element
-# pays a page walk. The reach is chosen from these (in pages) by the fit, per implementation.
+# past a few thousand distinct pages per example the TLB no longer holds them, the prefetchers
+# lose the stream, and each element costs more reads at the speed of wherever X lives. The reach
+# is chosen from these (in pages) by the fit, per implementation.
 TLB_REACH_PAGES = (512, 1024, 1536, 2048, 3072, 4096, 8192)
+# glibc mmaps blocks of 128 KiB and more by default and gives freed memory back, so once a (1, m)
+# temporary passes this, every step page-faults its temporaries in again (the robustness study
+# measures it): a per-example cost that only large m pays.
+MMAP_THRESHOLD = 128 * 1024
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,8 @@ class CostModel:
     per_feature_s: float
     compute_s: float  # per element, wherever X lives
     passes: float  # reads of X per step at the measured bandwidth for its size
-    page_walk_s: float  # per element, once one example's features span more pages than the TLB holds
+    strided_passes: float  # more such reads, once one example's features span more pages than the TLB holds
+    alloc_per_example_s: float  # per example, once a (1, m) temporary is past glibc's mmap threshold
     points: int
     median_rel_error: float
     max_rel_error: float
@@ -78,9 +85,7 @@ class CostModel:
         return float(self.predict_many(np.array([m], dtype=float), np.array([n_x], dtype=float))[0])
 
     def predict_many(self, m: NDArray[np.float64], n_x: NDArray[np.float64]) -> NDArray[np.float64]:
-        coef = np.array(
-            [self.call_s, self.per_example_s, self.per_feature_s, self.compute_s, self.passes, self.page_walk_s]
-        )
+        coef = np.array([getattr(self, term) for term in TERMS])
         features = _features(
             np.asarray(m, float), np.asarray(n_x, float), self.itemsize, self.bandwidth, self.tlb_pages
         )
@@ -103,8 +108,9 @@ def _features(m: np.ndarray, n_x: np.ndarray, itemsize: int, bandwidth: Bandwidt
         read = np.zeros_like(elements)
     else:
         read = elements * itemsize * bandwidth.seconds_per_byte(elements * itemsize)
-    walks = elements * (pages_per_example(m, n_x, itemsize) > tlb_pages)
-    return np.column_stack([np.ones_like(m), m, n_x, elements, read, walks]).astype(float)
+    strided = read * (pages_per_example(m, n_x, itemsize) > tlb_pages)
+    alloc = m * (m * itemsize >= MMAP_THRESHOLD)
+    return np.column_stack([np.ones_like(m), m, n_x, elements, read, strided, alloc]).astype(float)
 
 
 def _huber_fit(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -148,14 +154,8 @@ def fit_cost_model(
             best = (loss, reach, values, rel)
     assert best is not None
     _, reach, values, rel = best
-    call, per_example, per_feature, compute, passes, walks = (float(v) for v in values)
     return CostModel(
-        call_s=call,
-        per_example_s=per_example,
-        per_feature_s=per_feature,
-        compute_s=compute,
-        passes=passes,
-        page_walk_s=walks,
+        **{term: float(v) for term, v in zip(TERMS, values, strict=True)},
         points=len(t),
         median_rel_error=float(np.median(rel)),
         max_rel_error=float(rel.max()),

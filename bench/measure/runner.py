@@ -100,6 +100,7 @@ class RunConfig:
     resume: bool = False
     lecture: bool = True
     size_for_cache: bool = True  # add a cell if the grid stops short of 4x the measured last cache
+    sweep: bool = True  # measure the memory hierarchy first (tens of seconds); without it, no bandwidth figures
 
 
 @dataclass
@@ -214,6 +215,8 @@ def _previous(config: RunConfig) -> tuple[pd.DataFrame | None, dict[str, Any]]:
 def _memory(config: RunConfig, previous: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
     """The measured memory hierarchy and main-memory bandwidth per thread count; reused on resume."""
     thread_counts = sorted({1, *config.threads})
+    if not config.sweep:
+        return {}, {}
     memory = previous.get("memory")
     if not memory or any(str(t) not in memory.get("threads", {}) for t in thread_counts):
         memory = measure_hierarchy(thread_counts, config.profile.sweep_top_bytes)
@@ -277,7 +280,8 @@ def _cells(tasks: list[Task]) -> Iterator[tuple[tuple[int, int], list[Task]]]:
 def run(config: RunConfig) -> RunSummary:
     """Measure the plan into config.out; Ctrl-C keeps every finished row."""
     previous_rows, previous_meta = _previous(config)
-    print("measuring the memory hierarchy (read bandwidth against working-set size) ...", file=sys.stderr, flush=True)
+    if config.sweep:
+        print("measuring the memory hierarchy (read bandwidth against working-set size) ...", file=sys.stderr)
     memory, bandwidth = _memory(config, previous_meta)
     cells, sizing = sized_cells(config, memory)
     config = replace(config, cells=cells)

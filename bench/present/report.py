@@ -24,6 +24,7 @@ from bench.analyse.views import (
     setting_label,
 )
 from bench.errors import BenchError
+from bench.measure.bandwidth import hierarchy_of
 from bench.measure.metadata import machine_line
 from bench.measure.profiles import COURSE_SHAPE
 from bench.measure.timing import MIN_ROUNDS
@@ -107,11 +108,7 @@ def _header(frame: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
         f"commit `{machine.get('git_commit', '?')}`"
         + ("" if meta.get("complete", True) else " (**interrupted**: some cells are missing; resume with --resume)"),
     ]
-    bw = meta.get("bandwidth_gbps") or {}
-    if bw:
-        lines.append(
-            "- Measured read bandwidth: " + ", ".join(f"{float(v):.1f} GB/s on {k} thread(s)" for k, v in bw.items())
-        )
+    lines += _memory_lines(meta)
     counts = frame["status"].value_counts()
     lines.append(
         f"- Rows: {int(counts.get(STATUS_OK, 0))} measured, {int(counts.get(STATUS_SKIPPED_BUDGET, 0))} skipped by the "
@@ -130,6 +127,34 @@ def _failed_section(frame: pd.DataFrame) -> list[str]:
     for name, rows in failed.groupby("implementation", sort=False):
         lines.append(f"- `{name}` ({len(rows)} rows): {rows['reason'].dropna().astype(str).iloc[0]}")
     return lines
+
+
+def _memory_lines(meta: dict[str, Any]) -> list[str]:
+    """The measured hierarchy in two lines: capacities, and the bandwidth of the last level the sweep reached."""
+    bw = meta.get("bandwidth_gbps") or {}
+    found = hierarchy_of(meta)
+    if found is None:  # a run made before the sweep: one probe of memory
+        return [
+            f"- Measured read bandwidth: {', '.join(f'{float(v):.1f} GB/s on {k} thread(s)' for k, v in bw.items())}"
+        ]
+    caps = [lv for lv in found.levels if lv.capacity_bytes]
+    top = float((meta.get("memory") or {}).get("top_bytes") or 0)
+    reported = float(meta.get("last_level_cache_bytes") or 0)
+    return [
+        "- Memory hierarchy, measured (1 thread): "
+        + "; ".join(f"{_mib(lv.capacity_bytes or 0)} at {lv.gbps:.0f} GB/s" for lv in caps)
+        + f"; then {found.memory_gbps:.0f} GB/s from {_mib(found.memory_from_bytes)} "
+        f"(the OS reports a {_mib(reported)} last-level cache; the sweep read up to {_mib(top)})",
+        "- Read bandwidth of the last level the sweep reached: "
+        + ", ".join(f"{float(v):.1f} GB/s on {k} thread(s)" for k, v in bw.items()),
+    ]
+
+
+def _mib(nbytes: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.3g} {unit}"
+    return f"{nbytes / 2**10:.3g} KiB"
 
 
 def _claims_section(frame: pd.DataFrame) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.analyse.model import CostModel, fit_models
+from bench.analyse.model import MMAP_THRESHOLD, CostModel, fit_models
 from bench.analyse.verdicts import claim_verdicts
 from bench.analyse.views import fmt_seconds, fmt_speedup, headline, setting_label
 from bench.measure.bandwidth import curve_of, out_of_cache_bytes
@@ -23,7 +23,6 @@ from bench.results import STATUS_FAILED_CHECK, STATUS_OK, write_text_atomic
 from implementations import BASELINE, REFERENCE, REGISTRY
 
 MODEL_CSV = "model.csv"
-MMAP_THRESHOLD = 128 * 1024  # glibc's default M_MMAP_THRESHOLD: larger blocks are mmapped
 # Targets for the fit over the measured cells of the headline slice (checked in the report, not in tests).
 TARGET_MEDIAN_ERROR = 0.10
 TARGET_WORST_ERROR = 0.35
@@ -52,27 +51,48 @@ def readable(name: str, model: CostModel) -> str:
         )
     in_cache = model.per_element_s(1e4) * 1e9
     in_memory = model.per_element_s(1e12) * 1e9
-    return (
+    text = (
         f"call {call}; {model.passes:.2g} reads of X at the measured bandwidth + {model.compute_s * 1e9:.2g} ns "
         f"per element ({in_cache:.2g} ns per element in L1, {in_memory:.2g} ns in main memory)"
     )
+    if model.strided_passes > 0:
+        text += f"; {model.strided_passes:.2g} more reads once an example spans over {model.tlb_pages:,} pages"
+    if model.alloc_per_example_s > 0:
+        text += f"; {fmt_seconds(model.alloc_per_example_s)} more per example from m x itemsize >= 128 KiB"
+    return text
 
 
-def model_table(models: dict[str, CostModel]) -> pd.DataFrame:
-    """model.csv: the fit's constants and errors per implementation."""
+def _worst_cell(data: pd.DataFrame, name: str, model: CostModel) -> tuple[int, int, float]:
+    """The measured cell the model misses most: (m, n_x, predicted / measured - 1)."""
+    rows = data[(data["status"] == STATUS_OK) & (data["implementation"] == name)]
+    rel = model.predict_many(rows["m"].to_numpy(float), rows["n_x"].to_numpy(float)) / rows["median_s"].to_numpy() - 1
+    i = int(np.argmax(np.abs(rel)))
+    return int(rows["m"].iloc[i]), int(rows["n_x"].iloc[i]), float(rel[i])
+
+
+def model_table(models: dict[str, CostModel], data: pd.DataFrame) -> pd.DataFrame:
+    """model.csv: the fit's constants and errors per implementation, and the cell it misses most."""
     rows = []
     for name, model in models.items():
+        worst_m, worst_n, worst_rel = _worst_cell(data, name, model)
         rows.append(
             {
                 "implementation": name,
                 "median_rel_error": model.median_rel_error,
                 "worst_rel_error": model.max_rel_error,
+                "worst_m": worst_m,
+                "worst_n_x": worst_n,
+                "worst_signed_error": worst_rel,
                 "cells": model.points,
                 "call_s": model.call_s,
                 "per_example_s": model.per_example_s,
                 "per_feature_s": model.per_feature_s,
                 "compute_s_per_element": model.compute_s,
                 "passes_over_x": model.passes,
+                "strided_passes_over_x": model.strided_passes,
+                "tlb_reach_pages": model.tlb_pages,
+                "alloc_per_example_s": model.alloc_per_example_s,
+                "per_element_s_in_cache": model.per_element_s(1e4),
                 "per_element_s_in_memory": model.per_element_s(1e12),
                 "meets_targets": model.median_rel_error <= TARGET_MEDIAN_ERROR
                 and model.max_rel_error <= TARGET_WORST_ERROR,
@@ -84,7 +104,7 @@ def model_table(models: dict[str, CostModel]) -> pd.DataFrame:
 
 def write_model_csv(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> Path:
     path = out / MODEL_CSV
-    write_text_atomic(path, model_table(headline_models(frame, meta)).to_csv(index=False))
+    write_text_atomic(path, model_table(headline_models(frame, meta), headline(frame)).to_csv(index=False))
     return path
 
 
@@ -97,7 +117,9 @@ def why_section(frame: pd.DataFrame, meta: dict[str, Any], lecture: pd.DataFrame
         lines += [
             f"Each implementation's measured times ({setting_label(data)}) are fitted by "
             "t = call + m x per-example + n_x x per-feature + m x n_x x (compute + passes x bytes per element / "
-            "bandwidth(bytes of X))"
+            "bandwidth(bytes of X)), plus two terms that only some cells pay: more reads per element once one "
+            "example's features (a column of the C-ordered X) span more pages than the TLB holds, and a cost per "
+            "example once the (1, m) temporaries pass glibc's mmap threshold (m x itemsize >= 128 KiB)"
             + (
                 ", where bandwidth(B) is this machine's measured read bandwidth for a working set of B bytes "
                 "(the memory sweep), so one constant follows X from L1 to main memory."
@@ -108,14 +130,17 @@ def why_section(frame: pd.DataFrame, meta: dict[str, Any], lecture: pd.DataFrame
             f"Targets: median error <= {TARGET_MEDIAN_ERROR:.0%}, worst <= {TARGET_WORST_ERROR:.0%}. "
             f"Also in `{MODEL_CSV}`.",
             "",
-            "| implementation | model, in readable units | median / worst fit error | cells | targets |",
-            "|---|---|---|---|---|",
+            "| implementation | model, in readable units | median / worst fit error | worst cell (m, n_x) | cells "
+            "| targets |",
+            "|---|---|---|---|---|---|",
         ]
-        table = model_table(models)
+        table = model_table(models, data)
         for _, r in table.iterrows():
             lines.append(
                 f"| `{r['implementation']}` | {r['readable']} | {r['median_rel_error'] * 100:.0f}% / "
-                f"{r['worst_rel_error'] * 100:.0f}% | {r['cells']} | {'met' if r['meets_targets'] else '**missed**'} |"
+                f"{r['worst_rel_error'] * 100:.0f}% | {r['worst_m']:,}, {r['worst_n_x']:,} "
+                f"({r['worst_signed_error'] * 100:+.0f}%) | {r['cells']} | "
+                f"{'met' if r['meets_targets'] else '**missed**'} |"
             )
         lines += ["", *_explanations(data, meta, models), *_predicted(frame)]
     lines += _lecture(lecture)
@@ -165,14 +190,19 @@ def _explanations(data: pd.DataFrame, meta: dict[str, Any], models: dict[str, Co
             f"the cells: {v.rule_text if v else 'n/a'}."
         )
     if full is not None:
+        extra = full.alloc_per_example_s
         lines.append(
             f"- **The allocator is part of `{REFERENCE}`'s cost at large m.** Each step allocates about a dozen "
-            f"(1, m) temporaries of m x {int(np.dtype('float64').itemsize)} bytes; from m = "
-            f"{MMAP_THRESHOLD // 8:,} they pass glibc's default {MMAP_THRESHOLD // 1024} KiB mmap threshold, and "
-            "the memory they free is handed back to the system, so every step page-faults them in again. The grid "
-            "measures in that default state, the one a training loop in a default Python process is in, so the "
-            "model keeps no separate allocation term: the cost shows in its per-example term. "
-            '"How robust is this answer" gives the factor measured with glibc\'s thresholds raised.'
+            f"(1, m) temporaries; from m = {MMAP_THRESHOLD // 8:,} (float64) they pass glibc's default "
+            f"{MMAP_THRESHOLD // 1024} KiB mmap threshold, and the memory they free is handed back to the system, "
+            "so every step page-faults them in again. The grid measures in that default state, the one a training "
+            "loop in a default Python process is in, and the model has an allocation term for it: "
+            + (
+                f"{fmt_seconds(extra)} more per example past the threshold, by the fit."
+                if extra > 0
+                else "the fit found no cost there in this run."
+            )
+            + ' "How robust is this answer" gives the factor measured with glibc\'s thresholds raised.'
         )
     nl = models.get("numba_loop")
     times = data[data["status"] == STATUS_OK].pivot_table(
