@@ -53,7 +53,7 @@ def test_tables_hold_the_measured_ratios() -> None:
     assert fastest.loc["large (m x n_x > 524,288)", "implementation"] == "jax_jit"
     compile_s = tables["compile"].set_index("implementation")
     assert compile_s.loc["jax_jit", "median_s"] == pytest.approx(0.3)
-    assert compile_s.loc["jax_jit", "process"] == "fresh per row"
+    assert compile_s.loc["jax_jit", "process"] == "a pinned worker per thread count"
     base = tables["baselines"].set_index(["implementation", "baseline"])
     assert base.loc[("fully_vectorized", "two_loop"), "median"] == pytest.approx(300)
     assert base.loc[("fully_vectorized", "two_loop_lists"), "median"] == pytest.approx(100)

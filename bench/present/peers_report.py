@@ -112,7 +112,7 @@ def peer_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
                 "rows": int(seconds.size),
                 "median_s": float(seconds.median()),
                 "max_s": float(seconds.max()),
-                "process": "fresh per row" if isolated else "shared by the run",
+                "process": "a pinned worker per thread count" if isolated else "the run's own",
             }
         )
 
@@ -227,8 +227,9 @@ def peers_section(frame: pd.DataFrame) -> list[str]:
         )
         lines += [
             "",
-            "A row timed in a fresh process compiles in every row; in the run's own process only the first row "
-            "of each dtype and layout compiles, so later rows record a plain first call.",
+            "Numba compiles once per dtype and layout, XLA once per shape, dtype and layout in each thread "
+            "count's worker, so a row's first call includes a compile only where its combination is new: the "
+            "median is over rows, the max is the costliest compile.",
         ]
 
     baselines = tables["baselines"]
