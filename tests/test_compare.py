@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from bench.analyse.compare import _labels, compare_runs
+from bench.analyse.compare import _labels, compare_runs, run_verdicts
+from bench.analyse.verdicts import claim_verdicts
 from bench.cli import main
-from bench.results import COLUMNS
+from bench.results import COLUMNS, load_results
 
 CELLS = ((1, 1), (8, 4), (64, 64))
 # Times per call in run A: two loops take 1 ms per element; the note's ~10x and ~300x exactly.
@@ -214,12 +214,15 @@ def test_verdicts_come_from_verdicts_json_else_na(
         }
     ]
     (a / "verdicts.json").write_text(json.dumps(verdicts))
-    monkeypatch.setitem(sys.modules, "bench.analyse.verdicts", None)  # as if this version had no bench.analyse.verdicts
+    # b has no verdicts.json: its verdicts are found from its table now, in the same words a report uses.
     code, stdout, err = _compare([str(a), str(b), "--out", str(tmp_path / "cmp")], capsys)
     assert code == 0, err
     row = next(line for line in stdout.splitlines() if line.startswith("| `fully_vectorized` | ~300x"))
     assert "holds where m x n_x >= 32,768 (27 of 28 cells agree; exceptions: m=8 n_x=4,096)" in row
-    assert row.rstrip().endswith("| n/a |")
+    found = {v.implementation: v for v in claim_verdicts(load_results(b))}["fully_vectorized"]
+    assert row.rstrip().endswith(f"| {found.headline()} ({found.agree} of {found.cells} cells agree) |")
+    (b / "results.csv").write_text("implementation,m\nx,1\n")  # a table the verdicts cannot read: n/a
+    assert run_verdicts(b) is None
     table = pd.read_csv(tmp_path / "cmp" / "compare_verdicts.csv")
     assert set(table["run"]) == {"before", "after"}
 

@@ -10,19 +10,19 @@ Writes COMPARE.md, every one of its tables as CSV beside it, and two plots (PNG 
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
+from bench.analyse.verdicts import VERDICTS_JSON, claim_verdicts
 from bench.analyse.views import claims_table, fmt_speedup, headline, implementation_order
 from bench.errors import BenchError
 from bench.measure.metadata import machine_line
@@ -31,7 +31,7 @@ from bench.results import KEY, STATUS_OK, load_metadata, load_results, results_p
 from implementations import BASELINE
 
 COMPARE_MD = "COMPARE.md"
-VERDICTS_JSON = "verdicts.json"
+
 # Columns a results table needs to be compared; `status` is optional (rows with a time count as ok).
 NEEDED = (*KEY, "median_s", "iqr_s")
 # An implementation "got slower" (or faster) when most of its rows moved beyond noise that way.
@@ -200,8 +200,8 @@ def _rule_text(rule: Any) -> str:
 
 
 def _verdict_text(record: dict[str, Any]) -> str:
-    rule = record.get("rule_text") or _rule_text(record.get("rule"))
-    text = f"holds where {rule}"
+    # The verdict in words where the run wrote it; else the rule read back from verdicts.json.
+    text = str(record.get("verdict") or f"holds where {record.get('rule_text') or _rule_text(record.get('rule'))}")
     if "agree" in record and "cells" in record:
         text += f" ({record['agree']} of {record['cells']} cells agree"
         exceptions = [tuple(e) for e in record.get("exceptions") or []]
@@ -213,7 +213,7 @@ def _verdict_text(record: dict[str, Any]) -> str:
 
 
 def run_verdicts(folder: Path) -> list[dict[str, Any]] | None:
-    """Each claim's verdict rule for one run: its verdicts.json, else bench.analyse.verdicts if this version has it.
+    """Each claim's verdict rule for one run: its verdicts.json, else found now from its table (verdicts.json's format).
 
     None when neither is available (shown as n/a). The only place that knows the verdicts' format.
     """
@@ -225,14 +225,10 @@ def run_verdicts(folder: Path) -> list[dict[str, Any]] | None:
             return None
         return [d for d in data if isinstance(d, dict)] if isinstance(data, list) else None
     try:
-        module = importlib.import_module("bench.analyse.verdicts")
-    except ImportError:
-        return None
-    try:
         frame = load_results(folder)
     except BenchError:
         return None  # an older table the verdicts cannot read
-    return [asdict(v) if is_dataclass(v) and not isinstance(v, type) else dict(v) for v in module.claim_verdicts(frame)]
+    return [verdict.to_json() for verdict in claim_verdicts(frame)]
 
 
 def _verdicts_table(runs: list[Run]) -> pd.DataFrame:

@@ -151,6 +151,7 @@ class Verdict:
             "threshold": self.threshold,
             "rule": self.rule.to_json() if self.rule is not None else None,
             "rule_text": self.rule_text,
+            "verdict": self.headline(),
             "general": self.general,
             "agree": self.agree,
             "cells": self.cells,
