@@ -69,6 +69,8 @@ def findings_markdown(frame: pd.DataFrame, meta: dict[str, Any], results: Path, 
         f"From the committed reference run ([full report]({report})), measured on: {machine_line(meta)}. "
         "Headline setting: float64, the course's (n_x, m) array in C order, 1 thread.",
         "",
+        *_memory_lines(meta)[:1],
+        "",
         *_claims_section(frame)[5:],
     ]
     verdict_at = next(i for i, line in enumerate(lines) if line == "## Verdicts")
