@@ -50,7 +50,7 @@ PROFILES: dict[str, Profile] = {
     for p in (
         Profile(
             name="quick",
-            description="smoke test: small sizes and the course shape, float64, under a minute",
+            description="smoke test: small sizes and the course shape, float64, about a minute and a half",
             m=(1, 20, 300, 5000),
             n_x=(1, 20, 300),
             dtypes=("float64",),
@@ -65,7 +65,7 @@ PROFILES: dict[str, Profile] = {
         Profile(
             name="default",
             description="m and n_x in powers of ten, from 1 to beyond 4x the measured last cache, both layouts, "
-            "float64 and float32, 1 and all threads; under 10 minutes on 2 cores",
+            "float64 and float32, 1 and all threads; under 10 minutes on 2 cores without the peers",
             m=(1, 10, 100, 1_000, 10_000, 100_000),
             n_x=(1, 10, 100, 1_000, 10_000),
         ),

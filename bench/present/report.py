@@ -33,6 +33,7 @@ from bench.results import (
     STATUS_OK,
     STATUS_SKIPPED_BUDGET,
     STATUS_SKIPPED_MEMORY,
+    STATUS_SKIPPED_UNAVAILABLE,
     write_text_atomic,
 )
 from implementations import BASELINE
@@ -116,6 +117,11 @@ def _header(frame: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
         f"- Rows: {int(counts.get(STATUS_OK, 0))} measured, {int(counts.get(STATUS_SKIPPED_BUDGET, 0))} skipped by the "
         f"time cut-off, {int(counts.get(STATUS_SKIPPED_MEMORY, 0))} skipped for memory"
         + (f", {int(counts[STATUS_FAILED_CHECK])} failed the check" if STATUS_FAILED_CHECK in counts else "")
+        + (
+            f", {int(counts[STATUS_SKIPPED_UNAVAILABLE])} not run (a package is missing: see the `reason` column)"
+            if STATUS_SKIPPED_UNAVAILABLE in counts
+            else ""
+        )
     )
     return lines
 
