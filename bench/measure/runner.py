@@ -31,7 +31,7 @@ from bench.measure.isolated import time_isolated
 from bench.measure.lecture import run_lecture_demo
 from bench.measure.metadata import collect_metadata
 from bench.measure.profiles import Profile
-from bench.measure.timing import Timing, measure, thread_limits
+from bench.measure.timing import TIMING_FIELDS, Timing, measure, thread_limits
 from bench.measure.worker import WorkerPool, WorkerResult
 from bench.results import (
     KEY,
@@ -464,12 +464,7 @@ class _Sweep:
                 task,
                 self.bandwidth,
                 status=STATUS_OK,
-                median_s=timing.median_s,
-                iqr_s=timing.iqr_s,
-                min_s=timing.min_s,
-                rounds=timing.rounds,
-                loops=timing.loops,
-                compile_s=timing.compile_s,
+                **{name: getattr(timing, name) for name in TIMING_FIELDS},
                 predicted_s=predicted,
                 reason=note,
             )

@@ -69,6 +69,10 @@ def thread_limits(threads: int, own: ThreadHook | None = None) -> Iterator[None]
         numba.set_num_threads(previous)
 
 
+# What a timing contributes to a row of the results table, wherever it was measured.
+TIMING_FIELDS = ("median_s", "iqr_s", "min_s", "rounds", "loops", "compile_s")
+
+
 @dataclass(frozen=True)
 class Timing(Generic[T]):
     """Seconds per call over `rounds` rounds of `loops` calls, and the warm-up call's result."""

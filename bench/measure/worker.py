@@ -160,7 +160,7 @@ def _serve(request: WorkerRequest) -> WorkerResult:
     # Imported here, after the affinity mask is set: thread pools size themselves on import.
     from bench.measure.data import make_problem
     from bench.measure.runner import Task, time_here
-    from bench.measure.timing import thread_limits
+    from bench.measure.timing import TIMING_FIELDS, thread_limits
     from implementations import REFERENCE, REGISTRY
 
     task = Task(request.implementation, request.m, request.n_x, request.dtype, request.layout, request.threads)
@@ -170,12 +170,7 @@ def _serve(request: WorkerRequest) -> WorkerResult:
     budgets = (request.budget_s, request.round_s, request.max_rounds)
     timing = time_here(REGISTRY[request.implementation], task, problem, reference, *budgets)
     return WorkerResult(
-        median_s=timing.median_s,
-        iqr_s=timing.iqr_s,
-        min_s=timing.min_s,
-        rounds=timing.rounds,
-        loops=timing.loops,
-        compile_s=timing.compile_s,
+        **{name: getattr(timing, name) for name in TIMING_FIELDS},
         cores=tuple(sorted(os.sched_getaffinity(0))),
         pid=os.getpid(),
     )
