@@ -305,6 +305,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from bench.present.report import write_report
 
+    if args.readme is not None and not args.readme.is_file():  # before anything is written
+        raise BenchError(f"no README at {args.readme}")
     frame, meta, lecture, source = _load(args)
     out = ensure_writable_dir(args.out or source)
     path = write_report(frame, meta, lecture, out, plots=args.plots or out)
@@ -313,8 +315,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
         from bench.measure.profiles import profiles_markdown
         from bench.present.report import findings_markdown, update_readme
 
-        if not args.readme.is_file():
-            raise BenchError(f"no README at {args.readme}")
         blocks = {"findings": findings_markdown(frame, meta, out, args.readme), "profiles": profiles_markdown()}
         update_readme(args.readme, blocks)
         print(f"updated the findings in {args.readme}", file=sys.stderr)
