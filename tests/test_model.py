@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.analyse.model import Bandwidth, CostModel, fit_cost_model, model_speedup, pages_per_example, predict_seconds
+from bench.analyse.model import (
+    Bandwidth,
+    CostModel,
+    beyond_reach,
+    fit_cost_model,
+    model_speedup,
+    pages_per_example,
+    predict_seconds,
+)
 
 # A machine with 100 GB/s up to 1 MiB, 40 GB/s up to 32 MiB and 15 GB/s beyond (steps over a doubling).
 CURVE = Bandwidth(
@@ -51,17 +59,20 @@ def test_fit_recovers_exact_constants_across_cache_levels() -> None:
 
 
 def test_the_strided_and_allocation_terms_are_found_with_the_tlb_reach() -> None:
-    # A C-order kernel that reads X 3 more times once an example spans more than 2,048 pages, and
+    # A C-order kernel that reads X up to 3 more times once an example spans more than 2,048 pages, and
     # pays 20 ns more per example once a (1, m) float64 temporary passes 128 KiB (m >= 16,384).
     mm, nn = np.meshgrid([1, 10, 100, 1_000, 10_000, 209, 100_000], [1, 10, 100, 1_000, 10_000, 12_288])
     m, n = mm.ravel().astype(float), nn.ravel().astype(float)
-    strided = 3 * m * n * 8 * CURVE.seconds_per_byte(m * n * 8) * (pages_per_example(m, n, 8) > 2048)
+    strided = 3 * m * n * 8 * CURVE.seconds_per_byte(m * n * 8) * beyond_reach(pages_per_example(m, n, 8), 2048)
     t = _true_times(m, n) + strided + 2e-8 * m * (m >= 16_384)
     model = fit_cost_model(m, n, t, bandwidth=CURVE)
     assert model is not None and model.max_rel_error < 1e-3
     assert model.tlb_pages == 2048 and model.strided_passes == pytest.approx(3.0, rel=1e-3)
     assert model.alloc_per_example_s == pytest.approx(2e-8, rel=1e-3)
     assert pages_per_example(np.array([209.0]), np.array([12_288.0]), 8)[0] == 5016  # the course's array
+    np.testing.assert_allclose(
+        beyond_reach(np.array([1000.0, 2048.0, 2896.3, 4096.0, 9000.0]), 2048), [0, 0, 0.5, 1, 1], atol=1e-4
+    )
 
 
 def test_without_the_bandwidth_term_one_per_element_cost_cannot_follow_the_levels() -> None:

@@ -1,7 +1,7 @@
 """A cost model per implementation whose per-element cost depends on where X lives.
 
     t(m, n_x) = call + m * (per_example + alloc [m x itemsize >= 128 KiB]) + n_x * per_feature
-                + m * n_x * (compute + (passes + strided [pages per example > TLB reach])
+                + m * n_x * (compute + (passes + strided * beyond_reach(pages per example))
                                        * itemsize / bandwidth(bytes of X))
 
 bandwidth(B) is this machine's measured read bandwidth for a working set of B bytes (the
@@ -102,13 +102,21 @@ def pages_per_example(m: np.ndarray, n_x: np.ndarray, itemsize: int) -> np.ndarr
     return np.asarray(np.minimum(n_x, np.ceil(n_x * m * itemsize / PAGE)), dtype=float)
 
 
+def beyond_reach(pages: np.ndarray, reach: int) -> np.ndarray:
+    """The share of an example's page walks the TLB cannot serve: none up to its reach, all from twice it.
+
+    Linear in log2(pages / reach) in between, since the TLB is not a strict LRU over one example's pages.
+    """
+    return np.asarray(np.clip(np.log2(np.maximum(pages, 1.0) / reach), 0.0, 1.0), dtype=float)
+
+
 def _features(m: np.ndarray, n_x: np.ndarray, itemsize: int, bandwidth: Bandwidth | None, tlb_pages: int) -> np.ndarray:
     elements = m * n_x
     if bandwidth is None:
         read = np.zeros_like(elements)
     else:
         read = elements * itemsize * bandwidth.seconds_per_byte(elements * itemsize)
-    strided = read * (pages_per_example(m, n_x, itemsize) > tlb_pages)
+    strided = read * beyond_reach(pages_per_example(m, n_x, itemsize), tlb_pages)
     alloc = m * (m * itemsize >= MMAP_THRESHOLD)
     return np.column_stack([np.ones_like(m), m, n_x, elements, read, strided, alloc]).astype(float)
 

@@ -56,7 +56,10 @@ def readable(name: str, model: CostModel) -> str:
         f"per element ({in_cache:.2g} ns per element in L1, {in_memory:.2g} ns in main memory)"
     )
     if model.strided_passes > 0:
-        text += f"; {model.strided_passes:.2g} more reads once an example spans over {model.tlb_pages:,} pages"
+        text += (
+            f"; up to {model.strided_passes:.2g} more reads once an example spans over {model.tlb_pages:,} pages "
+            "(all of them from twice that)"
+        )
     if model.alloc_per_example_s > 0:
         text += f"; {fmt_seconds(model.alloc_per_example_s)} more per example from m x itemsize >= 128 KiB"
     return text
