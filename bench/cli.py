@@ -48,6 +48,17 @@ def _positive_ints(text: str) -> tuple[int, ...]:
     return tuple(dict.fromkeys(values))
 
 
+def _seed(text: str) -> int:
+    """A non-negative integer, as NumPy's generators take it."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed must be a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seed must be a non-negative integer, got {value}")
+    return value
+
+
 def _threads(text: str) -> tuple[str, ...]:
     values = []
     for part in (p.strip() for p in text.split(",")):
@@ -121,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_choices(LAYOUTS, "layout"),
         help="C (features-major, the course's array) and/or F (examples-major)",
     )
-    run.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"data seed (default {DEFAULT_SEED})")
+    run.add_argument("--seed", type=_seed, default=DEFAULT_SEED, help=f"data seed (default {DEFAULT_SEED})")
     run.add_argument(
         "--out",
         type=Path,
@@ -146,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     robust.add_argument(
         "--out", type=Path, default=Path("results/local"), help="folder for robustness.csv (default results/local)"
     )
-    robust.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"data seed (default {DEFAULT_SEED})")
+    robust.add_argument("--seed", type=_seed, default=DEFAULT_SEED, help=f"data seed (default {DEFAULT_SEED})")
     robust.add_argument(
         "--processes", type=int, default=3, help="fresh processes for the run-to-run spread (3 or more; default 3)"
     )
@@ -224,7 +235,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if summary.timed == 0 and not summary.interrupted:
         why = f" (nothing timed: {why_nothing_timed(summary.results, summary.reused)})"
     print(
-        f"{verb} {summary.timed} rows timed{why}, {summary.skipped} skipped by the cut-off or for memory, "
+        f"{verb} {summary.timed} rows timed{why}, {summary.skipped} skipped (cut-off, memory or a missing package), "
         f"{summary.reused} kept from before; results in {summary.results}",
         file=sys.stderr,
     )
@@ -309,7 +320,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise BenchError(f"no README at {args.readme}")
     frame, meta, lecture, source = _load(args)
     out = ensure_writable_dir(args.out or source)
-    path = write_report(frame, meta, lecture, out, plots=args.plots or out)
+    # The plots `bench plot` draws by default for this run: plots/<run folder's name>.
+    path = write_report(frame, meta, lecture, out, plots=args.plots or Path("plots") / source.name)
     print(f"wrote {path}", file=sys.stderr)
     if args.readme is not None:
         from bench.measure.profiles import profiles_markdown

@@ -110,6 +110,7 @@ BAD_ARGS = {
     "zero threads": (["run", "--threads", "0"], "positive integer or 'all'"),
     "word threads": (["run", "--threads", "many"], "positive integer or 'all'"),
     "unknown dtype": (["run", "--dtypes", "float16"], "unknown dtype"),
+    "negative seed": (["run", "--seed", "-1"], "seed must be a non-negative integer"),
     "no subcommand": ([], "required"),
 }
 

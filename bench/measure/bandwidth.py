@@ -208,7 +208,8 @@ def find_levels(sizes: list[int] | NDArray[Any], gbps: list[float] | NDArray[Any
         na, nb = merged[k + 1]
         half = (level + float(np.median(y[na:nb]))) / 2
         # The first point past this plateau's start that is below half-way, interpolated in log-log.
-        i = next(i for i in range(a + 1, na + 1) if y[i] < half)
+        # (the next plateau's start if no point in between is below half-way: a sharp step)
+        i = next((i for i in range(a + 1, na + 1) if y[i] < half), na)
         frac = (y[i - 1] - half) / (y[i - 1] - y[i]) if y[i - 1] != y[i] else 0.0
         levels.append(Level(float(2**level), float(2 ** (x[i - 1] + frac * (x[i] - x[i - 1])))))
     memory = merged[-1][0]

@@ -34,8 +34,10 @@ from bench.results import (
     METADATA_JSON,
     PARTIAL_SUFFIX,
     RESULTS_CSV,
+    STATUS_FAILED_CHECK,
     STATUS_SKIPPED_BUDGET,
     STATUS_SKIPPED_MEMORY,
+    STATUS_SKIPPED_UNAVAILABLE,
     ensure_writable_dir,
 )
 
@@ -295,6 +297,12 @@ def why_nothing_timed(results_csv: Path, reused: int) -> str:
         reasons.append(f"{memory} skipped for memory (their data would not fit in the memory free now)")
     if budget:
         reasons.append(f"{budget} skipped by the time cut-off")
+    unavailable = int((status == STATUS_SKIPPED_UNAVAILABLE).sum())
+    if unavailable:
+        reasons.append(f"{unavailable} not run for a missing package (see the reason column)")
+    failed = int((status == STATUS_FAILED_CHECK).sum())
+    if failed:
+        reasons.append(f"{failed} failed the check (see the reason column)")
     if reused:
         reasons.append(f"{reused} already measured before (--resume)")
     return "; ".join(reasons) if reasons else "no row was recorded"
