@@ -50,7 +50,7 @@ PROFILES: dict[str, Profile] = {
     for p in (
         Profile(
             name="quick",
-            description="smoke test: small sizes and the course shape, float64, about a minute and a half",
+            description="smoke test: small sizes and the course shape, float64, about a minute",
             m=(1, 20, 300, 5000),
             n_x=(1, 20, 300),
             dtypes=("float64",),
