@@ -24,6 +24,8 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import nnls
 
+from bench.measure.robustness import DEFAULT_MMAP_THRESHOLD_BYTES
+
 MIN_POINTS = 3
 HUBER_DELTA = 0.1  # relative residuals beyond 10% count linearly, not quadratically
 TERMS = ("call_s", "per_example_s", "per_feature_s", "compute_s", "passes", "strided_passes", "alloc_per_example_s")
@@ -36,7 +38,7 @@ TLB_REACH_PAGES = (512, 1024, 1536, 2048, 3072, 4096, 8192)
 # glibc mmaps blocks of 128 KiB and more by default and gives freed memory back, so once a (1, m)
 # temporary passes this, every step page-faults its temporaries in again (the robustness study
 # measures it): a per-example cost that only large m pays.
-MMAP_THRESHOLD = 128 * 1024
+MMAP_THRESHOLD = DEFAULT_MMAP_THRESHOLD_BYTES
 
 
 @dataclass(frozen=True)

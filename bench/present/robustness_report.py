@@ -7,13 +7,14 @@ results table. Where a measured factor is applied to this run's cells, the resul
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from bench.analyse.verdicts import Verdict, claim_verdicts
 from bench.analyse.views import cell_items, fmt_seconds, fmt_speedup, headline, speedups
 from bench.errors import BenchError
 from bench.measure.robustness import (
@@ -31,28 +32,6 @@ NOISY_IQR = 0.25  # an IQR above this share of the median marks a row measured o
 MAX_LISTED = 8  # cells named in one sentence before "and N more"
 # Set aliasing needs more features than a cache set has ways (8 to 12 in L1 on common x86 cores).
 ALIASING_MIN_N_X = 16
-
-
-class VerdictLike(Protocol):
-    """What this section reads from a verdict (bench.analyse.verdicts.Verdict)."""
-
-    @property
-    def implementation(self) -> str: ...
-    @property
-    def claimed(self) -> float: ...
-    @property
-    def threshold(self) -> float: ...
-    @property
-    def rule_text(self) -> str: ...
-    @property
-    def general(self) -> bool: ...
-    @property
-    def agree(self) -> int: ...
-    @property
-    def cells(self) -> int: ...
-
-
-VerdictsFn = Callable[[pd.DataFrame, str], Sequence[VerdictLike]]
 
 
 def _largest_temporary(implementation: str, m: int, n_x: int) -> int:
@@ -85,7 +64,7 @@ def _cell_of(row: pd.Series) -> str:
     return f"m = {int(row['m']):,}, n_x = {int(row['n_x']):,}"
 
 
-def _holds_text(v: VerdictLike) -> str:
+def _holds_text(v: Verdict) -> str:
     """The verdict's region in a few words."""
     if v.cells == 0:
         return "not measured"
@@ -98,7 +77,7 @@ def _holds_text(v: VerdictLike) -> str:
     return f"holds where {v.rule_text}"
 
 
-def _label(v: VerdictLike) -> str:
+def _label(v: Verdict) -> str:
     return f"~{v.claimed:.0f}x (`{v.implementation}`)"
 
 
@@ -181,7 +160,7 @@ def _summary_table(study: pd.DataFrame, spread: dict[str, float]) -> list[str]:
     return lines
 
 
-def _allocator(study: pd.DataFrame, frame: pd.DataFrame, verdicts: Sequence[VerdictLike]) -> list[str]:
+def _allocator(study: pd.DataFrame, frame: pd.DataFrame, verdicts: Sequence[Verdict]) -> list[str]:
     rows = study[study["effect"] == "allocator"]
     if rows.empty:
         return []
@@ -245,7 +224,7 @@ def _allocator(study: pd.DataFrame, frame: pd.DataFrame, verdicts: Sequence[Verd
     return lines
 
 
-def _power_of_two(study: pd.DataFrame, frame: pd.DataFrame, verdicts: Sequence[VerdictLike]) -> list[str]:
+def _power_of_two(study: pd.DataFrame, frame: pd.DataFrame, verdicts: Sequence[Verdict]) -> list[str]:
     rows = study[study["effect"] == "power_of_two"]
     if rows.empty:
         return []
@@ -305,7 +284,7 @@ def _power_of_two(study: pd.DataFrame, frame: pd.DataFrame, verdicts: Sequence[V
 
 
 def _baseline_style(
-    study: pd.DataFrame, frame: pd.DataFrame, verdicts: Sequence[VerdictLike], lists_verdicts: Sequence[VerdictLike]
+    study: pd.DataFrame, frame: pd.DataFrame, verdicts: Sequence[Verdict], lists_verdicts: Sequence[Verdict]
 ) -> list[str]:
     rows = study[study["effect"] == "baseline_style"]
     if rows.empty:
@@ -360,7 +339,7 @@ def _baseline_style(
     return lines
 
 
-def _process(study: pd.DataFrame, frame: pd.DataFrame, verdicts: Sequence[VerdictLike]) -> list[str]:
+def _process(study: pd.DataFrame, frame: pd.DataFrame, verdicts: Sequence[Verdict]) -> list[str]:
     rows = study[study["effect"] == "process"]
     if rows.empty:
         return []
@@ -403,18 +382,7 @@ def _process(study: pd.DataFrame, frame: pd.DataFrame, verdicts: Sequence[Verdic
     return lines
 
 
-def _claim_verdicts() -> VerdictsFn:
-    from bench.analyse.verdicts import claim_verdicts
-
-    def call(frame: pd.DataFrame, baseline: str) -> Sequence[VerdictLike]:
-        return claim_verdicts(frame, baseline=baseline)
-
-    return call
-
-
-def robustness_section(
-    frame: pd.DataFrame, meta: dict[str, Any], folder: Path, verdicts: VerdictsFn | None = None
-) -> list[str]:
+def robustness_section(frame: pd.DataFrame, meta: dict[str, Any], folder: Path) -> list[str]:
     """The section, from folder/robustness.csv; a line saying how to measure it when there is none."""
     lines = ["", "## How robust is this answer", ""]
     path = folder / ROBUSTNESS_CSV
@@ -432,9 +400,10 @@ def robustness_section(
     study = study[study["status"] == STATUS_OK]
     if study.empty:
         return [*lines, f"`{ROBUSTNESS_CSV}` has no measured comparison; measure it again with `make robustness`."]
-    claim = verdicts or _claim_verdicts()
-    over_loops = list(claim(frame, BASELINE))
-    over_lists = list(claim(frame, LISTS_BASELINE)) if LISTS_BASELINE in set(headline(frame)["implementation"]) else []
+    over_loops = claim_verdicts(frame, BASELINE)
+    over_lists = (
+        claim_verdicts(frame, LISTS_BASELINE) if LISTS_BASELINE in set(headline(frame)["implementation"]) else []
+    )
     spread = {str(r["implementation"]): float(r["factor"]) for _, r in study[study["effect"] == "process"].iterrows()}
     lines += [
         "A speedup that moves several times with an incidental choice is not an answer until the choices that "
