@@ -284,4 +284,10 @@ def curve_of(meta: dict[str, Any], threads: int = 1) -> Bandwidth | None:
     if not entry or not entry.get("sweep"):
         return None
     sizes, gbps = zip(*entry["sweep"], strict=True)
-    return Bandwidth(tuple(float(s) for s in sizes), tuple(float(g) for g in gbps))
+    levels = Hierarchy.from_json(entry).levels if entry.get("levels") else ()
+    return Bandwidth(
+        tuple(float(s) for s in sizes),
+        tuple(float(g) for g in gbps),
+        levels_gbps=tuple(lv.gbps for lv in levels),
+        level_bytes=tuple(float("inf") if lv.capacity_bytes is None else float(lv.capacity_bytes) for lv in levels),
+    )

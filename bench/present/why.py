@@ -17,12 +17,13 @@ import pandas as pd
 from bench.analyse.model import MMAP_THRESHOLD, CostModel, fit_models
 from bench.analyse.verdicts import claim_verdicts
 from bench.analyse.views import fmt_seconds, fmt_speedup, headline, setting_label
-from bench.measure.bandwidth import curve_of, out_of_cache_bytes
+from bench.measure.bandwidth import curve_of, hierarchy_of, out_of_cache_bytes
 from bench.measure.lecture import LECTURE_SECONDS
 from bench.results import STATUS_FAILED_CHECK, STATUS_OK, write_text_atomic
 from implementations import BASELINE, REFERENCE, REGISTRY
 
 MODEL_CSV = "model.csv"
+LEVELS_CSV = "model_levels.csv"
 # Targets for the fit over the measured cells of the headline slice (checked in the report, not in tests).
 TARGET_MEDIAN_ERROR = 0.10
 TARGET_WORST_ERROR = 0.35
@@ -30,39 +31,84 @@ TARGET_WORST_ERROR = 0.35
 
 def headline_models(frame: pd.DataFrame, meta: dict[str, Any]) -> dict[str, CostModel]:
     """The cost model of each implementation on the headline slice, with this run's measured bandwidth."""
-    return fit_models(headline(frame), curve_of(meta, 1))
+    return fit_models(headline(frame), curve_of(meta, 1), held_out=True)
+
+
+def _size(nbytes: float) -> str:
+    if not np.isfinite(nbytes):
+        return "memory"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.2g} {unit}"
+    return f"{nbytes:.0f} B"
+
+
+def _threshold(model: CostModel) -> str:
+    parts = []
+    if np.isfinite(model.shape.step_m):
+        parts.append(f"m >= {model.shape.step_m:,.0f}")
+    if np.isfinite(model.shape.step_elements):
+        parts.append(f"m x n_x >= {model.shape.step_elements:,.0f}")
+    return " or ".join(parts)
+
+
+def _call(model: CostModel) -> str:
+    text = f"call {fmt_seconds(model.call_s)}"
+    if model.step_s > 0 and _threshold(model):
+        text += f" (+{fmt_seconds(model.step_s)} from {_threshold(model)})"
+    return text
+
+
+def _count(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.2g}"
+
+
+def _extras(model: CostModel) -> str:
+    text = ""
+    if model.strided_passes > 0:
+        text += (
+            f"; up to {_count(model.strided_passes)} more reads of X once an example spans over "
+            f"{model.shape.tlb_pages:,.0f} pages (all of them from twice that)"
+        )
+    if model.spanned_passes > 0:
+        text += (
+            f"; up to {_count(model.spanned_passes)} more reads once an example spans over "
+            f"{model.shape.region_reach:,.0f} 2 MiB regions"
+        )
+    if model.alloc_per_example_s > 0:
+        text += f"; {fmt_seconds(model.alloc_per_example_s)} more per example from m x itemsize >= 128 KiB"
+    return text
 
 
 def readable(name: str, model: CostModel) -> str:
     """The model in the unit that explains each implementation best."""
-    call = fmt_seconds(model.call_s)
+    call = _call(model)
     impl = REGISTRY.get(name)
     if impl is not None and impl.python_loops and model.per_example_s < 10 * model.per_element_s(1e4):
         # Two interpreted multiply-adds per element (one for z, one for dw), each a few bytecodes;
         # out of cache each also waits for X, which no prefetcher hides behind the interpreter.
         return (
             f"{model.per_element_s(1e4) * 1e9 / 2:.0f} ns per interpreted multiply-add (2 per element) with X in "
-            f"cache, {model.per_element_s(1e12) * 1e9 / 2:.0f} ns in main memory; call {call}"
+            f"cache, {model.per_element_s(1e12) * 1e9 / 2:.0f} ns in main memory; {call}" + _extras(model)
         )
     if impl is not None and impl.python_loops:
         return (
             f"{model.per_example_s * 1e6:.2f} µs per Python-level iteration (example), "
-            f"+ {model.compute_s * 1e9:.2g} ns per element; call {call}"
+            f"+ {model.compute_s * 1e9:.2g} ns per element; {call}" + _extras(model)
         )
-    in_cache = model.per_element_s(1e4) * 1e9
-    in_memory = model.per_element_s(1e12) * 1e9
-    text = (
-        f"call {call}; {model.passes:.2g} reads of X at the measured bandwidth + {model.compute_s * 1e9:.2g} ns "
-        f"per element ({in_cache:.2g} ns per element in L1, {in_memory:.2g} ns in main memory)"
-    )
-    if model.strided_passes > 0:
-        text += (
-            f"; up to {model.strided_passes:.2g} more reads once an example spans over {model.tlb_pages:,} pages "
-            "(all of them from twice that)"
-        )
-    if model.alloc_per_example_s > 0:
-        text += f"; {fmt_seconds(model.alloc_per_example_s)} more per example from m x itemsize >= 128 KiB"
-    return text
+    levels = model.level_costs()
+    if levels:
+        sizes = " / ".join(("in " if not np.isfinite(b) else "") + _size(b) for b, _, _ in levels)
+        costs = " / ".join(f"{c * 1e9:.2g}" for _, _, c in levels)
+        text = f"{call}; per element {costs} ns with X up to {sizes}"
+    else:
+        text = f"{call}; {model.compute_s * 1e9:.2g} ns per element"
+    return text + _extras(model)
+
+
+def reads_at_memory_speed(model: CostModel, memory_gbps: float) -> float:
+    """The per-element cost in main memory as a number of reads of X at memory's measured bandwidth."""
+    return model.per_element_s(1e12) * memory_gbps * 1e9 / model.itemsize
 
 
 def _worst_cell(data: pd.DataFrame, name: str, model: CostModel) -> tuple[int, int, float]:
@@ -71,6 +117,30 @@ def _worst_cell(data: pd.DataFrame, name: str, model: CostModel) -> tuple[int, i
     rel = model.predict_many(rows["m"].to_numpy(float), rows["n_x"].to_numpy(float)) / rows["median_s"].to_numpy() - 1
     i = int(np.argmax(np.abs(rel)))
     return int(rows["m"].iloc[i]), int(rows["n_x"].iloc[i]), float(rel[i])
+
+
+def _percent(value: float) -> str:
+    return f"{value * 100:.0f}%" if np.isfinite(value) else "n/a"
+
+
+def _finite(value: float) -> float | None:
+    return value if np.isfinite(value) else None
+
+
+def level_table(models: dict[str, CostModel]) -> pd.DataFrame:
+    """model_levels.csv: each implementation's fitted cost per element at each measured level of the memory."""
+    rows = [
+        {
+            "implementation": name,
+            "level": k + 1,
+            "up_to_bytes": _finite(size),
+            "read_gbps": gbps,
+            "per_element_s": cost,
+        }
+        for name, model in models.items()
+        for k, (size, gbps, cost) in enumerate(model.level_costs())
+    ]
+    return pd.DataFrame(rows, columns=["implementation", "level", "up_to_bytes", "read_gbps", "per_element_s"])
 
 
 def model_table(models: dict[str, CostModel], data: pd.DataFrame) -> pd.DataFrame:
@@ -90,13 +160,19 @@ def model_table(models: dict[str, CostModel], data: pd.DataFrame) -> pd.DataFram
                 "call_s": model.call_s,
                 "per_example_s": model.per_example_s,
                 "per_feature_s": model.per_feature_s,
+                "step_s": model.step_s,
+                "step_from_m": _finite(model.shape.step_m),
+                "step_from_elements": _finite(model.shape.step_elements),
                 "compute_s_per_element": model.compute_s,
                 "passes_over_x": model.passes,
                 "strided_passes_over_x": model.strided_passes,
-                "tlb_reach_pages": model.tlb_pages,
+                "tlb_reach_pages": _finite(model.shape.tlb_pages),
+                "spanned_passes_over_x": model.spanned_passes,
+                "region_reach_2mib": _finite(model.shape.region_reach),
                 "alloc_per_example_s": model.alloc_per_example_s,
                 "per_element_s_in_cache": model.per_element_s(1e4),
                 "per_element_s_in_memory": model.per_element_s(1e12),
+                "held_out_median_error": model.held_out_median_error,
                 "meets_targets": model.median_rel_error <= TARGET_MEDIAN_ERROR
                 and model.max_rel_error <= TARGET_WORST_ERROR,
                 "readable": readable(name, model),
@@ -106,8 +182,11 @@ def model_table(models: dict[str, CostModel], data: pd.DataFrame) -> pd.DataFram
 
 
 def write_model_csv(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> Path:
+    """model.csv and model_levels.csv beside the report."""
+    models = headline_models(frame, meta)
     path = out / MODEL_CSV
-    write_text_atomic(path, model_table(headline_models(frame, meta), headline(frame)).to_csv(index=False))
+    write_text_atomic(path, model_table(models, headline(frame)).to_csv(index=False))
+    write_text_atomic(out / LEVELS_CSV, level_table(models).to_csv(index=False))
     return path
 
 
@@ -119,29 +198,36 @@ def why_section(frame: pd.DataFrame, meta: dict[str, Any], lecture: pd.DataFrame
         with_sweep = curve_of(meta, 1) is not None
         lines += [
             f"Each implementation's measured times ({setting_label(data)}) are fitted by "
-            "t = call + m x per-example + n_x x per-feature + m x n_x x (compute + passes x bytes per element / "
-            "bandwidth(bytes of X)), plus two terms that only some cells pay: more reads per element once one "
-            "example's features (a column of the C-ordered X) span more pages than the TLB holds, and a cost per "
-            "example once the (1, m) temporaries pass glibc's mmap threshold (m x itemsize >= 128 KiB)"
+            "t = call + m x per-example + n_x x per-feature + m x n_x x per-element(bytes of X)"
             + (
-                ", where bandwidth(B) is this machine's measured read bandwidth for a working set of B bytes "
-                "(the memory sweep), so one constant follows X from L1 to main memory."
+                ", where the per-element cost is a compute term plus reads of X priced by this machine's measured "
+                "read bandwidth for a working set of that size (the memory sweep), plus a step of its own at each "
+                "measured level boundary, since a kernel that waits on its reads, or a library that switches "
+                "algorithm, slows by more or less than the bandwidth does when X leaves a level. "
                 if with_sweep
-                else " (this run has no memory sweep, so the bandwidth term is left out)."
+                else " (this run has no memory sweep, so the per-element cost is one constant). "
             )
-            + " Nonnegative terms, a robust (Huber) loss on the relative error; errors are over the measured cells. "
+            + "Terms that only some cells pay, each kept only where at least two measured cells pay it: more reads "
+            "per element once one example's features (a column of the C-ordered X) span more 4 KiB pages, or more "
+            "2 MiB regions, than the translation caches hold; a second fixed cost per call from some size on (a "
+            "framework that compiles per shape emits a different program once its loops get long); a cost per "
+            "example once the (1, m) temporaries pass glibc's mmap threshold (m x itemsize >= 128 KiB). "
+            "Nonnegative terms, a robust (Huber) loss on the relative error; errors are over the measured cells, "
+            "and the held-out error predicts each cell from a fit that did not see it (a model that only memorised "
+            "the cells would fail there). "
             f"Targets: median error <= {TARGET_MEDIAN_ERROR:.0%}, worst <= {TARGET_WORST_ERROR:.0%}. "
-            f"Also in `{MODEL_CSV}`.",
+            f"Also in `{MODEL_CSV}`, with each level's per-element cost in `{LEVELS_CSV}`.",
             "",
-            "| implementation | model, in readable units | median / worst fit error | worst cell (m, n_x) | cells "
-            "| targets |",
-            "|---|---|---|---|---|---|",
+            "| implementation | model, in readable units | median / worst fit error | held-out median | "
+            "worst cell (m, n_x) | cells | targets |",
+            "|---|---|---|---|---|---|---|",
         ]
         table = model_table(models, data)
         for _, r in table.iterrows():
             lines.append(
                 f"| `{r['implementation']}` | {r['readable']} | {r['median_rel_error'] * 100:.0f}% / "
-                f"{r['worst_rel_error'] * 100:.0f}% | {r['worst_m']:,}, {r['worst_n_x']:,} "
+                f"{r['worst_rel_error'] * 100:.0f}% | {_percent(r['held_out_median_error'])} | "
+                f"{r['worst_m']:,}, {r['worst_n_x']:,} "
                 f"({r['worst_signed_error'] * 100:+.0f}%) | {r['cells']} | "
                 f"{'met' if r['meets_targets'] else '**missed**'} |"
             )
@@ -182,14 +268,17 @@ def _explanations(data: pd.DataFrame, meta: dict[str, Any], models: dict[str, Co
         elements = threshold * full.call_s / margin if margin > 0 else float("inf")
         in_memory = full.per_element_s(1e12)
         cap = base.per_element_s(1e12) / in_memory if in_memory > 0 else float("inf")
+        found = hierarchy_of(meta)
+        reads = reads_at_memory_speed(full, found.memory_gbps) if found is not None else float("nan")
         v = verdicts.get(REFERENCE)
         lines.append(
             f"- **Full vectorisation is governed by m x n_x.** One step costs a fixed {fmt_seconds(full.call_s)} "
             f"(NumPy's calls and temporaries) plus {full.per_element_s(1e4) * 1e9:.2g} ns per element in cache, "
             f"against {base.compute_s * 1e9:.0f} ns per element interpreted: 150x needs the interpreted work to "
             f"outweigh that fixed cost 150 times, from about m x n_x = {elements:,.0f} elements by the model. "
-            f"Once X is in main memory (beyond {out_of_cache_bytes(meta) / 2**20:,.0f} MiB here) the step reads X "
-            f"{full.passes:.2g} times at memory speed, capping the speedup near {fmt_speedup(cap)}. Rule found in "
+            f"Once X is in main memory (beyond {out_of_cache_bytes(meta) / 2**20:,.0f} MiB here) each element costs "
+            + (f"as much as reading X {reads:.2g} times at memory speed, " if np.isfinite(reads) else "")
+            + f"capping the speedup near {fmt_speedup(cap)}. Rule found in "
             f"the cells: {v.rule_text if v else 'n/a'}."
         )
     if full is not None:
