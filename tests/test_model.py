@@ -205,4 +205,13 @@ def test_the_cut_off_fits_each_set_of_cells_once() -> None:
     assert model_module._cached_fit.cache_info().hits == 1
     assert first == pytest.approx(float(_true_times(np.array([300_000.0]), np.array([1_000.0]))[0]), rel=1e-3)
     assert first is not None and again is not None and again > first
-    assert Shape() == Shape(NEVER, NEVER, NEVER, NEVER)
+    assert Shape() == Shape(NEVER, NEVER, NEVER, NEVER, 0.0)
+
+
+def test_short_rows_are_found_with_where_they_stop() -> None:
+    # A compiled kernel that pays 0.4 ns more per element while rows hold fewer than 100 examples.
+    m, n = _wide_grid()
+    t = _true_times(m, n) + 4e-10 * m * n * (m < 100)
+    model = fit_cost_model(m, n, t, bandwidth=CURVE)
+    assert model is not None and model.max_rel_error < 1e-3
+    assert model.shape.short_rows_below_m == 100 and model.short_row_s == pytest.approx(4e-10, rel=1e-3)

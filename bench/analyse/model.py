@@ -2,7 +2,7 @@
 
     t(m, n_x) = call + step [m >= M or m x n_x >= E]
                 + m * (per_example + alloc [m x itemsize >= 128 KiB]) + n_x * per_feature
-                + m * n_x * (per_element(bytes of X)
+                + m * n_x * (per_element(bytes of X) + short [m < S]
                              + (strided * beyond(pages per example) + spanned * beyond(2 MiB regions per example))
                                * itemsize / bandwidth(bytes of X))
 
@@ -16,12 +16,15 @@ each measured level boundary has its own nonnegative step in the per-element cos
 enough cells lie beyond it (a larger working set never makes an element cheaper). The interpreted
 loops keep their reading: `compute` is the interpreter's cost per element, the same at every level.
 
-Two terms only some cells pay, each with a reach the fit chooses from a short list:
+Terms only some cells pay, each with a reach or threshold the fit chooses (at least two measured
+cells must pay it, and two not):
 - walking one example's features in C order visits n_x rows m x itemsize bytes apart; once they
   span more 4 KiB pages, or more 2 MiB regions (the span of one page-directory entry, and of a
   huge page), than the translation caches hold, every element costs more reads;
 - a second fixed cost per call from some size on: a framework that compiles per shape (XLA)
-  emits a different program, with more kernels to launch, once its loops get long.
+  emits a different program, with more kernels to launch, once its loops get long;
+- more per element while the rows of X (m elements each in C order) are shorter than S: a
+  compiled loop over a row pays its vector prologue and remainder once per row.
 
 Fitted with nonnegative coefficients and a robust (Huber) loss on the relative error, so
 microsecond cells count as much as second-long ones and a few noisy cells do not drag the fit.
@@ -49,6 +52,7 @@ TERMS = (
     "per_example_s",
     "per_feature_s",
     "compute_s",
+    "short_row_s",
     "passes",
     "strided_passes",
     "spanned_passes",
@@ -123,6 +127,7 @@ class Shape:
     region_reach: float = NEVER
     step_m: float = NEVER
     step_elements: float = NEVER
+    short_rows_below_m: float = 0.0  # rows of X (m elements in C order) shorter than this cost more per element
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,7 @@ class CostModel:
     per_example_s: float
     per_feature_s: float
     compute_s: float  # per element, wherever X lives
+    short_row_s: float  # more per element while m < short_rows_below_m: rows too short for the vector loops
     passes: float  # reads of X per step at the measured bandwidth for its size
     strided_passes: float  # more such reads, once one example's features span more pages than the TLB holds
     spanned_passes: float  # more again, once they span more 2 MiB regions than the translation caches hold
@@ -212,8 +218,10 @@ def _design(m: np.ndarray, n_x: np.ndarray, itemsize: int, bandwidth: Bandwidth 
     strided = read * beyond_reach(pages_per_example(m, n_x, itemsize), shape.tlb_pages)
     spanned = read * beyond_reach(regions_per_example(m, n_x, itemsize), shape.region_reach)
     step = (m >= shape.step_m) | (elements >= shape.step_elements)
+    short = elements * (m < shape.short_rows_below_m)
     alloc = m * (m * itemsize >= MMAP_THRESHOLD)
-    return np.column_stack([np.ones_like(m), step, m, n_x, elements, read, strided, spanned, alloc]).astype(float)
+    columns = [np.ones_like(m), step, m, n_x, elements, short, read, strided, spanned, alloc]
+    return np.column_stack(columns).astype(float)
 
 
 def _level_columns(m: np.ndarray, n_x: np.ndarray, itemsize: int, bandwidth: Bandwidth | None) -> np.ndarray:
@@ -274,6 +282,7 @@ def _choices(m: np.ndarray, n_x: np.ndarray, itemsize: int, bandwidth: Bandwidth
     elements = m * n_x
     choices["step_m"] = [NEVER, *(v for v in sorted(set(m.tolist())) if supported(m >= v))]
     choices["step_elements"] = [NEVER, *(v for v in sorted(set(elements.tolist())) if supported(elements >= v))]
+    choices["short_rows_below_m"] = [0.0, *(v for v in sorted(set(m.tolist())) if supported(m < v))]
     return choices
 
 

@@ -75,6 +75,8 @@ def _extras(model: CostModel) -> str:
             f"; up to {_count(model.spanned_passes)} more reads once an example spans over "
             f"{model.shape.region_reach:,.0f} 2 MiB regions"
         )
+    if model.short_row_s > 0 and model.shape.short_rows_below_m > 0:
+        text += f"; {model.short_row_s * 1e9:.2g} ns more per element while m < {model.shape.short_rows_below_m:,.0f}"
     if model.alloc_per_example_s > 0:
         text += f"; {fmt_seconds(model.alloc_per_example_s)} more per example from m x itemsize >= 128 KiB"
     return text
@@ -164,6 +166,8 @@ def model_table(models: dict[str, CostModel], data: pd.DataFrame) -> pd.DataFram
                 "step_from_m": _finite(model.shape.step_m),
                 "step_from_elements": _finite(model.shape.step_elements),
                 "compute_s_per_element": model.compute_s,
+                "short_row_s_per_element": model.short_row_s,
+                "short_rows_below_m": model.shape.short_rows_below_m or None,
                 "passes_over_x": model.passes,
                 "strided_passes_over_x": model.strided_passes,
                 "tlb_reach_pages": _finite(model.shape.tlb_pages),
@@ -210,7 +214,9 @@ def why_section(frame: pd.DataFrame, meta: dict[str, Any], lecture: pd.DataFrame
             + "Terms that only some cells pay, each kept only where at least two measured cells pay it: more reads "
             "per element once one example's features (a column of the C-ordered X) span more 4 KiB pages, or more "
             "2 MiB regions, than the translation caches hold; a second fixed cost per call from some size on (a "
-            "framework that compiles per shape emits a different program once its loops get long); a cost per "
+            "framework that compiles per shape emits a different program once its loops get long); more per "
+            "element while the rows of X (m elements in C order) are too short for a compiled loop's vector "
+            "prologue and remainder to vanish; a cost per "
             "example once the (1, m) temporaries pass glibc's mmap threshold (m x itemsize >= 128 KiB). "
             "Nonnegative terms, a robust (Huber) loss on the relative error; errors are over the measured cells, "
             "and the held-out error predicts each cell from a fit that did not see it (a model that only memorised "
