@@ -13,7 +13,10 @@ sweep in metadata.json), so `passes` (how many times a step reads X at that spee
 step from L1 to main memory. Not every kernel streams: one that waits on each read, or a library
 that switches algorithm, slows by more or less than the bandwidth does when X leaves a level. So
 each measured level boundary has its own nonnegative step in the per-element cost, fitted where
-enough cells lie beyond it (a larger working set never makes an element cheaper). The interpreted
+enough cells lie beyond it (a larger working set never makes an element cheaper). Along the
+curve, reads and steps are both linear in seconds per byte, so where every boundary has its step
+only each level's cost is identifiable (`level_costs`, model_levels.csv), not how the fit splits
+it; `passes` carries the cost into levels no cell has reached yet (the cut-off). The interpreted
 loops keep their reading: `compute` is the interpreter's cost per element, the same at every level.
 
 Terms only some cells pay, each with a reach or threshold the fit chooses (at least two measured
