@@ -52,3 +52,12 @@ def _small_memory_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
         return measure_hierarchy(thread_counts, SMALL_SWEEP_BYTES)
 
     monkeypatch.setattr(bench.measure.runner, "measure_hierarchy", small)
+
+
+@pytest.fixture(autouse=True)
+def _own_run_registry(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Runs in tests register in a folder of their own, so a benchmark or another test suite running on
+    the machine does not add its "another benchmark is running" warning to the output a test checks."""
+    from bench.measure.rundir import REGISTRY_ENV
+
+    monkeypatch.setenv(REGISTRY_ENV, str(tmp_path_factory.mktemp("runs")))

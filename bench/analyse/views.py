@@ -87,6 +87,14 @@ def cell_items(series: pd.Series) -> Iterator[tuple[int, int, float]]:
         yield int(m), int(n_x), float(value)
 
 
+def fmt_bytes(nbytes: float) -> str:
+    """A size in KiB, MiB or GiB, three significant digits."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.3g} {unit}"
+    return f"{nbytes / 2**10:.3g} KiB"
+
+
 def fmt_seconds(seconds: float) -> str:
     if not np.isfinite(seconds):
         return "n/a"

@@ -18,6 +18,7 @@ from bench.analyse.verdicts import VERDICTS_JSON, claim_verdicts
 from bench.analyse.views import (
     HOLDS_FACTOR,
     claims_table,
+    fmt_bytes,
     fmt_seconds,
     fmt_speedup,
     headline,
@@ -150,19 +151,12 @@ def _memory_lines(meta: dict[str, Any]) -> list[str]:
     reported = float(meta.get("last_level_cache_bytes") or 0)
     return [
         "- Memory hierarchy, measured (1 thread): "
-        + "; ".join(f"{_mib(lv.capacity_bytes or 0)} at {lv.gbps:.0f} GB/s" for lv in caps)
-        + f"; then {found.memory_gbps:.0f} GB/s from {_mib(found.memory_from_bytes)} "
-        f"(the OS reports a {_mib(reported)} last-level cache; the sweep read up to {_mib(top)})",
+        + "; ".join(f"{fmt_bytes(lv.capacity_bytes or 0)} at {lv.gbps:.0f} GB/s" for lv in caps)
+        + f"; then {found.memory_gbps:.0f} GB/s from {fmt_bytes(found.memory_from_bytes)} "
+        f"(the OS reports a {fmt_bytes(reported)} last-level cache; the sweep read up to {fmt_bytes(top)})",
         "- Read bandwidth of the last level the sweep reached: "
         + ", ".join(f"{float(v):.1f} GB/s on {k} thread(s)" for k, v in bw.items()),
     ]
-
-
-def _mib(nbytes: float) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
-        if nbytes >= scale:
-            return f"{nbytes / scale:.3g} {unit}"
-    return f"{nbytes / 2**10:.3g} KiB"
 
 
 def _claims_section(frame: pd.DataFrame) -> list[str]:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from bench.analyse.model import MMAP_THRESHOLD, CostModel, fit_models
 from bench.analyse.verdicts import claim_verdicts
-from bench.analyse.views import fmt_seconds, fmt_speedup, headline, setting_label
+from bench.analyse.views import fmt_bytes, fmt_seconds, fmt_speedup, headline, setting_label
 from bench.measure.bandwidth import curve_of, hierarchy_of, out_of_cache_bytes
 from bench.measure.lecture import LECTURE_SECONDS
 from bench.results import STATUS_FAILED_CHECK, STATUS_OK, write_text_atomic
@@ -35,12 +35,7 @@ def headline_models(frame: pd.DataFrame, meta: dict[str, Any]) -> dict[str, Cost
 
 
 def _size(nbytes: float) -> str:
-    if not np.isfinite(nbytes):
-        return "memory"
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if nbytes >= scale:
-            return f"{nbytes / scale:.2g} {unit}"
-    return f"{nbytes:.0f} B"
+    return fmt_bytes(nbytes) if np.isfinite(nbytes) else "memory"
 
 
 def _threshold(model: CostModel) -> str:
@@ -219,8 +214,8 @@ def why_section(frame: pd.DataFrame, meta: dict[str, Any], lecture: pd.DataFrame
             "prologue and remainder to vanish; a cost per "
             "example once the (1, m) temporaries pass glibc's mmap threshold (m x itemsize >= 128 KiB). "
             "Nonnegative terms, a robust (Huber) loss on the relative error; errors are over the measured cells, "
-            "and the held-out error predicts each cell from a fit that did not see it (a model that only memorised "
-            "the cells would fail there). "
+            "and the held-out error predicts each cell from a fit of the same terms that did not see it (a model "
+            "that only memorised the cells would fail there; the terms themselves were chosen on all cells). "
             f"Targets: median error <= {TARGET_MEDIAN_ERROR:.0%}, worst <= {TARGET_WORST_ERROR:.0%}. "
             f"Also in `{MODEL_CSV}`, with each level's per-element cost in `{LEVELS_CSV}`.",
             "",
