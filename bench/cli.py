@@ -239,6 +239,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"{summary.reused} kept from before; results in {summary.results}",
         file=sys.stderr,
     )
+    if summary.noisy:
+        print(summary.noisy, file=sys.stderr)
     if summary.interrupted:
         print("run again with --resume to finish without re-timing finished rows", file=sys.stderr)
         return 130

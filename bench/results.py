@@ -22,6 +22,9 @@ from bench.errors import BenchError
 RESULTS_CSV = "results.csv"
 METADATA_JSON = "metadata.json"
 LECTURE_CSV = "lecture.csv"
+ROUNDS_CSV = "rounds.csv"  # every timed round of every row, and which pass it belonged to
+CANARY_CSV = "canary.csv"  # the canary workload timed in every round: the machine's speed through the run
+SPEEDUPS_CSV = "speedups.csv"  # speedups from paired rounds, with intervals; `uncertain` cells
 PARTIAL_SUFFIX = ".partial"
 
 STATUS_OK = "ok"
@@ -57,11 +60,14 @@ class Row:
     gbps: float | None = None  # bytes_x / median_s / 1e9
     bw_fraction: float | None = None  # gbps / measured read bandwidth at this thread count
     reason: str | None = None  # why a row is not ok, in a few words
+    passes: int | None = None  # visits of the runner to this row's cell: more than 1 when it was re-measured
+    canary_ratio: float | None = None  # the canary in this row's counted rounds, over its quiet level in the run
+    unstable: bool = False  # measured while the machine was unstable (see bench.measure.estimates)
 
 
 COLUMNS = tuple(f.name for f in fields(Row))
 # Columns added after the first release: a table written before them is still read, with them empty.
-OPTIONAL_COLUMNS = ("reason",)
+OPTIONAL_COLUMNS = ("reason", "passes", "canary_ratio", "unstable")
 
 
 def _cell(value: Any) -> str:
@@ -111,6 +117,11 @@ def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + PARTIAL_SUFFIX)
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_csv_atomic(path: Path, frame: pd.DataFrame) -> None:
+    """A table as CSV, all or nothing (floats in full precision, as RowWriter writes them)."""
+    write_text_atomic(path, frame.to_csv(index=False, float_format="%.17g"))
 
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
@@ -173,16 +184,42 @@ def load_results(path: Path) -> pd.DataFrame:
             "predicted_s",
             "gbps",
             "bw_fraction",
+            "canary_ratio",
         ):
             frame[column] = pd.to_numeric(frame[column], errors="raise").astype(float)
     except (ValueError, TypeError) as exc:
         raise BenchError(f"corrupt results file {csv_path}: {exc}") from None
+    frame["unstable"] = frame["unstable"].map(_truth).astype(bool)
     ok = frame["status"] == STATUS_OK
     if (frame.loc[ok, "median_s"].isna() | (frame.loc[ok, "median_s"] <= 0)).any():
         raise BenchError(f"corrupt results file {csv_path}: an 'ok' row has no positive median_s")
     if ((frame["m"] < 1) | (frame["n_x"] < 1)).any():
         raise BenchError(f"corrupt results file {csv_path}: sizes must be positive")
     return frame
+
+
+def _truth(value: Any) -> bool:
+    """A CSV cell read as a boolean: True, 'True', 'true' and 1 are true; empty is false."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1")
+    return bool(value) if value is not None and not (isinstance(value, float) and math.isnan(value)) else False
+
+
+def load_beside(path: Path, name: str, required: Iterable[str]) -> pd.DataFrame | None:
+    """A table written beside a run's results.csv (rounds, canary, speedups), or None if the run has none."""
+    table = results_path(path).with_name(name)
+    if not table.is_file():
+        return None
+    frame = _read_table(table, required)
+    for column in ("paired", "unstable", "uncertain"):
+        if column in frame.columns:
+            frame[column] = frame[column].map(_truth).astype(bool)
+    return frame
+
+
+def load_speedups(path: Path) -> pd.DataFrame | None:
+    """The run's speedups.csv (paired-round estimates with intervals), or None for a run made before it."""
+    return load_beside(path, SPEEDUPS_CSV, ("implementation", "baseline", "m", "n_x", "speedup", "ci_low", "ci_high"))
 
 
 def load_metadata(path: Path) -> dict[str, Any]:

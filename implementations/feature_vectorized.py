@@ -31,5 +31,9 @@ def propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Gradient
 
 
 IMPLEMENTATION = Implementation(
-    name="feature_vectorized", propagate=propagate, summary=summary_of(__doc__), python_loops=True
+    name="feature_vectorized",
+    propagate=propagate,
+    summary=summary_of(__doc__),
+    python_loops=True,
+    claim=("Partial (features vectorised)", 10.0),
 )

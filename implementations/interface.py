@@ -111,6 +111,8 @@ class Implementation:
     for a pool that no call can resize (XLA's).
     source: where a function from outside the registry came from (path/to/file.py:function,
     package.module:function or an entry point), None for the registered implementations.
+    claim: the course note's row this implementation stands for, as (approach, claimed speedup
+    over two loops); None for implementations the note does not mention.
     """
 
     name: str
@@ -125,6 +127,7 @@ class Implementation:
     thread_hook: ThreadHook | None = None
     isolate: bool = False
     source: str | None = None
+    claim: tuple[str, float] | None = None
 
     def setup(self, w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Prepared:
         """Everything before timing; the returned step is what gets timed."""

@@ -33,4 +33,10 @@ def propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Gradient
     return Gradients(dw=dw_col, db=float(db) / m, cost=float(cost) / m)
 
 
-IMPLEMENTATION = Implementation(name="two_loop", propagate=propagate, summary=summary_of(__doc__), python_loops=True)
+IMPLEMENTATION = Implementation(
+    name="two_loop",
+    propagate=propagate,
+    summary=summary_of(__doc__),
+    python_loops=True,
+    claim=("Original (two loops)", 1.0),
+)

@@ -133,7 +133,13 @@ def test_two_real_runs_leave_two_comparable_runs(tmp_path: Path, capsys: pytest.
     assert main(["run", *FAST, "--out", str(out)]) == 0
     kept = list((out / "previous").iterdir())
     assert len(kept) == 1 and (kept[0] / "results.csv").read_bytes() == first
-    assert {p.name for p in kept[0].iterdir()} == {"results.csv", "metadata.json"}
+    assert {p.name for p in kept[0].iterdir()} == {
+        "results.csv",
+        "metadata.json",
+        "rounds.csv",
+        "canary.csv",
+        "speedups.csv",
+    }
     capsys.readouterr()
     assert main(["compare", str(out), str(kept[0]), "--out", str(tmp_path / "cmp")]) == 0
     assert (tmp_path / "cmp" / "COMPARE.md").is_file()

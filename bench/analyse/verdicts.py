@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.analyse.views import CLAIMS, HOLDS_FACTOR, fmt_speedup, headline, speedups
+from bench.analyse.views import fmt_speedup, headline, speedups
+from bench.claims import CLAIMS, HOLDS_FACTOR
 from implementations import BASELINE
 
 VARIABLES = ("n_x", "m", "m*n_x", "bytes_x")  # on a tie, earlier variables are preferred

@@ -12,18 +12,9 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from bench.claims import CLAIMS, HEADLINE, HOLDS_FACTOR
 from bench.results import STATUS_OK
 from implementations import BASELINE, REGISTRY
-
-HEADLINE = {"dtype": "float64", "layout": "C", "threads": 1}
-# The note's speed table: approach -> (implementation, claimed speedup over two loops).
-CLAIMS: dict[str, tuple[str, float]] = {
-    "Original (two loops)": ("two_loop", 1.0),
-    "Partial (features vectorised)": ("feature_vectorized", 10.0),
-    "Full (fully vectorised)": ("fully_vectorized", 300.0),
-}
-# A claim of ~K x counts as holding in a cell when the measured speedup is at least K / 2.
-HOLDS_FACTOR = 0.5
 
 
 def implementation_order(frame: pd.DataFrame) -> list[str]:

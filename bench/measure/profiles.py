@@ -33,6 +33,7 @@ class Profile:
     cell_budget_s: float = 2.0  # timing time for one cell of one implementation; >= 5 rounds
     round_s: float = 0.01  # each round lasts at least this long (far above the timer's ~100 ns)
     max_rounds: int = 10
+    remeasure_s: float = 90.0  # time for more rounds of groups whose answer is in doubt, after the sweep
     lecture_repeats: int = 5  # rounds of the lecture's 1e6-element dot-product demo
     sweep_top_bytes: int | None = None  # the memory sweep's largest read; None: far enough to find memory
 
@@ -59,6 +60,7 @@ PROFILES: dict[str, Profile] = {
             cell_budget_s=0.15,
             round_s=0.002,
             max_rounds=7,
+            remeasure_s=8.0,
             lecture_repeats=3,
             sweep_top_bytes=256 * 2**20,  # far enough past most laptops' and VMs' last cache
         ),
@@ -79,6 +81,7 @@ PROFILES: dict[str, Profile] = {
             cell_budget_s=10.0,
             round_s=0.02,
             max_rounds=20,
+            remeasure_s=600.0,
         ),
     )
 }

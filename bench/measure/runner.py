@@ -13,7 +13,8 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,21 +24,49 @@ import psutil
 from tqdm.auto import tqdm
 
 from bench.analyse.model import Bandwidth, predict_seconds
+from bench.claims import HEADLINE
 from bench.errors import BenchError, GateError
 from bench.measure.bandwidth import curve_of, hierarchy_of, last_level_cache_bytes, measure_hierarchy
 from bench.measure.check import check_before_run, describe_failure
 from bench.measure.data import Layout, Problem, make_problem
+from bench.measure.estimates import (
+    CANARY_COLUMNS,
+    ROUND_COLUMNS,
+    Estimates,
+    estimate,
+    interleaved,
+    noisy_line,
+    remeasure_order,
+    stability_summary,
+    suspects,
+)
 from bench.measure.isolated import time_isolated
 from bench.measure.lecture import run_lecture_demo
 from bench.measure.metadata import collect_metadata
-from bench.measure.profiles import Profile
-from bench.measure.timing import TIMING_FIELDS, Timing, measure, thread_limits
-from bench.measure.worker import WorkerPool, WorkerResult
+from bench.measure.profiles import COURSE_SHAPE, Profile
+from bench.measure.timing import (
+    TIMING_FIELDS,
+    Contender,
+    Timing,
+    calibrate,
+    make_canary,
+    measure,
+    round_counts,
+    run_blocked,
+    run_interleaved,
+    schedule,
+    summarise,
+    thread_limits,
+)
+from bench.measure.worker import WorkerPool
 from bench.results import (
+    CANARY_CSV,
     KEY,
     LECTURE_CSV,
     METADATA_JSON,
     RESULTS_CSV,
+    ROUNDS_CSV,
+    SPEEDUPS_CSV,
     STATUS_FAILED_CHECK,
     STATUS_OK,
     STATUS_SKIPPED_BUDGET,
@@ -45,8 +74,10 @@ from bench.results import (
     STATUS_SKIPPED_UNAVAILABLE,
     Row,
     RowWriter,
+    load_beside,
     load_metadata,
     load_results,
+    write_csv_atomic,
     write_json_atomic,
 )
 from implementations import REFERENCE, REGISTRY, Gradients, Implementation
@@ -72,6 +103,7 @@ class Task:
     layout: str
     threads: int
     impl: Implementation | None = field(default=None, compare=False, repr=False)  # set by plan()
+    must: bool = field(default=False, compare=False)  # measured whatever the cut-off predicts (MUST_ROUNDS)
 
     @property
     def code(self) -> Implementation:
@@ -111,6 +143,8 @@ class RunSummary:
     reused: int = 0
     interrupted: bool = False
     failed: dict[str, str] = field(default_factory=dict)  # implementation -> why it failed the check
+    remeasured: int = 0  # passes of re-measurement over uncertain, unstable or suspect groups
+    noisy: str | None = None  # one line for stderr when the machine was unstable during the run
 
 
 def plan(config: RunConfig) -> list[Task]:
@@ -127,7 +161,8 @@ def plan(config: RunConfig) -> list[Task]:
                     continue
                 thread_counts = (1,) if impl.threading == "none" else config.threads
                 for threads in dict.fromkeys(thread_counts):
-                    tasks.append(Task(impl.name, m, n_x, dtype, layout, threads, impl))
+                    must = (m, n_x) == COURSE_SHAPE and (dtype, layout, threads) == tuple(HEADLINE.values())
+                    tasks.append(Task(impl.name, m, n_x, dtype, layout, threads, impl, must=must))
     return tasks
 
 
@@ -326,9 +361,21 @@ def run(config: RunConfig) -> RunSummary:
     writer = RowWriter(config.out / RESULTS_CSV)
     curves = {t: curve_of({"memory": memory}, t) for t in sorted({1, *config.threads})}
     with WorkerPool() as pool:
-        sweep = _Sweep(config, bandwidth, curves, writer, Progress(len(tasks)), pool, summary.failed)
+        sweep = _Sweep(
+            config,
+            bandwidth,
+            curves,
+            writer,
+            Progress(len(tasks)),
+            pool,
+            summary.failed,
+            canary=make_canary(config.profile.round_s / 4),
+            rng=np.random.default_rng([config.seed, 1]),
+        )
         if previous_rows is not None:
-            summary.reused = sweep.reuse(previous_rows)
+            rounds = load_beside(config.out, ROUNDS_CSV, ROUND_COLUMNS)
+            canary = load_beside(config.out, CANARY_CSV, CANARY_COLUMNS)
+            summary.reused = sweep.reuse(previous_rows, rounds, canary)
         summary.failed.update(check_before_run(config.implementations))
         try:
             if config.lecture and not (config.resume and (config.out / LECTURE_CSV).is_file()):
@@ -343,14 +390,41 @@ def run(config: RunConfig) -> RunSummary:
                 summary.timed += timed
                 summary.skipped += skipped
                 sweep.progress.cell_done(m, n_x, timed, skipped)
+            sweep.progress.close()
+            summary.remeasured = _remeasure(sweep, config.profile.remeasure_s)
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
             sweep.progress.close()
     writer.finish()
+    final = _finish(sweep)
+    meta["stability"] = stability_summary(
+        final, pd.DataFrame(sweep.canary_rounds, columns=list(CANARY_COLUMNS)), summary.remeasured
+    )
     meta["complete"] = not summary.interrupted
     write_json_atomic(config.out / METADATA_JSON, meta)
+    summary.noisy = noisy_line(meta["stability"])
     return summary
+
+
+# Rows that must be measured whatever the cut-off predicts: the course's own shape in the
+# headline setting is the note's example, and the report's headline column reads it. A slow
+# call there gets at least this many rounds, so its speedup still has an interval.
+MUST_ROUNDS = 3
+
+
+@dataclass
+class _Group:
+    """Rows timed together: one cell, dtype, layout and thread count; what a re-measurement repeats."""
+
+    key: tuple[int, int, str, str, int]  # estimates.GROUP: m, n_x, dtype, layout, threads
+    tasks: list[Task]
+    passes: int = 0
+    next_round: int = 0
+
+    @property
+    def blocked(self) -> bool:
+        return not interleaved(self.key[4])
 
 
 @dataclass
@@ -364,112 +438,338 @@ class _Sweep:
     progress: Progress
     pool: WorkerPool  # pinned workers for implementations whose thread pool no call can resize
     failed: dict[str, str]  # implementation -> why it failed the check; its later rows say so
+    canary: Contender | None = None  # timed in every round; None leaves stability unmeasured
     done: set[tuple[Any, ...]] = field(default_factory=set)
     history: dict[tuple[str, str, str, int], list[tuple[int, int, float]]] = field(
         default_factory=lambda: defaultdict(list)
     )
+    records: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)  # every row written, by KEY
+    rounds: list[dict[str, Any]] = field(default_factory=list)  # estimates.ROUND_COLUMNS
+    canary_rounds: list[dict[str, Any]] = field(default_factory=list)  # estimates.CANARY_COLUMNS
+    groups: dict[tuple[Any, ...], _Group] = field(default_factory=dict)
+    start: float = field(default_factory=time.perf_counter)
+    rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
-    def reuse(self, rows: pd.DataFrame) -> int:
+    def estimates(self) -> Estimates:
+        """Rows and speedups over every round timed so far."""
+        return estimate(
+            pd.DataFrame(self.rounds, columns=list(ROUND_COLUMNS)),
+            pd.DataFrame(self.canary_rounds, columns=list(CANARY_COLUMNS)),
+        )
+
+    def write(self, row: Row | dict[str, Any]) -> None:
+        record = asdict(row) if isinstance(row, Row) else dict(row)
+        self.writer.write(record)
+        self.records[tuple(record[k] for k in KEY)] = record
+
+    def reuse(self, rows: pd.DataFrame, rounds: pd.DataFrame | None, canary: pd.DataFrame | None) -> int:
         """Keep an earlier run's rows (--resume): written again, never re-timed, and known to the cut-off."""
         for record in cast(list[dict[str, Any]], rows.to_dict("records")):
-            self.writer.write(record)
+            self.write(record)
             self.done.add(tuple(record[k] for k in KEY))
             if record["status"] == STATUS_OK:
                 series = (record["implementation"], record["dtype"], record["layout"], int(record["threads"]))
                 self.history[series].append((int(record["m"]), int(record["n_x"]), float(record["median_s"])))
+        for table, into in ((rounds, self.rounds), (canary, self.canary_rounds)):
+            if table is not None:
+                into.extend(cast(list[dict[str, Any]], table.to_dict("records")))
         return len(self.done)
 
     def _skip(self, task: Task, status: str, **values: Any) -> None:
-        self.writer.write(_row(task, self.bandwidth, status=status, **values))
+        self.write(_row(task, self.bandwidth, status=status, **values))
         self.progress.step(task)
+
+    def _runnable(self, task: Task) -> tuple[bool, float | None]:
+        """Whether the task is timed, and the cut-off's prediction; writes the row of a task that is not."""
+        if task.implementation in self.failed:
+            self._skip(task, STATUS_FAILED_CHECK, reason=self.failed[task.implementation])
+            return False, None
+        reason = task.code.unavailable
+        if reason is not None:
+            self._skip(task, STATUS_SKIPPED_UNAVAILABLE, reason=reason)
+            return False, None
+        predicted = predict_seconds(
+            self.history[task.series],
+            task.m,
+            task.n_x,
+            itemsize=np.dtype(task.dtype).itemsize,
+            bandwidth=self.curves.get(task.threads),
+        )
+        if predicted is not None and predicted > self.config.profile.call_budget_s and not task.must:
+            self._skip(task, STATUS_SKIPPED_BUDGET, predicted_s=predicted)
+            return False, predicted
+        return True, predicted
 
     def cell(self, m: int, n_x: int, cell_tasks: list[Task]) -> tuple[int, int]:
         """Every row of one cell; returns (timed, skipped)."""
-        profile = self.config.profile
-        timed = skipped = 0
         runnable: list[tuple[Task, float | None]] = []
+        skipped = 0
         for task in cell_tasks:
             if task.key in self.done:
                 self.progress.step(task)
                 continue
-            if task.implementation in self.failed:
-                self._skip(task, STATUS_FAILED_CHECK, reason=self.failed[task.implementation])
-                continue
-            reason = task.code.unavailable
-            if reason is not None:
-                self._skip(task, STATUS_SKIPPED_UNAVAILABLE, reason=reason)
-                skipped += 1
-                continue
-            predicted = predict_seconds(
-                self.history[task.series],
-                m,
-                n_x,
-                itemsize=np.dtype(task.dtype).itemsize,
-                bandwidth=self.curves.get(task.threads),
-            )
-            if predicted is not None and predicted > profile.call_budget_s:
-                self._skip(task, STATUS_SKIPPED_BUDGET, predicted_s=predicted)
-                skipped += 1
-            else:
+            ok, predicted = self._runnable(task)
+            if ok:
                 runnable.append((task, predicted))
+            elif task.implementation not in self.failed:
+                skipped += 1
         if not runnable:
-            return timed, skipped
+            return 0, skipped
 
         need = _cell_bytes(m, n_x, {(t.dtype, t.layout) for t, _ in runnable})
         if need > MEMORY_HEADROOM * psutil.virtual_memory().available:
             for task, predicted in runnable:
                 self._skip(task, STATUS_SKIPPED_MEMORY, predicted_s=predicted)
-            return timed, skipped + len(runnable)
+            return 0, skipped + len(runnable)
 
         base = make_problem(m, n_x, seed=self.config.seed)
-        by_variant: dict[tuple[str, str], list[tuple[Task, float | None]]] = defaultdict(list)
+        by_group: dict[tuple[Any, ...], list[tuple[Task, float | None]]] = defaultdict(list)
         for task, predicted in runnable:
-            by_variant[(task.dtype, task.layout)].append((task, predicted))
-        for (dtype, layout), variant_tasks in by_variant.items():
+            by_group[(task.dtype, task.layout, task.threads)].append((task, predicted))
+        timed = 0
+        variants = dict.fromkeys((dtype, layout) for dtype, layout, _ in by_group)
+        for dtype, layout in variants:
             problem = base.as_layout(dtype, cast(Layout, layout))
             with thread_limits(1):
                 reference = REGISTRY[REFERENCE].propagate(problem.w, problem.b, problem.X, problem.Y)
-            for task, predicted in variant_tasks:
-                if task.implementation in self.failed:  # failed in an earlier variant of this cell
-                    self._skip(task, STATUS_FAILED_CHECK, reason=self.failed[task.implementation])
-                    continue
-                try:
-                    median_s = self.time(task, predicted, problem, reference)
-                except Exception as exc:  # a wrong or raising implementation: its rows say so, the run goes on
-                    self.failed[task.implementation] = describe_failure(exc)
-                    self._skip(task, STATUS_FAILED_CHECK, reason=self.failed[task.implementation])
-                    continue
-                self.history[task.series].append((m, n_x, median_s))
-                if task.threads > 1:
-                    time.sleep(SETTLE_S)
-                timed += 1
-                self.progress.step(task)
+            for (d, lay, threads), entries in by_group.items():
+                if (d, lay) == (dtype, layout):
+                    timed += self._first_pass((m, n_x, dtype, layout, threads), entries, problem, reference)
             del problem
         return timed, skipped
 
-    def time(self, task: Task, predicted: float | None, problem: Problem, reference: Gradients) -> float:
-        """Gate, time and record one task; returns its median seconds per call."""
-        profile = self.config.profile
+    def _first_pass(
+        self,
+        key: tuple[int, int, str, str, int],
+        entries: list[tuple[Task, float | None]],
+        problem: Problem,
+        reference: Gradients,
+    ) -> int:
+        """Time one group for the first time: isolated rows in their workers, the rest together."""
+        predicted = {task.key: p for task, p in entries}
+        timed = 0
+        here = []
+        for task, _ in entries:
+            if task.code.isolate:
+                timed += self._isolated(task, predicted[task.key])
+            else:
+                here.append(task)
+        if not here:
+            return timed
+        group = self.groups.setdefault(key, _Group(key, here))
+        measured = self.time_group(group, problem, reference)
+        for task in here:
+            if task.key not in measured:
+                continue
+            row = measured[task.key]
+            self.write(replace(row, predicted_s=predicted[task.key]))
+            self.history[task.series].append((task.m, task.n_x, cast(float, row.median_s)))
+            self.progress.step(task)
+            timed += 1
+        if key[4] > 1:
+            time.sleep(SETTLE_S)
+        return timed
+
+    def _isolated(self, task: Task, predicted: float | None) -> int:
+        """A row of an implementation whose pool no call can resize: its own pinned worker, not interleaved."""
+        try:
+            timing, note = time_isolated(task.key, self.config.seed, self.config.profile, self.pool)
+        except Exception as exc:  # a wrong or raising implementation: its rows say so, the run goes on
+            self.failed[task.implementation] = describe_failure(exc)
+            self._skip(task, STATUS_FAILED_CHECK, reason=self.failed[task.implementation])
+            return 0
+        values = {name: getattr(timing, name) for name in TIMING_FIELDS}
+        self.write(_row(task, self.bandwidth, status=STATUS_OK, **values, predicted_s=predicted, reason=note))
+        self.history[task.series].append((task.m, task.n_x, timing.median_s))
+        if task.threads > 1:
+            time.sleep(SETTLE_S)
+        self.progress.step(task)
+        return 1
+
+    def _prepare(self, task: Task, problem: Problem, reference: Gradients) -> tuple[Contender, float | None]:
+        """Set up (untimed), compile, warm up and gate one task, and calibrate its loops per round."""
         impl = task.code
-        note = None
-        timing: Timing[object] | WorkerResult
-        if impl.isolate:  # a thread pool no call can resize: a worker pinned to task.threads cores
-            timing, note = time_isolated(task.key, self.config.seed, profile, self.pool)
-        else:
-            timing = time_here(
-                impl, task, problem, reference, profile.cell_budget_s, profile.round_s, profile.max_rounds
+        profile = self.config.profile
+        prepared = impl.setup(problem.w, problem.b, problem.X, problem.Y)  # conversion stays outside timing
+        gate = correctness_gate(task, reference)
+        with thread_limits(task.threads, impl.thread_hook):
+            cal = calibrate(
+                prepared.step, jit=impl.jit, round_s=profile.round_s, check=lambda r: gate(prepared.gradients(r))
             )
-        self.writer.write(
-            _row(
+        hook = impl.thread_hook
+        enter: Callable[[], AbstractContextManager[object]] = (
+            (lambda: hook(task.threads)) if hook is not None else nullcontext
+        )
+        contender = Contender(
+            fn=prepared.step,
+            loops=cal.loops,
+            round_time=cal.round_time,
+            min_rounds=MUST_ROUNDS if task.must else 1,
+            enter=enter,
+        )
+        return contender, cal.compile_s
+
+    def time_group(self, group: _Group, problem: Problem, reference: Gradients) -> dict[tuple[Any, ...], Row]:
+        """One pass over a group: every task gated and calibrated, then their rounds interleaved.
+
+        Returns a row per task that passed its check, with this pass's statistics; the run's
+        final statistics come from estimates.estimate over every pass.
+        """
+        profile = self.config.profile
+        contenders: list[tuple[Task, Contender, float | None]] = []
+        for task in group.tasks:
+            if task.implementation in self.failed:  # failed in an earlier group of this cell, or an earlier pass
+                if group.passes == 0:
+                    self._skip(task, STATUS_FAILED_CHECK, reason=self.failed[task.implementation])
+                continue
+            try:
+                contender, compile_s = self._prepare(task, problem, reference)
+            except Exception as exc:  # a wrong or raising implementation: its rows say so, the run goes on
+                self.failed[task.implementation] = describe_failure(exc)
+                if group.passes == 0:
+                    self._skip(task, STATUS_FAILED_CHECK, reason=self.failed[task.implementation])
+                continue
+            contenders.append((task, contender, compile_s))
+        if not contenders:
+            return {}
+        timed = [c for _, c, _ in contenders]
+        counts = round_counts(timed, profile.cell_budget_s, profile.max_rounds)
+        first, number = group.next_round, group.passes
+        with thread_limits(group.key[4]):
+            if group.blocked:
+                run_blocked(timed, counts, first_round=first, settle_s=SETTLE_S, canary=self.canary)
+            else:
+                plan = schedule(counts)
+                if self.canary is not None:
+                    plan = [[*members, len(timed)] for members in plan]
+                run_interleaved([*timed, *([self.canary] if self.canary else [])], plan, self.rng, first_round=first)
+        group.next_round = first + max(*counts, len(timed))
+        group.passes += 1
+        return self._record_pass(group, number, first, contenders)
+
+    def _record_pass(
+        self, group: _Group, number: int, first: int, contenders: list[tuple[Task, Contender, float | None]]
+    ) -> dict[tuple[Any, ...], Row]:
+        """Keep every round of this pass (and the canary's), and make each task's row of this pass."""
+        fields = dict(zip(("m", "n_x", "dtype", "layout", "threads"), group.key, strict=True))
+        now = self.start
+        if self.canary is not None:
+            for r in [r for r in self.canary.samples if r >= first]:
+                self.canary_rounds.append(
+                    {
+                        **fields,
+                        "pass": number,
+                        "round": r,
+                        "seconds": self.canary.samples.pop(r),
+                        "stamp_s": self.canary.stamps.pop(r) - now,
+                    }
+                )
+        rows = {}
+        for task, contender, compile_s in contenders:
+            mine = sorted(r for r in contender.samples if r >= first)
+            for r in mine:
+                self.rounds.append(
+                    {
+                        "implementation": task.implementation,
+                        **fields,
+                        "pass": number,
+                        "round": r,
+                        "seconds": contender.samples[r],
+                        "stamp_s": contender.stamps[r] - now,
+                    }
+                )
+            median, iqr, low = summarise([contender.samples[r] for r in mine])
+            rows[task.key] = _row(
                 task,
                 self.bandwidth,
                 status=STATUS_OK,
-                **{name: getattr(timing, name) for name in TIMING_FIELDS},
-                predicted_s=predicted,
-                reason=note,
+                median_s=median,
+                iqr_s=iqr,
+                min_s=low,
+                rounds=len(mine),
+                loops=contender.loops,
+                compile_s=compile_s,
+                passes=1,
             )
+        return rows
+
+
+# At most this many passes over a group: the first, then re-measurements while budget is left.
+MAX_PASSES = 3
+
+
+def _remeasure(sweep: _Sweep, budget_s: float) -> int:
+    """More interleaved rounds for the groups whose answer is in doubt, most important first, within budget_s.
+
+    In doubt: a speedup whose interval straddles its claim's threshold, a row measured while
+    the machine was unstable, or a row far off its neighbours (estimates.suspects). Each
+    group gets at most MAX_PASSES passes; the rows then use the passes the machine was quiet in.
+    """
+    start = time.perf_counter()
+    done = 0
+    for number in range(1, MAX_PASSES):
+        current = sweep.estimates()
+        order = [
+            key
+            for key in remeasure_order(current, suspects(current.rows))
+            if key in sweep.groups and sweep.groups[key].passes == number
+        ]
+        if not order:
+            break
+        print(
+            f"re-measuring {len(order)} group(s) of rows whose answer is in doubt (pass {number + 1}) ...",
+            file=sys.stderr,
+            flush=True,
         )
-        return timing.median_s
+        for key in order:
+            if time.perf_counter() - start > budget_s:
+                print(f"re-measurement budget of {budget_s:g} s spent", file=sys.stderr, flush=True)
+                return done
+            m, n_x, dtype, layout, _ = key
+            problem = make_problem(m, n_x, seed=sweep.config.seed).as_layout(dtype, cast(Layout, layout))
+            with thread_limits(1):
+                reference = REGISTRY[REFERENCE].propagate(problem.w, problem.b, problem.X, problem.Y)
+            sweep.time_group(sweep.groups[key], problem, reference)
+            del problem
+            done += 1
+    return done
+
+
+FINAL_FIELDS = ("median_s", "iqr_s", "min_s", "rounds", "passes", "canary_ratio", "unstable")
+
+
+def _final_row(record: dict[str, Any], stats: dict[str, Any], bandwidth: dict[str, float]) -> dict[str, Any]:
+    """A first-pass row with the statistics of every counted round, and the bandwidth figures they imply."""
+    out = {**record, **{c: stats[c] for c in FINAL_FIELDS}}
+    task = Task(
+        str(record["implementation"]),
+        int(record["m"]),
+        int(record["n_x"]),
+        str(record["dtype"]),
+        str(record["layout"]),
+        int(record["threads"]),
+    )
+    implied = asdict(_row(task, bandwidth, status=STATUS_OK, median_s=stats["median_s"]))
+    out.update({k: implied[k] for k in ("gbps", "bw_fraction")})
+    return out
+
+
+def _finish(sweep: _Sweep) -> Estimates:
+    """Every row's final statistics over its counted rounds, and the tables beside results.csv."""
+    final = sweep.estimates()
+    stats = {tuple(r[k] for k in KEY): r for r in cast(list[dict[str, Any]], final.rows.to_dict("records"))}
+    out = sweep.config.out
+    writer = RowWriter(out / RESULTS_CSV)
+    for key, record in sweep.records.items():
+        if key in stats and record.get("status") == STATUS_OK:
+            sweep.records[key] = _final_row(record, stats[key], sweep.bandwidth)
+    for record in sweep.records.values():
+        writer.write(record)
+    writer.finish()
+    write_csv_atomic(out / ROUNDS_CSV, pd.DataFrame(sweep.rounds, columns=list(ROUND_COLUMNS)))
+    write_csv_atomic(out / CANARY_CSV, pd.DataFrame(sweep.canary_rounds, columns=list(CANARY_COLUMNS)))
+    write_csv_atomic(out / SPEEDUPS_CSV, final.speedups)
+    return final
 
 
 def time_here(

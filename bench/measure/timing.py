@@ -10,6 +10,9 @@ The rules, and why:
 - Rounds are repeated (MIN_ROUNDS or more where the budget allows) and summarised by the median
   and the IQR, which a single noisy round on a shared machine cannot move much; min is
   kept too, as the least-disturbed estimate.
+- In the grid, the implementations of a cell are timed together: their rounds alternate in a
+  fresh random order (run_interleaved), with a canary workload in every round that tracks
+  the machine's own speed through the run.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numba
@@ -86,12 +89,62 @@ class Timing(Generic[T]):
     result: T
 
 
-def _time_loops(fn: Callable[[], object], loops: int) -> float:
+def _time_loops(fn: Callable[[], object], loops: int, clock: Callable[[], float] = CLOCK) -> float:
     # The loop itself costs ~20 ns a pass, well under 1% of the fastest call measured here.
-    start = CLOCK()
+    start = clock()
     for _ in range(loops):
         fn()
-    return CLOCK() - start
+    return clock() - start
+
+
+@dataclass(frozen=True)
+class Calibration(Generic[T]):
+    """What happens before any round is timed: compile (jit), warm-up and its result, loops per round."""
+
+    loops: int
+    round_time: float  # seconds one round of `loops` calls took while calibrating
+    compile_s: float | None
+    result: T
+
+
+def calibrate(
+    fn: Callable[[], T],
+    *,
+    jit: bool = False,
+    round_s: float = 0.01,
+    check: Callable[[T], None] | None = None,
+    clock: Callable[[], float] = CLOCK,
+) -> Calibration[T]:
+    """Compile call (jit), warm-up call, the correctness check, then loops per round as timeit.autorange.
+
+    check, if given, sees the warm-up call's result before anything else is timed.
+    """
+    compile_s = None
+    if jit:
+        start = clock()
+        fn()
+        compile_s = clock() - start
+    start = clock()
+    result = fn()
+    round_time = clock() - start
+    if check is not None:
+        check(result)  # the correctness gate: nothing is timed for a wrong answer
+    # Grow the loops until one round lasts round_s; a call that already takes that long runs once a round.
+    loops = 1
+    if round_time < round_s:
+        round_time = _time_loops(fn, loops, clock)
+        while round_time < round_s:
+            # Jump towards the target, at least doubling, at most x10 against a noisy estimate.
+            factor = math.ceil(round_s / max(round_time, 1e-9))
+            loops *= min(10, max(2, factor))
+            round_time = _time_loops(fn, loops, clock)
+    return Calibration(loops=loops, round_time=round_time, compile_s=compile_s, result=result)
+
+
+def summarise(samples: Sequence[float]) -> tuple[float, float, float]:
+    """(median, IQR, min) of seconds per call."""
+    q1, median, q3 = np.percentile(np.asarray(samples, dtype=float), [25, 50, 75])
+    return float(median), float(q3 - q1), float(np.min(samples))
 
 
 def measure(
@@ -103,43 +156,134 @@ def measure(
     max_rounds: int = 10,
     check: Callable[[T], None] | None = None,
 ) -> Timing[T]:
-    """Time fn() with a compile call (jit), a warm-up call, calibrated loops and repeated rounds.
+    """Time fn() alone: calibrate, then as many rounds as fit budget_s, at most max_rounds (at least 1).
 
-    Rounds: as many as fit budget_s, at most max_rounds. Budgets are set so that at least
-    MIN_ROUNDS fit for all but slow calls; those get fewer (at least 1), and `rounds` says so.
-    check, if given, sees the warm-up call's result before any round is timed.
+    Budgets are set so that at least MIN_ROUNDS fit for all but slow calls; those get fewer,
+    and `rounds` says so. The grid runner times a cell's implementations together instead
+    (interleave); this is for one callable on its own (workers, studies, the lecture demo).
     """
-    compile_s = None
-    if jit:
-        start = CLOCK()
-        fn()
-        compile_s = CLOCK() - start
-    start = CLOCK()
-    result = fn()
-    round_time = CLOCK() - start
-    if check is not None:
-        check(result)  # the correctness gate: nothing is timed for a wrong answer
-
-    # Calibrate as timeit.autorange does: grow the loops until one round lasts round_s.
-    # A call that already takes round_s or longer runs once per round.
-    loops = 1
-    if round_time < round_s:
-        round_time = _time_loops(fn, loops)
-        while round_time < round_s:
-            # Jump towards the target, at least doubling, at most x10 against a noisy estimate.
-            factor = math.ceil(round_s / max(round_time, 1e-9))
-            loops *= min(10, max(2, factor))
-            round_time = _time_loops(fn, loops)
-
-    rounds = max(1, min(max_rounds, int(budget_s // round_time)))
-    samples = np.array([_time_loops(fn, loops) / loops for _ in range(rounds)])
-    q1, median, q3 = np.percentile(samples, [25, 50, 75])
+    cal = calibrate(fn, jit=jit, round_s=round_s, check=check)
+    rounds = max(1, min(max_rounds, int(budget_s // cal.round_time)))
+    samples = [_time_loops(fn, cal.loops) / cal.loops for _ in range(rounds)]
+    median, iqr, low = summarise(samples)
     return Timing(
-        median_s=float(median),
-        iqr_s=float(q3 - q1),
-        min_s=float(samples.min()),
+        median_s=median,
+        iqr_s=iqr,
+        min_s=low,
         rounds=rounds,
-        loops=loops,
-        compile_s=compile_s,
-        result=result,
+        loops=cal.loops,
+        compile_s=cal.compile_s,
+        result=cal.result,
     )
+
+
+# -- Interleaved rounds ------------------------------------------------------------------------
+# A shared machine changes speed over seconds (a neighbour, a browser tab, frequency). Timing
+# all rounds of A, then all of B, lets such a stretch land on one of them and move A/B by
+# 2x. Timing one round of each, in a fresh random order every round (Google Benchmark's
+# random interleaving, asv's interleaved rounds), puts both under the same stretch, and the
+# ratio of the two rounds cancels it.
+
+
+@dataclass
+class Contender:
+    """One callable in an interleaved set, calibrated; samples and stamps are keyed by round number."""
+
+    fn: Callable[[], object]
+    loops: int
+    round_time: float
+    min_rounds: int = 1  # slow calls that must still be measured (the course shape) get at least this many
+    enter: Callable[[], AbstractContextManager[object]] = nullcontext  # e.g. an implementation's own thread pool
+    samples: dict[int, float] = field(default_factory=dict)  # round -> seconds per call
+    stamps: dict[int, float] = field(default_factory=dict)  # round -> clock when the round ended
+
+
+def round_counts(contenders: Sequence[Contender], budget_s: float, max_rounds: int) -> list[int]:
+    """Rounds per contender: as many as its budget holds, at most max_rounds, at least its min_rounds."""
+    return [max(c.min_rounds, 1, min(max_rounds, int(budget_s // max(c.round_time, 1e-12)))) for c in contenders]
+
+
+def schedule(counts: Sequence[int]) -> list[list[int]]:
+    """Which contenders are timed in each round: every one spreads its own count evenly over the rounds.
+
+    A fast kernel runs in every round; a slow baseline that has budget for 3 of 10 rounds runs
+    in rounds 0, 3 and 6, so each of its rounds still has a fast partner timed beside it.
+    """
+    total = max(counts, default=0)
+    rounds: list[list[int]] = [[] for _ in range(total)]
+    for index, count in enumerate(counts):
+        for k in range(count):
+            rounds[(k * total) // count].append(index)
+    return rounds
+
+
+def run_interleaved(
+    contenders: Sequence[Contender],
+    plan: Sequence[Sequence[int]],
+    rng: np.random.Generator,
+    *,
+    first_round: int = 0,
+    clock: Callable[[], float] = CLOCK,
+) -> list[list[int]]:
+    """Time the plan's rounds, each in a fresh random order; returns the order each round used."""
+    orders = []
+    for offset, members in enumerate(plan):
+        number = first_round + offset
+        order = [int(i) for i in rng.permutation(np.asarray(members, dtype=int))]
+        for index in order:
+            contender = contenders[index]
+            with contender.enter():
+                seconds = _time_loops(contender.fn, contender.loops, clock)
+            contender.samples[number] = seconds / contender.loops
+            contender.stamps[number] = clock()
+        orders.append(order)
+    return orders
+
+
+def run_blocked(
+    contenders: Sequence[Contender],
+    counts: Sequence[int],
+    *,
+    first_round: int = 0,
+    settle_s: float = 0.0,
+    canary: Contender | None = None,
+    clock: Callable[[], float] = CLOCK,
+    sleep: Callable[[float], object] = time.sleep,
+) -> None:
+    """All rounds of one contender, then the next, with settle_s between: for pools that disturb each other.
+
+    Multi-threaded rows: a BLAS pool left spinning after its call took a core from the next
+    pool's call (1.6x slower), so switching pools every round would need a pause every round.
+    The canary, if given, is timed once after each block and its pause, as round first_round + block.
+    """
+    for block, (contender, count) in enumerate(zip(contenders, counts, strict=True)):
+        with contender.enter():
+            for number in range(first_round, first_round + count):
+                contender.samples[number] = _time_loops(contender.fn, contender.loops, clock) / contender.loops
+                contender.stamps[number] = clock()
+        if settle_s:
+            sleep(settle_s)
+        if canary is not None:
+            canary.samples[first_round + block] = _time_loops(canary.fn, canary.loops, clock) / canary.loops
+            canary.stamps[first_round + block] = clock()
+
+
+def _canary_work(vector: np.ndarray) -> float:
+    # Half interpreter, half vector work over 256 KiB: both kinds of code the grid times slow
+    # down when a neighbour takes the core or the cache.
+    # No BLAS call: the canary runs on one thread whatever the pools are set to.
+    acc = 0.0
+    for i in range(200):
+        acc += i * 0.5
+    return acc + float(np.add.reduce(vector))
+
+
+def make_canary(round_s: float, clock: Callable[[], float] = CLOCK) -> Contender:
+    """A fixed small workload timed in every round of the run: its drift is the machine's, not the code's."""
+    vector = np.linspace(0.0, 1.0, 32_768)
+
+    def fn() -> float:
+        return _canary_work(vector)
+
+    cal = calibrate(fn, round_s=round_s, clock=clock)
+    return Contender(fn=fn, loops=cal.loops, round_time=cal.round_time)

@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 
 from bench.analyse.views import (
-    CLAIMS,
     fmt_seconds,
     fmt_speedup,
     headline,
@@ -28,6 +27,7 @@ from bench.analyse.views import (
     setting_label,
     time_grid,
 )
+from bench.claims import CLAIMS
 from bench.results import STATUS_OK, STATUS_SKIPPED_UNAVAILABLE, write_text_atomic
 from implementations import BASELINE, REFERENCE, REGISTRY
 

@@ -16,7 +16,6 @@ import pandas as pd
 
 from bench.analyse.verdicts import VERDICTS_JSON, claim_verdicts
 from bench.analyse.views import (
-    HOLDS_FACTOR,
     claims_table,
     fmt_bytes,
     fmt_seconds,
@@ -24,6 +23,7 @@ from bench.analyse.views import (
     headline,
     setting_label,
 )
+from bench.claims import HOLDS_FACTOR
 from bench.errors import BenchError
 from bench.measure.bandwidth import hierarchy_of
 from bench.measure.metadata import machine_line
