@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import BenchError
+from implementations import BASELINE
 
 RESULTS_CSV = "results.csv"
 METADATA_JSON = "metadata.json"
@@ -195,7 +196,32 @@ def load_results(path: Path) -> pd.DataFrame:
         raise BenchError(f"corrupt results file {csv_path}: an 'ok' row has no positive median_s")
     if ((frame["m"] < 1) | (frame["n_x"] < 1)).any():
         raise BenchError(f"corrupt results file {csv_path}: sizes must be positive")
-    return frame
+    return with_speedups(frame, load_speedups(csv_path))
+
+
+# Columns with_speedups adds to the table: each row's paired speedup over the two-loop baseline.
+SPEEDUP_FIELDS = ("speedup", "speedup_low", "speedup_high", "uncertain")
+
+
+def with_speedups(frame: pd.DataFrame, speedups: pd.DataFrame | None) -> pd.DataFrame:
+    """The table with each row's speedup over BASELINE from paired rounds, its interval and `uncertain`.
+
+    Rows without a paired estimate (a run made before speedups.csv, rows on several threads,
+    rows of another dtype than the baseline's) get NaN and uncertain False; analysis then
+    falls back to the ratio of medians.
+    """
+    frame = frame.drop(columns=[c for c in SPEEDUP_FIELDS if c in frame.columns])
+    if speedups is None or speedups.empty:
+        return frame.assign(speedup=math.nan, speedup_low=math.nan, speedup_high=math.nan, uncertain=False)
+    over = speedups[speedups["baseline"] == BASELINE]
+    over = over[[*KEY, "speedup", "ci_low", "ci_high", "uncertain"]].rename(
+        columns={"ci_low": "speedup_low", "ci_high": "speedup_high"}
+    )
+    for column in ("m", "n_x", "threads"):
+        over = over.assign(**{column: over[column].astype(int)})
+    merged = frame.merge(over.drop_duplicates(list(KEY)), on=list(KEY), how="left")
+    merged["uncertain"] = merged["uncertain"].map(_truth).astype(bool)
+    return merged
 
 
 def _truth(value: Any) -> bool:
@@ -211,6 +237,9 @@ def load_beside(path: Path, name: str, required: Iterable[str]) -> pd.DataFrame 
     if not table.is_file():
         return None
     frame = _read_table(table, required)
+    for column in ("speedup", "ci_low", "ci_high", "ci_level", "threshold", "seconds", "stamp_s"):
+        if column in frame.columns:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
     for column in ("paired", "unstable", "uncertain"):
         if column in frame.columns:
             frame[column] = frame[column].map(_truth).astype(bool)

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 import bench.measure.runner
 from bench import api
 from bench.errors import BenchError
-from bench.results import COLUMNS
+from bench.results import COLUMNS, SPEEDUP_FIELDS
 from tests.helpers import flat_memory
 from tests.user_functions import course, sign_flipped
 
@@ -28,7 +28,7 @@ def frame() -> pd.DataFrame:
 
 
 def test_timings_returns_the_results_table(frame: pd.DataFrame) -> None:
-    assert tuple(frame.columns) == COLUMNS
+    assert tuple(frame.columns) == (*COLUMNS, *SPEEDUP_FIELDS)  # the table, with its paired speedups
     ok = frame[frame["status"] == "ok"]
     assert set(ok["implementation"]) == {"mine", "two_loop", "vec"} and len(ok) == 12
     assert (ok["median_s"] > 0).all() and set(frame["threads"]) == {1}

@@ -131,3 +131,23 @@ def test_claim_verdicts_read_the_headline_slice_and_serialise() -> None:
     assert payload[1]["rule"] == {"all": [{"variable": "m*n_x", "op": ">=", "value": 10000}]}
     assert {"implementation", "claimed", "threshold", "rule", "agree", "cells", "exceptions"} <= set(payload[0])
     assert np.isclose(payload[1]["threshold"], 150.0)
+
+
+def test_uncertain_cells_count_neither_for_nor_against_and_are_listed() -> None:
+    # The true rule is m x n_x >= 10,000; three cells measured on the wrong side of the threshold
+    # would move the rule, but they are marked uncertain: the rule must be found without them.
+    holds = [m * n >= 10_000 for m, n in GRID]
+    wrong = {(1, 10_000), (100, 10), (10, 100)}
+    flipped = [not h if c in wrong else h for c, h in zip(GRID, holds, strict=True)]
+    verdict = verdict_for(_table(GRID, flipped), "fully_vectorized", "Full", 300.0, uncertain=wrong)
+    assert verdict.rule_text == "m x n_x >= 10,000"
+    assert verdict.cells == len(GRID) - 3 and verdict.agree == verdict.cells and not verdict.exceptions
+    assert {(m, n) for m, n, _ in verdict.uncertain} == wrong
+    assert sorted(map(tuple, verdict.to_json()["uncertain"])) == sorted(wrong)
+    assert "Left out as uncertain" in verdict.sentence()
+
+
+def test_a_claim_whose_cells_are_all_uncertain_states_no_rule() -> None:
+    verdict = verdict_for(_table(GRID, [True] * len(GRID)), "fully_vectorized", "Full", 300.0, uncertain=set(GRID))
+    assert verdict.cells == 0 and verdict.rule is None and verdict.headline() == "not measured"
+    assert f"Every one of the {len(GRID)} measured cells is uncertain" in verdict.sentence()

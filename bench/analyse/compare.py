@@ -22,6 +22,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from bench.analyse.reproduce import AGREE_MEDIAN, AGREE_WORST, reproduce_summary, rules_compared, speedup_pairs
 from bench.analyse.verdicts import VERDICTS_JSON, claim_verdicts
 from bench.analyse.views import claims_table, fmt_speedup, headline, implementation_order
 from bench.errors import BenchError
@@ -60,6 +61,9 @@ class Comparison:
     by_implementation: pd.DataFrame  # run, against, implementation, ratios, counts, change
     verdicts: pd.DataFrame  # implementation, claimed, run, verdict
     machines: pd.DataFrame  # one row per run: machine, software and run settings
+    reproduce: pd.DataFrame  # cell by cell: both speedups with intervals, overlap, spread (reproduce.speedup_pairs)
+    reproduce_summary: pd.DataFrame  # per pair of runs and scope: share overlapping, median and worst spread
+    rules: pd.DataFrame  # per pair and claim: both rules and whether they reproduce
 
 
 def _labels(folders: Sequence[Path]) -> list[str]:
@@ -292,6 +296,22 @@ def compare_runs(paths: Sequence[Path]) -> Comparison:
         claims.append(table)
     pairs = pd.concat([_pairs(runs[0], run, common) for run in runs[1:]], ignore_index=True)
     order = implementation_order(pd.concat([run.rows for run in runs]))
+    first = runs[0]
+    reproduce = pd.concat(
+        [speedup_pairs(first.folder, run.folder, first.label, run.label) for run in runs[1:]], ignore_index=True
+    )
+    rules = pd.concat(
+        [
+            rules_compared(
+                run_verdicts(first.folder),
+                run_verdicts(run.folder),
+                reproduce[reproduce["run"] == run.label],
+                (first.label, run.label),
+            )
+            for run in runs[1:]
+        ],
+        ignore_index=True,
+    )
     return Comparison(
         runs=runs,
         common=common,
@@ -301,6 +321,9 @@ def compare_runs(paths: Sequence[Path]) -> Comparison:
         by_implementation=_by_implementation(pairs, order),
         verdicts=_verdicts_table(runs),
         machines=_machines(runs, left_out),
+        reproduce=reproduce,
+        reproduce_summary=reproduce_summary(reproduce),
+        rules=rules,
     )
 
 
@@ -335,6 +358,43 @@ def _differs(machines: pd.DataFrame) -> str:
     columns = ["cpu", "cores", "blas", "python", "numpy", "numba", "profile", "seed", "commit"]
     differ = [c for c in columns if machines[c].astype(str).nunique() > 1]
     return "Differs between the runs: " + ", ".join(differ) + "." if differ else "Same machine, software and settings."
+
+
+def _reproduce_section(comparison: Comparison, csv_names: dict[str, str]) -> list[str]:
+    """Whether the later runs reproduce the first: speedup intervals cell by cell, and the verdict rules."""
+    lines = ["", "## Does it reproduce?", ""]
+    summary = comparison.reproduce_summary
+    if summary.empty:
+        return [*lines, "n/a: a run has no `speedups.csv` (made before speedups had intervals)."]
+    lines += [
+        "Speedups over `two_loop` measured in both runs. A cell *reproduces* when its two intervals overlap; "
+        "the spread is the larger speedup over the smaller. Two runs of the same code on the same machine "
+        f"agree when the spread is at most {AGREE_MEDIAN:g}x at the median and {AGREE_WORST:g}x at worst. "
+        f"CSV: [{csv_names['reproduce_summary']}]({csv_names['reproduce_summary']}), cell by cell: "
+        f"[{csv_names['reproduce']}]({csv_names['reproduce']}).",
+        "",
+    ]
+    rows = [
+        [
+            f"{r['run']} vs {r['against']}",
+            str(r["scope"]),
+            f"{r['overlapping']} of {r['cells']} ({r['share']:.0%})",
+            f"{_ratio(r['spread_median'])}x",
+            f"{_ratio(r['spread_worst'])}x ({r['worst_cell']})",
+            "**yes**" if r["agrees"] else "no",
+        ]
+        for r in _records(summary)
+    ]
+    lines += _md_table(["runs", "scope", "intervals overlapping", "spread: median", "spread: worst", "agree"], rows)
+    if not comparison.rules.empty:
+        lines += ["", f"Verdict rules (CSV: [{csv_names['rules']}]({csv_names['rules']})):", ""]
+        rule_rows = [
+            [f"{r['run']} vs {r['against']}", f"`{r['implementation']}`", str(r["rule_a"]), str(r["rule_b"]),
+             str(r["outcome"])]
+            for r in _records(comparison.rules)
+        ]  # fmt: skip
+        lines += _md_table(["runs", "implementation", "rule (first run)", "rule (this run)", "outcome"], rule_rows)
+    return lines
 
 
 def markdown(comparison: Comparison, csv_names: dict[str, str], plots: list[Path]) -> str:
@@ -422,6 +482,7 @@ def markdown(comparison: Comparison, csv_names: dict[str, str], plots: list[Path
             ],
             rows,
         )
+    lines += _reproduce_section(comparison, csv_names)
     lines += ["", "## Claim verdicts, run by run", ""]
     verdicts = comparison.verdicts
     named = verdicts[verdicts["implementation"] != ""]
@@ -471,6 +532,9 @@ def write_comparison(comparison: Comparison, out: Path) -> list[Path]:
         "implementations": "compare_implementations.csv",
         "rows": "compare_rows.csv",
         "verdicts": "compare_verdicts.csv",
+        "reproduce": "compare_reproduce.csv",
+        "reproduce_summary": "compare_reproduce_summary.csv",
+        "rules": "compare_rules.csv",
     }
     tables = {
         "machines": comparison.machines,
@@ -478,6 +542,9 @@ def write_comparison(comparison: Comparison, out: Path) -> list[Path]:
         "implementations": comparison.by_implementation,
         "rows": comparison.pairs,
         "verdicts": comparison.verdicts,
+        "reproduce": comparison.reproduce,
+        "reproduce_summary": comparison.reproduce_summary,
+        "rules": comparison.rules,
     }
     written = [_write_csv(tables[key], out / name) for key, name in csv_names.items()]
     plots = draw_compare(comparison, out)

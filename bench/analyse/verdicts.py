@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.analyse.views import fmt_speedup, headline, speedups
+from bench.analyse.views import cell_items, fmt_speedup, headline, speedups, uncertain_cells
 from bench.claims import CLAIMS, HOLDS_FACTOR
 from implementations import BASELINE
 
@@ -81,7 +81,8 @@ class Verdict:
     exceptions: tuple[tuple[int, int], ...]
     holding: int  # cells where the claim holds
     support: int  # cells where the rule says "holds" and the claim does hold
-    speedups: tuple[tuple[int, int, float], ...]  # every cell, for the sentence and checks
+    speedups: tuple[tuple[int, int, float], ...]  # every counted cell, for the sentence and checks
+    uncertain: tuple[tuple[int, int, float], ...] = ()  # cells left out: their interval cannot tell (see estimates)
 
     @property
     def general(self) -> bool:
@@ -126,6 +127,8 @@ class Verdict:
     def sentence(self) -> str:
         """The verdict, its agreement and every exception, in one line."""
         if self.cells == 0:
+            if self.uncertain:
+                return f"Every one of the {len(self.uncertain)} measured cells is uncertain{self._uncertain_text()}."
             return "No cell has both this implementation and the baseline measured."
         values = [s for _, _, s in self.speedups]
         measured = f"measured {fmt_speedup(min(values))} to {fmt_speedup(max(values))}"
@@ -134,14 +137,23 @@ class Verdict:
             f"The rule agrees with {self.agree} of {self.cells} cells"
         )
         if not self.exceptions:
-            return text + "; no exceptions."
+            return text + "; no exceptions." + self._uncertain_text()
         speed = {(m, n): s for m, n, s in self.speedups}
         parts = []
         for m, n in self.exceptions:
             s = speed[(m, n)]
             said = "holds" if s < self.threshold else "does not hold"
             parts.append(f"m = {m:,}, n_x = {n:,} ({fmt_speedup(s)}; the rule says it {said})")
-        return text + f"; exceptions: {'; '.join(parts)}."
+        return text + f"; exceptions: {'; '.join(parts)}." + self._uncertain_text()
+
+    def _uncertain_text(self) -> str:
+        if not self.uncertain:
+            return ""
+        cells = "; ".join(f"m = {m:,}, n_x = {n:,} ({fmt_speedup(s)})" for m, n, s in self.uncertain)
+        return (
+            " Left out as uncertain (interval across the threshold, or measured while the machine was unstable): "
+            f"{cells}."
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -157,6 +169,7 @@ class Verdict:
             "agree": self.agree,
             "cells": self.cells,
             "exceptions": [[m, n] for m, n in self.exceptions],
+            "uncertain": [[m, n] for m, n, _ in self.uncertain],
         }
 
 
@@ -222,9 +235,16 @@ def verdict_for(
     claimed: float,
     baseline: str = BASELINE,
     itemsize: int = 8,
+    uncertain: set[tuple[int, int]] | frozenset[tuple[int, int]] = frozenset(),
 ) -> Verdict:
-    """The verdict on one claim from speedups indexed by (m, n_x); NaN cells are not measured."""
+    """The verdict on one claim from speedups indexed by (m, n_x); NaN cells are not measured.
+
+    Cells in `uncertain` count neither for nor against a rule: they are left out of the
+    search and the agreement, and listed, so no rule can rest on them.
+    """
     speed = speed.dropna()
+    doubtful = tuple((m, n, v) for m, n, v in cell_items(speed) if (m, n) in uncertain)
+    speed = speed[[(m, n) not in uncertain for m, n, _ in cell_items(speed)]]
     cells = [(int(m), int(n)) for m, n in speed.index]
     values = [float(v) for v in speed.to_numpy()]
     threshold = HOLDS_FACTOR * claimed
@@ -245,13 +265,15 @@ def verdict_for(
         holding=sum(holds),
         support=int(sum(h and bool(r) for h, r in zip(holds, said, strict=True))),
         speedups=tuple((m, n, v) for (m, n), v in zip(cells, values, strict=True)),
+        uncertain=doubtful,
     )
 
 
 def claim_verdicts(frame: pd.DataFrame, baseline: str = BASELINE) -> list[Verdict]:
     """One verdict per claim of the note, over the headline slice (float64, C, 1 thread).
 
-    Cells are those where both the implementation and the baseline were measured.
+    Cells are those where both the implementation and the baseline were measured; cells
+    whose speedup is uncertain are listed apart and do not count.
     """
     data = headline(frame)
     speed = speedups(data, baseline)
@@ -261,5 +283,6 @@ def claim_verdicts(frame: pd.DataFrame, baseline: str = BASELINE) -> list[Verdic
         if claimed == 1:
             continue
         column = speed[name] if name in speed else pd.Series(dtype=float)
-        out.append(verdict_for(column, name, approach, claimed, baseline, itemsize))
+        doubtful = uncertain_cells(data, name) if baseline == BASELINE else set()
+        out.append(verdict_for(column, name, approach, claimed, baseline, itemsize, doubtful))
     return out

@@ -54,11 +54,30 @@ def time_grid(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def speedups(frame: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
-    """Speedup of each implementation over `baseline` per measured cell (NaN where either is missing)."""
+    """Speedup of each implementation over `baseline` per measured cell (NaN where either is missing).
+
+    Over the two-loop baseline, a row's paired estimate (the median of round-by-round ratios,
+    bench.results.with_speedups) is used where the run has one; elsewhere the ratio of medians.
+    """
     times = time_grid(frame)
     if baseline not in times.columns:
         return pd.DataFrame(index=times.index)
-    return times.rdiv(times[baseline], axis=0)
+    ratio = times.rdiv(times[baseline], axis=0)
+    if baseline != BASELINE or "speedup" not in frame.columns:
+        return ratio
+    ok = frame[(frame["status"] == STATUS_OK) & frame["speedup"].notna()]
+    if ok.empty:
+        return ratio
+    paired = ok.pivot_table(index=["m", "n_x"], columns="implementation", values="speedup", aggfunc="first")
+    return paired.reindex(index=ratio.index, columns=ratio.columns).combine_first(ratio)
+
+
+def uncertain_cells(frame: pd.DataFrame, implementation: str) -> set[tuple[int, int]]:
+    """(m, n_x) where the implementation's speedup over the baseline is uncertain (bench.measure.estimates)."""
+    if "uncertain" not in frame.columns:
+        return set()
+    rows = frame[(frame["implementation"] == implementation) & frame["uncertain"].astype(bool)]
+    return {(int(m), int(n)) for m, n in zip(rows["m"], rows["n_x"], strict=True)}
 
 
 def grid_axes(frame: pd.DataFrame) -> tuple[list[int], list[int]]:
@@ -101,6 +120,16 @@ def fmt_speedup(value: float) -> str:
     return f"{value:.2g}x" if value < 10 else f"{value:,.0f}x"
 
 
+def _interval_at(data: pd.DataFrame, name: str, cell: tuple[int, int]) -> tuple[float, float]:
+    """The paired speedup's interval of one implementation at one cell (NaN where the run has none)."""
+    if "speedup_low" not in data.columns:
+        return np.nan, np.nan
+    row = data[(data["implementation"] == name) & (data["m"] == cell[0]) & (data["n_x"] == cell[1])]
+    if row.empty:
+        return np.nan, np.nan
+    return float(row["speedup_low"].iloc[0]), float(row["speedup_high"].iloc[0])
+
+
 def claims_table(frame: pd.DataFrame, course_shape: tuple[int, int]) -> pd.DataFrame:
     """The note's speed table with measured speedups: at the course shape and over the grid."""
     data = headline(frame)
@@ -109,12 +138,15 @@ def claims_table(frame: pd.DataFrame, course_shape: tuple[int, int]) -> pd.DataF
     for approach, (name, claimed) in CLAIMS.items():
         column = speed[name].dropna() if name in speed else pd.Series(dtype=float)
         at_course = float(column.get(course_shape, np.nan))
+        low, high = _interval_at(data, name, course_shape)
         rows.append(
             {
                 "approach": approach,
                 "implementation": name,
                 "claimed": claimed,
                 "course_shape": at_course,
+                "course_low": low,
+                "course_high": high,
                 "grid_median": float(column.median()) if not column.empty else np.nan,
                 "grid_min": float(column.min()) if not column.empty else np.nan,
                 "grid_max": float(column.max()) if not column.empty else np.nan,

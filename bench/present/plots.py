@@ -356,6 +356,34 @@ def plot_crossovers(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> lis
     return _save(crossovers_figure(frame, meta), out, "crossovers")
 
 
+def drift_figure(frame: pd.DataFrame, meta: dict[str, Any]) -> Figure | None:
+    """The canary's time over its quiet level through the run: median and slow rounds per window."""
+    info = meta.get("stability") or {}
+    windows = np.asarray(info.get("drift") or [], dtype=float)
+    if windows.size == 0:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    start = windows[:, 0]
+    ax.plot(start, windows[:, 1], "o-", ms=3, label="median round in the window")
+    ax.plot(start, windows[:, 2], "s--", ms=3, alpha=0.7, label="slow rounds (90th percentile)")
+    limit = info.get("thresholds", {}).get("canary_slow")
+    if limit:
+        ax.axhline(limit, color="tab:red", lw=1, ls=":", label=f"disturbed above {limit:g}x")
+    ax.axhline(1.0, color="0.5", lw=0.8)
+    ax.set_xlabel("seconds into the run")
+    ax.set_ylabel("canary time / its quiet level")
+    ax.set_ylim(bottom=min(0.9, float(windows[:, 1].min()) * 0.95))
+    state = "noisy" if info.get("noisy") else "quiet"
+    ax.set_title(f"How the machine's speed moved during the run ({state})")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    return _footer(fig, meta, "canary: 200 interpreted additions and a 256 KiB sum, timed in every round")
+
+
+def plot_drift(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[Path]:
+    return _save(drift_figure(frame, meta), out, "drift")
+
+
 def draw_all(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[Path]:
     """Every plot the table supports; returns the files written."""
     paths: list[Path] = []
@@ -365,4 +393,5 @@ def draw_all(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[Path]
     paths += plot_claims(frame, meta, out, COURSE_SHAPE)
     paths += plot_roofline(frame, meta, out)
     paths += plot_crossovers(frame, meta, out)
+    paths += plot_drift(frame, meta, out)
     return paths

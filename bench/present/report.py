@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.analyse.stability import stability
 from bench.analyse.verdicts import VERDICTS_JSON, claim_verdicts
 from bench.analyse.views import (
     claims_table,
@@ -50,6 +51,7 @@ PLOTS = (
     ("time_vs_n_x", "Time per gradient step against n_x"),
     ("roofline", "Achieved bandwidth against problem size, with the measured memory bandwidth"),
     ("crossovers", "Where one implementation overtakes another, from the fitted cost model"),
+    ("drift", "The canary's time through the run: how the machine's own speed moved while it was measured"),
 )
 
 
@@ -159,6 +161,13 @@ def _memory_lines(meta: dict[str, Any]) -> list[str]:
     ]
 
 
+def _bracket(low: float, high: float) -> str:
+    """[low, high] of a speedup's interval, or nothing where the run has none."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return ""
+    return f" [{fmt_speedup(low)}, {fmt_speedup(high)}]"
+
+
 def _claims_section(frame: pd.DataFrame) -> list[str]:
     data = headline(frame)
     table = claims_table(frame, COURSE_SHAPE)
@@ -172,7 +181,7 @@ def _claims_section(frame: pd.DataFrame) -> list[str]:
                 r["approach"],
                 f"`{r['implementation']}`",
                 "1x (baseline)" if r["claimed"] == 1 else f"~{r['claimed']:.0f}x",
-                f"{fmt_speedup(r['course_shape'])} ({fmt_seconds(t)})",
+                f"{fmt_speedup(r['course_shape'])}{_bracket(r['course_low'], r['course_high'])} ({fmt_seconds(t)})",
                 fmt_speedup(r["grid_median"]),
                 f"{fmt_speedup(r['grid_min'])} to {fmt_speedup(r['grid_max'])}",
             ]
@@ -182,7 +191,9 @@ def _claims_section(frame: pd.DataFrame) -> list[str]:
         "## The note's speed table, measured",
         "",
         f"Setting: {setting_label(data)} (the course's own array, the headline comparison). Speedup = "
-        f"time of `{BASELINE}` / time of the implementation, cell by cell.",
+        f"time of `{BASELINE}` / time of the implementation, cell by cell: the median of the ratios of rounds "
+        "timed side by side, with its interval in brackets (at least 95% where the rounds allow; "
+        "`speedups.csv` gives each one's coverage).",
         "",
         _table(
             [
@@ -236,8 +247,14 @@ def _method_section(frame: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
         "- The timed unit is one `propagate` call on data made beforehand from the seed; a warm-up call "
         "first, and for JIT implementations the compiling first call is recorded apart as `compile_s`.",
         f"- Loops per round calibrated so a round lasts at least {meta.get('round_s', '?')} s; up to "
-        f"{meta.get('max_rounds', '?')} rounds within {meta.get('cell_budget_s', '?')} s per cell; "
-        "median, IQR and min.",
+        f"{meta.get('max_rounds', '?')} rounds within {meta.get('cell_budget_s', '?')} s per implementation "
+        "and cell; median, IQR and min over the rounds that count (`rounds.csv` keeps every round).",
+        "- On one thread, a cell's implementations are timed together: one round of each, in a fresh random order "
+        "every round, with a canary workload in every round (`canary.csv`). Rows on several threads are timed one "
+        "implementation after the other with a pause between (a pool left spinning slows the next one), so their "
+        "speedups are ratios of unpaired medians with a bootstrap interval.",
+        "- The course shape's rows in the headline setting are always measured, at least 3 rounds, whatever the "
+        "cut-off predicts.",
         f"- Cut-off: a cell predicted (from the same implementation's measured cells) to take more than "
         f"{meta.get('call_budget_s', '?')} s per call is not run "
         "and is recorded as `skipped_budget` with its prediction.",
@@ -258,10 +275,12 @@ def build_report(
     from bench.present.beyond import beyond_section
     from bench.present.peers_report import peers_section
     from bench.present.robustness_report import robustness_section
+    from bench.present.stability_report import stability_section
     from bench.present.why import why_section
 
     lines = _header(frame, meta)
     lines += _failed_section(frame)
+    lines += stability_section(stability(frame, meta))
     lines += _claims_section(frame)
     lines += beyond_section(frame, meta)
     lines += why_section(frame, meta, lecture)
@@ -276,6 +295,7 @@ def write_report(
     frame: pd.DataFrame, meta: dict[str, Any], lecture: pd.DataFrame | None, out: Path, plots: Path
 ) -> Path:
     from bench.present.peers_report import write_peer_tables
+    from bench.present.stability_report import write_stability_tables
     from bench.present.why import write_model_csv
     from bench.results import write_json_list_atomic, write_text_atomic
 
@@ -285,4 +305,5 @@ def write_report(
     write_model_csv(frame, meta, out)
     write_text_atomic(path, text)
     write_peer_tables(frame, out)
+    write_stability_tables(stability(frame, meta), out)
     return path

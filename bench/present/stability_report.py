@@ -1,0 +1,62 @@
+"""The report's "How stable was the machine" section: formats bench.analyse.stability, decides nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.analyse.stability import STABILITY_CSV, UNSTABLE_CSV, Stability
+from bench.analyse.views import fmt_seconds, fmt_speedup
+from bench.measure.estimates import CANARY_SLOW, CANARY_SPREAD, ROW_SPREAD, SUSPECT_FACTOR
+from bench.results import write_csv_atomic
+
+
+def _value(figure: str, value: float) -> str:
+    if figure == "canary_quiet_s":
+        return fmt_seconds(value)
+    if figure.endswith("_ratio"):
+        return f"{value:.2f}x"
+    return f"{value:,.0f}"
+
+
+def stability_section(state: Stability) -> list[str]:
+    lines = ["", "## How stable was the machine", ""]
+    if not state.measured:
+        return [*lines, "This run was made before the suite tracked the machine's stability (no canary)."]
+    verdict = "**The machine was noisy during this run.**" if state.noisy else "The machine was quiet during this run."
+    lines += [
+        f"{verdict} Each cell's implementations were timed in interleaved rounds, in a fresh random order every "
+        "round, with a canary (a fixed small workload) in every round; a speedup is the median of the ratios of "
+        "rounds timed side by side, so a slow stretch of the machine that covers both cancels. A group's pass is "
+        f"*disturbed* when its canary ran {CANARY_SLOW:g}x slower than the run's quiet level or varied by more "
+        f"than {CANARY_SPREAD:.0%} (IQR / median); rows use their undisturbed passes. A row is *unstable* when "
+        f"every pass was disturbed or its rounds spread more than {ROW_SPREAD:.0%}; a row {SUSPECT_FACTOR:g}x "
+        "slower than a larger cell of its series (or faster than a smaller one) is *suspect*. Groups with an "
+        "uncertain, unstable or suspect row got more rounds after the sweep, headline claims first. "
+        "The canary's drift over the run is the `drift` plot.",
+        "",
+    ]
+    table = state.summary.assign(
+        value=[_value(f, v) for f, v in zip(state.summary["figure"], state.summary["value"], strict=True)]
+    )
+    lines += [table.to_markdown(index=False), "", f"Also in `{STABILITY_CSV}`; unstable rows in `{UNSTABLE_CSV}`.", ""]
+    if state.uncertain.empty:
+        lines.append(
+            "No claim cell of the headline setting is uncertain: every verdict below rests on cells whose "
+            "interval lies on one side of the threshold."
+        )
+    else:
+        cells = "; ".join(
+            f"`{r['implementation']}` at m = {int(r['m']):,}, n_x = {int(r['n_x']):,}: "
+            f"{fmt_speedup(float(r['speedup']))} [{fmt_speedup(float(r['speedup_low']))}, "
+            f"{fmt_speedup(float(r['speedup_high']))}] against {fmt_speedup(float(r['threshold']))}"
+            for r in state.uncertain.to_dict("records")
+        )
+        lines.append(f"Uncertain claim cells of the headline setting, left out of the verdicts: {cells}.")
+    return lines
+
+
+def write_stability_tables(state: Stability, out: Path) -> list[Path]:
+    paths = [out / STABILITY_CSV, out / UNSTABLE_CSV]
+    write_csv_atomic(paths[0], state.summary)
+    write_csv_atomic(paths[1], state.unstable)
+    return paths
