@@ -19,7 +19,7 @@ ROBUSTNESS ?= yes
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test lint typecheck unit bench bench-quick bench-full bench-resume plot report \
-        robustness pytest-bench reference readme compare peers test-peers clean
+        robustness pytest-bench reference readme compare compare-previous peers test-peers test-browser screenshot clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,7 +43,14 @@ typecheck: $(STAMP) ## Run mypy (strict)
 unit: $(STAMP) ## Run the tests only (benchmark bodies run once, untimed)
 	$(PY) -m pytest -q --benchmark-disable
 
-test: lint typecheck unit ## Lint, type-check and run the tests
+test: lint typecheck unit ## Lint, type-check and run the tests (the browser tests skip, with the reason, without chromium)
+
+test-browser: $(STAMP) ## Open the reference REPORT.html in Debian's chromium (apt-get install chromium) and check it
+	@test -x /usr/bin/chromium || { echo "no /usr/bin/chromium: apt-get install chromium" >&2; exit 2; }
+	$(PY) -m pytest -q tests/test_browser.py
+
+screenshot: $(STAMP) ## Redraw the README's picture of the reference REPORT.html (needs chromium)
+	REPORT_SCREENSHOT=plots/reference/report_page.png $(PY) -m pytest -q tests/test_browser.py -k screenshot
 
 # Implementations that need an optional package (the peers), read from the registry.
 PEER_NAMES = $(PY) -c 'from implementations import REGISTRY; print(" ".join(n for n, i in REGISTRY.items() if i.requirements))'
@@ -90,6 +97,13 @@ report: $(STAMP) ## Rewrite REPORT.md from results/$(OUT) without timing anythin
 
 compare: $(STAMP) ## Compare two runs side by side: make compare A=results/reference B=results/local [ARGS=--fail-if-slower 10]
 	$(PY) -m bench compare $(A) $(B) $(ARGS)
+
+# The run the last `make bench` moved aside into results/$(OUT)/previous/ (the newest kept run).
+PREVIOUS = $(lastword $(sort $(wildcard $(RESULTS)/previous/*/results.csv)))
+
+compare-previous: $(STAMP) ## Does this machine reproduce? After `make bench` twice: the kept run against the new one
+	@test -n "$(PREVIOUS)" || { echo "no earlier run in $(RESULTS)/previous: run make bench twice first" >&2; exit 2; }
+	$(PY) -m bench compare $(dir $(PREVIOUS)) $(RESULTS) $(ARGS)
 
 pytest-bench: $(STAMP) ## Run the pytest-benchmark suite and save its JSON under results/pytest-benchmark
 	$(PY) -m pytest tests/benchmarks --benchmark-only --benchmark-storage=results/pytest-benchmark \

@@ -14,7 +14,7 @@ import pandas as pd
 
 from bench.claims import CLAIMS, HEADLINE, HOLDS_FACTOR
 from bench.results import STATUS_OK
-from implementations import BASELINE, REGISTRY
+from implementations import BASELINE, REFERENCE, REGISTRY
 
 
 def implementation_order(frame: pd.DataFrame) -> list[str]:
@@ -99,10 +99,12 @@ def cell_items(series: pd.Series) -> Iterator[tuple[int, int, float]]:
 
 def fmt_bytes(nbytes: float) -> str:
     """A size in KiB, MiB or GiB, three significant digits."""
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
-        if nbytes >= scale:
-            return f"{nbytes / scale:.3g} {unit}"
-    return f"{nbytes / 2**10:.3g} KiB"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale or unit == "KiB":
+            value = nbytes / scale
+            # Three significant digits, never in exponent form (1,020 KiB, not 1.02e+03 KiB).
+            return f"{value:,.0f} {unit}" if value >= 1000 else f"{value:.3g} {unit}"
+    raise AssertionError("unreachable")
 
 
 def fmt_seconds(seconds: float) -> str:
@@ -155,3 +157,56 @@ def claims_table(frame: pd.DataFrame, course_shape: tuple[int, int]) -> pd.DataF
             }
         )
     return pd.DataFrame(rows)
+
+
+# The baselines a page lets the reader compare against: the note's two loops, and full vectorisation.
+PAIR_BASELINES = (BASELINE, REFERENCE)
+
+
+def pair_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every row against each baseline measured in the same setting and cell, every status kept.
+
+    Columns: the row's KEY, status and reason, its time (median, IQR, rounds), the baseline and
+    its time, the speedup (paired estimate over two loops where the run has one, else the ratio of
+    medians) with its interval where there is one, and `uncertain`. For the report page's plots.
+    """
+    setting = ["m", "n_x", "dtype", "layout", "threads"]
+    columns = ["median_s", "iqr_s", "status", "reason"]
+    out = []
+    for baseline in PAIR_BASELINES:
+        base = frame[frame["implementation"] == baseline][[*setting, *columns]]
+        rows = frame[frame["implementation"] != baseline].merge(
+            base.rename(columns={c: f"{c}_base" for c in columns}), on=setting, how="inner"
+        )
+        # A cell whose baseline was not measured has no speedup: the row says why.
+        unmeasured = rows["status_base"] != STATUS_OK
+        rows.loc[unmeasured, "median_s_base"] = np.nan
+        rows["reason"] = (
+            rows["reason"]
+            .astype(object)
+            .where(
+                ~unmeasured | rows["reason"].notna(),
+                "baseline " + rows["status_base"].astype(str) + ": " + rows["reason_base"].astype(object).fillna("").astype(str),
+            )
+        )
+        ratio = rows["median_s_base"] / rows["median_s"]
+        paired = (
+            rows["speedup"] if baseline == BASELINE and "speedup" in rows.columns else pd.Series(np.nan, rows.index)
+        )
+        rows = rows.assign(
+            baseline=baseline,
+            speedup=paired.where(paired.notna(), ratio),
+            speedup_low=rows["speedup_low"] if baseline == BASELINE and "speedup_low" in rows else np.nan,
+            speedup_high=rows["speedup_high"] if baseline == BASELINE and "speedup_high" in rows else np.nan,
+            uncertain=rows["uncertain"] if baseline == BASELINE and "uncertain" in rows else False,
+        )
+        out.append(rows)
+    keep = [
+        "implementation", "baseline", *setting, "status", "reason", "median_s", "iqr_s", "rounds",
+        "median_s_base", "iqr_s_base", "speedup", "speedup_low", "speedup_high", "uncertain",
+    ]  # fmt: skip
+    table = pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=keep)
+    for column in keep:
+        if column not in table.columns:
+            table[column] = np.nan
+    return table[keep]

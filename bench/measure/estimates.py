@@ -57,6 +57,11 @@ ROW_SPREAD = 0.25
 # A time this many times slower than a larger cell of the same series (or faster than a smaller one)
 # is suspect: the cost of a step never falls as X grows, so one of the two was disturbed.
 SUSPECT_FACTOR = 2.0
+# A row that contradicts this many cells is an outlier: marked unstable if re-measuring did not mend it.
+OUTLIER_CONTRADICTIONS = 2
+# A speedup whose interval spans more than this factor (high / low) cannot be told apart from one
+# this much larger or smaller: uncertain, as two runs of a quiet machine agree within 1.5x at worst.
+WIDE_INTERVAL = 1.5
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,7 @@ def row_statistics(
 ) -> pd.DataFrame:
     """Median, IQR, min, rounds and passes of each row over its counted rounds; `unstable` where they are shaky."""
     columns = ["implementation", *GROUP, "median_s", "iqr_s", "min_s", "rounds", "passes", "canary_ratio", "unstable"]
+    # estimate() adds `outlier`: far off its neighbours (see outliers)
     if rounds.empty:
         return pd.DataFrame(columns=columns)
     used = _counted(rounds, disturbed)
@@ -164,6 +170,7 @@ def group_speedups(
             threshold = limits.get(name, math.nan) if baseline == BASELINE else math.nan
             shaky = bool(unstable.get(name, False) or unstable.get(baseline, False))
             straddles = not math.isnan(threshold) and (math.isnan(interval.low) or interval.straddles(threshold))
+            wide = interval.low > 0 and interval.high / interval.low > WIDE_INTERVAL
             out.append(
                 {
                     "implementation": name,
@@ -177,7 +184,7 @@ def group_speedups(
                     "paired": paired,
                     "threshold": threshold,
                     "unstable": shaky,
-                    "uncertain": bool(shaky or straddles),
+                    "uncertain": bool(shaky or straddles or wide),
                 }
             )
     return out
@@ -198,6 +205,11 @@ def estimate(rounds: pd.DataFrame, canary: pd.DataFrame) -> Estimates:
     stability = pass_stability(canary, quiet_s)
     disturbed = frozenset(tuple(r[c] for c in (*GROUP, "pass")) for r in stability.to_dict("records") if r["disturbed"])
     rows = row_statistics(rounds, stability, disturbed)
+    if not rows.empty:
+        far = outliers(rows)
+        keys = zip(*(rows[c] for c in ("implementation", *GROUP)), strict=True)
+        rows["outlier"] = [tuple(k) in far for k in keys]
+        rows["unstable"] = rows["unstable"].astype(bool) | rows["outlier"]
     used = _counted(rounds, disturbed)
     unstable = {tuple(r[c] for c in ("implementation", *GROUP)): bool(r["unstable"]) for r in rows.to_dict("records")}
     speedup_records: list[dict[str, Any]] = []
@@ -209,14 +221,14 @@ def estimate(rounds: pd.DataFrame, canary: pd.DataFrame) -> Estimates:
     return Estimates(rows=rows, speedups=speedups, quiet_s=quiet_s, disturbed=disturbed)
 
 
-def suspects(rows: pd.DataFrame) -> set[tuple[Any, ...]]:
-    """Keys of rows whose time contradicts a neighbour of the same series by SUSPECT_FACTOR.
+def contradictions(rows: pd.DataFrame) -> dict[tuple[Any, ...], int]:
+    """Per row key: how many cells of the same series its time contradicts by SUSPECT_FACTOR.
 
-    A larger X (m and n_x both at least as large) never makes a step faster; a row that is
-    SUSPECT_FACTOR slower than a larger cell, or faster than a smaller one, was disturbed,
-    or its partner was. Both are suspects; re-measuring tells which.
+    A larger X (m and n_x both at least as large) never makes a step faster, so a row that is
+    SUSPECT_FACTOR slower than a larger cell, or faster than a smaller one, contradicts it. A
+    row disturbed for its whole pass contradicts several cells; its sound neighbours one each.
     """
-    out: set[tuple[Any, ...]] = set()
+    out: dict[tuple[Any, ...], int] = {}
     series = ["implementation", "dtype", "layout", "threads"]
     for _, frame in rows.groupby(series, sort=False):
         m = frame["m"].to_numpy(dtype=float)
@@ -226,25 +238,29 @@ def suspects(rows: pd.DataFrame) -> set[tuple[Any, ...]]:
             (m[None, :] >= m[:, None]) & (n[None, :] >= n[:, None]) & ((m[None, :] * n[None, :]) > (m * n)[:, None])
         )
         contradicts = larger & (t[:, None] > SUSPECT_FACTOR * t[None, :])  # i slower than a larger j
-        for i, j in zip(*np.nonzero(contradicts), strict=True):
-            for k in (i, j):
-                record = frame.iloc[int(k)]
-                out.add(
-                    (
-                        str(record["implementation"]),
-                        int(record["m"]),
-                        int(record["n_x"]),
-                        str(record["dtype"]),
-                        str(record["layout"]),
-                        int(record["threads"]),
-                    )
-                )
+        counts = contradicts.sum(axis=0) + contradicts.sum(axis=1)
+        for k in np.nonzero(counts)[0]:
+            record = frame.iloc[int(k)]
+            key = (str(record["implementation"]), int(record["m"]), int(record["n_x"]), str(record["dtype"]),
+                   str(record["layout"]), int(record["threads"]))  # fmt: skip
+            out[key] = int(counts[k])
     return out
 
 
+def suspects(rows: pd.DataFrame) -> set[tuple[Any, ...]]:
+    """Keys of rows that contradict another cell of their series: one of each pair was disturbed."""
+    return set(contradictions(rows))
+
+
+def outliers(rows: pd.DataFrame) -> set[tuple[Any, ...]]:
+    """Keys of rows far off their neighbours: they contradict OUTLIER_CONTRADICTIONS cells or more."""
+    return {key for key, count in contradictions(rows).items() if count >= OUTLIER_CONTRADICTIONS}
+
+
 def remeasure_order(estimates: Estimates, suspect: set[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Groups worth more rounds, most important first: uncertain claim cells of the headline setting,
-    other uncertain claim cells, unstable or suspect rows of the headline setting, then the rest."""
+    """Groups worth more rounds, most important first, the headline setting first at each level:
+    speedups whose interval straddles a claim's threshold; rows far off their neighbours (suspect);
+    then other uncertain speedups (unstable rows, wide intervals) and unstable rows."""
     priority: dict[tuple[Any, ...], int] = {}
 
     def headline(group: tuple[Any, ...]) -> bool:
@@ -258,11 +274,13 @@ def remeasure_order(estimates: Estimates, suspect: set[tuple[Any, ...]]) -> list
     speed = estimates.speedups
     for record in speed[speed["uncertain"].astype(bool)].to_dict("records"):
         group = tuple(record[c] for c in GROUP)
-        add(group, 0 if not math.isnan(float(record["threshold"])) else 1)
-    for record in estimates.rows[estimates.rows["unstable"].astype(bool)].to_dict("records"):
-        add(tuple(record[c] for c in GROUP), 1)
+        threshold = float(record["threshold"])
+        straddles = not math.isnan(threshold) and float(record["ci_low"]) < threshold <= float(record["ci_high"])
+        add(group, 0 if straddles else 2)
     for key in suspect:
         add(tuple(key[1:]), 1)
+    for record in estimates.rows[estimates.rows["unstable"].astype(bool)].to_dict("records"):
+        add(tuple(record[c] for c in GROUP), 2)
     return sorted(priority, key=lambda g: (priority[g], g[0] * g[1]))
 
 

@@ -31,7 +31,9 @@ from bench.measure.check import check_before_run, describe_failure
 from bench.measure.data import Layout, Problem, make_problem
 from bench.measure.estimates import (
     CANARY_COLUMNS,
+    OUTLIER_CONTRADICTIONS,
     ROUND_COLUMNS,
+    SUSPECT_FACTOR,
     Estimates,
     estimate,
     interleaved,
@@ -741,6 +743,10 @@ FINAL_FIELDS = ("median_s", "iqr_s", "min_s", "rounds", "passes", "canary_ratio"
 def _final_row(record: dict[str, Any], stats: dict[str, Any], bandwidth: dict[str, float]) -> dict[str, Any]:
     """A first-pass row with the statistics of every counted round, and the bandwidth figures they imply."""
     out = {**record, **{c: stats[c] for c in FINAL_FIELDS}}
+    if stats.get("outlier") and not out.get("reason"):
+        out["reason"] = (
+            f"far off its neighbours: {SUSPECT_FACTOR:g}x against {OUTLIER_CONTRADICTIONS}+ cells of its series"
+        )
     task = Task(
         str(record["implementation"]),
         int(record["m"]),

@@ -294,6 +294,7 @@ def build_report(
 def write_report(
     frame: pd.DataFrame, meta: dict[str, Any], lecture: pd.DataFrame | None, out: Path, plots: Path
 ) -> Path:
+    from bench.present.html import REPORT_HTML, page
     from bench.present.peers_report import write_peer_tables
     from bench.present.stability_report import write_stability_tables
     from bench.present.why import write_model_csv
@@ -306,4 +307,5 @@ def write_report(
     write_text_atomic(path, text)
     write_peer_tables(frame, out)
     write_stability_tables(stability(frame, meta), out)
+    write_text_atomic(out / REPORT_HTML, page(text, frame, out))
     return path
