@@ -186,7 +186,10 @@ def pair_table(frame: pd.DataFrame) -> pd.DataFrame:
             .astype(object)
             .where(
                 ~unmeasured | rows["reason"].notna(),
-                "baseline " + rows["status_base"].astype(str) + ": " + rows["reason_base"].astype(object).fillna("").astype(str),
+                "baseline "
+                + rows["status_base"].astype(str)
+                + ": "
+                + rows["reason_base"].astype(object).fillna("").astype(str),
             )
         )
         ratio = rows["median_s_base"] / rows["median_s"]
