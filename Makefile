@@ -22,7 +22,7 @@ ROBUSTNESS ?= yes
         robustness pytest-bench reference readme compare compare-previous peers test-peers test-browser screenshot clean
 
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -71,7 +71,7 @@ test-peers: $(STAMP) ## Run the peers' own tests and the registry-wide correctne
 	    tests/test_propagate.py tests/test_optimize.py tests/test_properties.py tests/test_validation.py \
 	    tests/benchmarks
 
-bench: $(STAMP) ## Time the default grid (PROFILE=...) and the robustness study, draw the plots, write REPORT.md
+bench: $(STAMP) ## Time the default grid (PROFILE=...) and the robustness study, draw the plots, write REPORT.md and REPORT.html
 	$(PY) -m bench run --profile $(PROFILE) --out $(RESULTS) $(ARGS)
 	$(if $(filter yes,$(ROBUSTNESS)),$(PY) -m bench robustness --out $(RESULTS))
 	$(PY) -m bench plot --results $(RESULTS) --out $(PLOTS)
@@ -92,7 +92,7 @@ robustness: $(STAMP) ## Measure what moves a timing (allocator, power-of-two siz
 plot: $(STAMP) ## Redraw the plots from results/$(OUT) without timing anything
 	$(PY) -m bench plot --results $(RESULTS) --out $(PLOTS)
 
-report: $(STAMP) ## Rewrite REPORT.md from results/$(OUT) without timing anything
+report: $(STAMP) ## Rewrite REPORT.md and REPORT.html from results/$(OUT) without timing anything
 	$(PY) -m bench report --results $(RESULTS) --out $(RESULTS) --plots $(PLOTS)
 
 compare: $(STAMP) ## Compare two runs side by side: make compare A=results/reference B=results/local [ARGS=--fail-if-slower 10]

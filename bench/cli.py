@@ -163,9 +163,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     robust.set_defaults(handler=_cmd_robustness)
 
+    again = sub.add_parser(
+        "estimate",
+        help="derive a run's rows, speedups and stability again from its rounds.csv and canary.csv (no timing)",
+    )
+    again.add_argument(
+        "--results", type=Path, default=Path("results/local"), help="a run's folder (default results/local)"
+    )
+    again.set_defaults(handler=_cmd_estimate)
+
     for name, helptext in (
         ("plot", "draw the plots from a results file (no timing)"),
-        ("report", "write REPORT.md from a results file (no timing)"),
+        ("report", "write REPORT.md and REPORT.html from a results file (no timing)"),
     ):
         cmd = sub.add_parser(name, help=helptext)
         source = cmd.add_mutually_exclusive_group()
@@ -273,6 +282,25 @@ def _run_config(args: argparse.Namespace, cells: list[tuple[int, int]]) -> RunCo
         size_for_cache=args.m is None and args.n_x is None,
         lecture=not args.no_lecture,
     )
+
+
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    from bench.measure.estimates import noisy_line
+    from bench.measure.rundir import claimed
+    from bench.measure.runner import reestimate
+
+    folder = args.results if args.results.is_dir() else args.results.parent
+    with claimed(folder, resume=True):  # one writer per folder; nothing of the run moves
+        stability = reestimate(folder)
+    print(
+        f"derived again from the rounds: {stability['unstable_rows']} unstable row(s), "
+        f"{stability['uncertain_claim_cells']} uncertain claim cell(s); run `bench report` to rewrite the report",
+        file=sys.stderr,
+    )
+    line = noisy_line(stability)
+    if line:
+        print(line, file=sys.stderr)
+    return 0
 
 
 def _cmd_robustness(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from bench.measure.estimates import (
     ROUND_COLUMNS,
     SPEEDUP_COLUMNS,
     estimate,
+    group_speedups,
     noisy_line,
     outliers,
     remeasure_order,
@@ -366,3 +367,38 @@ def test_a_run_writes_its_rounds_and_speedups_with_intervals(
     assert any(float(row["median_s"].iloc[0]) == pytest.approx(m) for m in medians)
     meta = json.loads((tmp_path / "metadata.json").read_text())
     assert {"noisy", "drift", "canary_quiet_s", "unstable_rows"} <= set(meta["stability"])
+
+
+def test_on_a_noisy_machine_unpaired_speedups_are_uncertain() -> None:
+    # Rows on several threads are timed one block after the other: nothing cancels a slow stretch.
+    used = pd.DataFrame(
+        [
+            {"implementation": name, "round": r, "seconds": t}
+            for name, t in (("fully_vectorized", 1e-3), ("numba_parallel", 5e-4))
+            for r in range(10)
+        ]
+    )
+    group = (1000, 100, "float64", "F", 2)
+    quiet = group_speedups(group, used, {}, paired=False, noisy=False)
+    noisy = group_speedups(group, used, {}, paired=False, noisy=True)
+    assert [r["uncertain"] for r in quiet] == [False] and [r["uncertain"] for r in noisy] == [True]
+    assert noisy[0]["speedup"] == pytest.approx(2.0)
+
+
+def test_estimate_derives_a_run_again_without_timing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(bench.measure.runner, "measure_hierarchy", flat_memory)
+    args = ["run", "--profile", "quick", "--m", "1,30", "--n-x", "1,20", "--no-lecture", "--threads", "1"]
+    assert main([*args, "--implementations", "two_loop,fully_vectorized", "--out", str(tmp_path)]) == 0
+    before = load_results(tmp_path)
+    rounds_before = (tmp_path / "rounds.csv").read_bytes()
+    assert main(["estimate", "--results", str(tmp_path)]) == 0
+    after = load_results(tmp_path)
+    pd.testing.assert_frame_equal(before, after)  # the same rules on the same rounds: the same table
+    assert (tmp_path / "rounds.csv").read_bytes() == rounds_before
+    (tmp_path / "rounds.csv").unlink()
+    capsys.readouterr()
+    assert main(["estimate", "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "rounds.csv" in err

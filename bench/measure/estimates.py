@@ -52,11 +52,12 @@ QUIET_QUANTILE = 0.1
 CANARY_SLOW = 1.25
 # ... or its rounds spread this much (IQR / median): the machine changed speed during the pass.
 CANARY_SPREAD = 0.15
-# A row whose own rounds spread more than this (IQR / median) is unstable whatever the canary says.
-ROW_SPREAD = 0.25
 # A time this many times slower than a larger cell of the same series (or faster than a smaller one)
 # is suspect: the cost of a step never falls as X grows, so one of the two was disturbed.
 SUSPECT_FACTOR = 2.0
+# A run is noisy when this share of its passes was disturbed, or the canary's slow rounds
+# (90th percentile) ran CANARY_SLOW times its quiet level.
+NOISY_SHARE = 0.1
 # A row that contradicts this many cells is an outlier: marked unstable if re-measuring did not mend it.
 OUTLIER_CONTRADICTIONS = 2
 # A speedup whose interval spans more than this factor (high / low) cannot be told apart from one
@@ -120,7 +121,9 @@ def row_statistics(
         q1, median, q3 = np.percentile(seconds, [25, 50, 75])
         group = key[1:]
         ratios = [ratio.get((*group, p), math.nan) for p in sorted(set(frame["pass"]))]
-        unstable = (not bool(frame["quiet"].any())) or relative_spread(seconds) > ROW_SPREAD
+        # Unstable: the machine moved under every pass of this row. A row whose own rounds spread widely
+        # on a steady machine (a cell at the edge of a cache, say) is not: its interval says how much.
+        unstable = not bool(frame["quiet"].any())
         records.append(
             {
                 **dict(zip(("implementation", *GROUP), key, strict=True)),
@@ -148,9 +151,13 @@ def _by_round(frame: pd.DataFrame) -> dict[int, float]:
 
 
 def group_speedups(
-    group: tuple[Any, ...], used: pd.DataFrame, unstable: Mapping[str, bool], paired: bool
+    group: tuple[Any, ...], used: pd.DataFrame, unstable: Mapping[str, bool], paired: bool, noisy: bool = False
 ) -> list[dict[str, Any]]:
-    """Speedups of every row of one group over each baseline timed in it (two loops, and the reference)."""
+    """Speedups of every row of one group over each baseline timed in it (two loops, and the reference).
+
+    On a noisy machine a speedup from rounds not timed side by side (paired False) is uncertain:
+    nothing cancels a slow stretch that fell on one of the two blocks.
+    """
     limits = thresholds()
     by_name = {str(name): frame for name, frame in used.groupby("implementation", sort=False)}
     out = []
@@ -184,10 +191,20 @@ def group_speedups(
                     "paired": paired,
                     "threshold": threshold,
                     "unstable": shaky,
-                    "uncertain": bool(shaky or straddles or wide),
+                    "uncertain": bool(shaky or straddles or wide or (noisy and not paired)),
                 }
             )
     return out
+
+
+def is_noisy(stability: pd.DataFrame, canary: pd.DataFrame, quiet_s: float) -> bool:
+    """A noisy run: NOISY_SHARE of its first passes disturbed, or the canary's slow rounds CANARY_SLOW past quiet."""
+    first = stability[stability["pass"] == 0] if not stability.empty else stability
+    share = float(first["disturbed"].mean()) if not first.empty else 0.0
+    if canary.empty or not np.isfinite(quiet_s):
+        return share >= NOISY_SHARE
+    slow = float(np.quantile(canary["seconds"].to_numpy(dtype=float) / quiet_s, 0.9))
+    return share >= NOISY_SHARE or slow >= CANARY_SLOW
 
 
 def interleaved(threads: int) -> bool:
@@ -212,11 +229,12 @@ def estimate(rounds: pd.DataFrame, canary: pd.DataFrame) -> Estimates:
         rows["unstable"] = rows["unstable"].astype(bool) | rows["outlier"]
     used = _counted(rounds, disturbed)
     unstable = {tuple(r[c] for c in ("implementation", *GROUP)): bool(r["unstable"]) for r in rows.to_dict("records")}
+    noisy = is_noisy(stability, canary, quiet_s)
     speedup_records: list[dict[str, Any]] = []
     for key, frame in used.groupby(list(GROUP), sort=False):
         group = cast(tuple[Any, ...], key)
         names = {str(n): unstable.get((n, *group), False) for n in frame["implementation"].unique()}
-        speedup_records += group_speedups(group, frame, names, paired=interleaved(int(group[4])))
+        speedup_records += group_speedups(group, frame, names, paired=interleaved(int(group[4])), noisy=noisy)
     speedups = pd.DataFrame(speedup_records, columns=list(SPEEDUP_COLUMNS))
     return Estimates(rows=rows, speedups=speedups, quiet_s=quiet_s, disturbed=disturbed)
 
@@ -286,9 +304,6 @@ def remeasure_order(estimates: Estimates, suspect: set[tuple[Any, ...]]) -> list
 
 # The drift plot and metadata summarise the canary over windows of this many seconds.
 DRIFT_WINDOW_S = 10.0
-# A run is noisy when this share of its passes was disturbed, or the canary's slow rounds
-# (90th percentile) ran CANARY_SLOW times its quiet level.
-NOISY_SHARE = 0.1
 
 
 def drift(canary: pd.DataFrame, quiet_s: float, window_s: float = DRIFT_WINDOW_S) -> list[list[float]]:
@@ -329,12 +344,12 @@ def stability_summary(estimates: Estimates, canary: pd.DataFrame, remeasured: in
         "unstable_rows": int(rows["unstable"].astype(bool).sum()) if not rows.empty else 0,
         "claim_cells": len(claim_cells),
         "uncertain_claim_cells": len(uncertain),
-        "noisy": bool(share >= NOISY_SHARE or (np.isfinite(slow) and slow >= CANARY_SLOW)),
+        "noisy": is_noisy(passes, canary, estimates.quiet_s),
         "drift": drift(canary, estimates.quiet_s),
         "thresholds": {
             "canary_slow": CANARY_SLOW,
             "canary_spread": CANARY_SPREAD,
-            "row_spread": ROW_SPREAD,
+            "wide_interval": WIDE_INTERVAL,
             "suspect_factor": SUSPECT_FACTOR,
             "noisy_share": NOISY_SHARE,
         },

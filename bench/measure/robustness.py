@@ -405,6 +405,10 @@ def _write_atomic(path: Path, text: str) -> None:
         "w", encoding="utf-8", dir=path.parent, prefix=path.name + ".", suffix=PARTIAL_SUFFIX, delete=False
     ) as handle:
         handle.write(text)
+    # NamedTemporaryFile makes the file readable by its owner only; a results file is for everyone.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(handle.name, 0o666 & ~umask)
     try:
         os.replace(handle.name, path)
     except OSError:

@@ -63,6 +63,7 @@ from bench.measure.timing import (
 from bench.measure.worker import WorkerPool
 from bench.results import (
     CANARY_CSV,
+    COLUMNS,
     KEY,
     LECTURE_CSV,
     METADATA_JSON,
@@ -760,22 +761,47 @@ def _final_row(record: dict[str, Any], stats: dict[str, Any], bandwidth: dict[st
     return out
 
 
+def _write_rows(out: Path, records: list[dict[str, Any]], final: Estimates, bandwidth: dict[str, float]) -> None:
+    """results.csv with every row's statistics over its counted rounds, and speedups.csv beside it."""
+    stats = {tuple(r[k] for k in KEY): r for r in cast(list[dict[str, Any]], final.rows.to_dict("records"))}
+    writer = RowWriter(out / RESULTS_CSV)
+    for record in records:
+        key = tuple(record[k] for k in KEY)
+        ok = key in stats and record.get("status") == STATUS_OK
+        writer.write(_final_row(record, stats[key], bandwidth) if ok else record)
+    writer.finish()
+    write_csv_atomic(out / SPEEDUPS_CSV, final.speedups)
+
+
 def _finish(sweep: _Sweep) -> Estimates:
     """Every row's final statistics over its counted rounds, and the tables beside results.csv."""
     final = sweep.estimates()
-    stats = {tuple(r[k] for k in KEY): r for r in cast(list[dict[str, Any]], final.rows.to_dict("records"))}
     out = sweep.config.out
-    writer = RowWriter(out / RESULTS_CSV)
-    for key, record in sweep.records.items():
-        if key in stats and record.get("status") == STATUS_OK:
-            sweep.records[key] = _final_row(record, stats[key], sweep.bandwidth)
-    for record in sweep.records.values():
-        writer.write(record)
-    writer.finish()
     write_csv_atomic(out / ROUNDS_CSV, pd.DataFrame(sweep.rounds, columns=list(ROUND_COLUMNS)))
     write_csv_atomic(out / CANARY_CSV, pd.DataFrame(sweep.canary_rounds, columns=list(CANARY_COLUMNS)))
-    write_csv_atomic(out / SPEEDUPS_CSV, final.speedups)
+    _write_rows(out, list(sweep.records.values()), final, sweep.bandwidth)
     return final
+
+
+def reestimate(out: Path) -> dict[str, Any]:
+    """Derive a finished run's rows, speedups and stability again from its rounds, with this version's rules.
+
+    Nothing is timed: rounds.csv and canary.csv are read, results.csv, speedups.csv and
+    metadata.json's `stability` rewritten (each by an atomic rename). Returns the stability.
+    """
+    rows = load_results(out)
+    rounds = load_beside(out, ROUNDS_CSV, ROUND_COLUMNS)
+    canary = load_beside(out, CANARY_CSV, CANARY_COLUMNS)
+    if rounds is None or canary is None:
+        raise BenchError(f"{out} has no {ROUNDS_CSV} and {CANARY_CSV} (a run made before rounds were kept)")
+    meta = load_metadata(out)
+    final = estimate(rounds, canary)
+    table = rows[list(COLUMNS)].astype(object).where(rows[list(COLUMNS)].notna(), None)
+    _write_rows(out, cast(list[dict[str, Any]], table.to_dict("records")), final, meta.get("bandwidth_gbps") or {})
+    remeasured = int((meta.get("stability") or {}).get("remeasured_passes", 0))
+    meta["stability"] = stability_summary(final, canary, remeasured)
+    write_json_atomic(out / METADATA_JSON, meta)
+    return cast(dict[str, Any], meta["stability"])
 
 
 def time_here(

@@ -142,16 +142,19 @@ def heatmap_chart(frame: pd.DataFrame) -> alt.LayerChart:
     ]
     x = alt.X("n_x:O", title="n_x (features)", sort="ascending")
     y = alt.Y("m:O", title="m (examples)", sort="descending")
-    color = alt.condition(
-        "isValid(datum.speedup) && datum.speedup > 0",
-        alt.Color("speedup:Q", scale=alt.Scale(type="log", scheme="viridis"), title="speedup"),
-        alt.value("#dddddd"),
+    measured = "isValid(datum.speedup) && datum.speedup > 0"
+    color = alt.Color("speedup:Q", scale=alt.Scale(type="log", scheme="viridis"), title="speedup")
+    rect = base.transform_filter(measured).mark_rect(stroke="white").encode(x=x, y=y, color=color, tooltip=tooltip)
+    # Cells without a speedup (a row or its baseline skipped): grey, with the status and reason on hover.
+    missing = (
+        base.transform_filter(f"!({measured})")
+        .mark_rect(stroke="white", color="#dddddd")
+        .encode(x=x, y=y, tooltip=tooltip)
     )
-    rect = base.mark_rect(stroke="white").encode(x=x, y=y, color=color, tooltip=tooltip)
     text = base.mark_text(fontSize=10, color="black").encode(x=x, y=y, text="label:N", tooltip=tooltip)
     return cast(
         alt.LayerChart,
-        alt.layer(rect, text)
+        alt.layer(missing, rect, text)
         .add_params(*params)
         .properties(width=560, height=360, title="Speedup on the (m, n_x) grid (grey: not measured; hover for why)"),
     )

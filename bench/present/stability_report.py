@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bench.analyse.stability import STABILITY_CSV, UNSTABLE_CSV, Stability
 from bench.analyse.views import fmt_seconds, fmt_speedup
-from bench.measure.estimates import CANARY_SLOW, CANARY_SPREAD, ROW_SPREAD, SUSPECT_FACTOR
+from bench.measure.estimates import CANARY_SLOW, CANARY_SPREAD, SUSPECT_FACTOR, WIDE_INTERVAL
 from bench.results import write_csv_atomic
 
 
@@ -29,9 +29,11 @@ def stability_section(state: Stability) -> list[str]:
         "rounds timed side by side, so a slow stretch of the machine that covers both cancels. A group's pass is "
         f"*disturbed* when its canary ran {CANARY_SLOW:g}x slower than the run's quiet level or varied by more "
         f"than {CANARY_SPREAD:.0%} (IQR / median); rows use their undisturbed passes. A row is *unstable* when "
-        f"every pass was disturbed or its rounds spread more than {ROW_SPREAD:.0%}; a row {SUSPECT_FACTOR:g}x "
-        "slower than a larger cell of its series (or faster than a smaller one) is *suspect*. Groups with an "
-        "uncertain, unstable or suspect row got more rounds after the sweep, headline claims first. "
+        f"every pass was disturbed, or when it is {SUSPECT_FACTOR:g}x slower than two larger cells of its series "
+        "(or faster than two smaller ones): far off its neighbours. A speedup is *uncertain* when its interval "
+        f"straddles its claim's threshold, spans more than {WIDE_INTERVAL:g}x, or rests on an unstable row. "
+        "Groups with an uncertain speedup, a row at odds with a neighbour or an unstable row got more rounds "
+        "after the sweep, claims of the headline setting first. "
         "The canary's drift over the run is the `drift` plot.",
         "",
     ]
