@@ -50,7 +50,8 @@ def report() -> Iterator[tuple[Any, list[str]]]:
         page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto((REFERENCE / "REPORT.html").as_uri())
-        page.wait_for_function("document.body.getAttribute('data-charts-ready') === '2'", timeout=60_000)
+        every = "String(document.querySelectorAll('script[data-chart]').length)"
+        page.wait_for_function(f"document.body.getAttribute('data-charts-ready') === {every}", timeout=60_000)
         yield page, errors
         browser.close()
 

@@ -24,13 +24,24 @@ import pandas as pd
 import vl_convert
 from markdown_it import MarkdownIt
 
-from bench.analyse.views import PAIR_BASELINES, implementation_order, pair_table
+from bench.analyse.model import fit_models, model_speedup
+from bench.analyse.views import (
+    PAIR_BASELINES,
+    cell_items,
+    grid_axes,
+    headline,
+    implementation_order,
+    pair_table,
+    speedups,
+)
 from bench.claims import HEADLINE
+from bench.measure.bandwidth import curve_of
 from bench.results import STATUS_OK
+from implementations import BASELINE
 
 REPORT_HTML = "REPORT.html"
 # Plots the page draws itself; the others are inlined as the PNGs `bench plot` drew.
-INTERACTIVE = ("speedup_heatmap", "time_vs_m", "time_vs_n_x")
+INTERACTIVE = ("speedup_heatmap", "time_vs_m", "time_vs_n_x", "crossovers")
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1180px; margin: 2em auto; padding: 0 1em; line-height: 1.45; }
@@ -191,6 +202,61 @@ def time_chart(frame: pd.DataFrame) -> alt.Chart:
     )
 
 
+def crossover_table(frame: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
+    """The crossovers plot's numbers: model speedups over two loops against n_x at each grid m, and measured cells."""
+    data = headline(frame)
+    models = fit_models(data, curve_of(meta, 1))
+    base = models.get(BASELINE)
+    speed = speedups(data)
+    names = [n for n in implementation_order(data) if n != BASELINE and n in models and n in speed]
+    if base is None or not names:
+        return pd.DataFrame(columns=["implementation", "m", "n_x", "speedup", "source"])
+    ms, _ = grid_axes(data)
+    n_grid = np.geomspace(1, max(float(data["n_x"].max()), 2.0), 60)
+    rows = []
+    for name in names:
+        for m in ms:
+            for n_x, value in zip(n_grid, model_speedup(base, models[name], m, n_grid), strict=True):
+                rows.append(
+                    {"implementation": name, "m": m, "n_x": float(n_x), "speedup": float(value), "source": "model"}
+                )
+        for m, n_x, value in cell_items(speed[name].dropna()):
+            if m in ms:
+                rows.append({"implementation": name, "m": m, "n_x": n_x, "speedup": value, "source": "measured"})
+    return pd.DataFrame(rows)
+
+
+def crossover_chart(frame: pd.DataFrame, meta: dict[str, Any]) -> alt.LayerChart | None:
+    """Speedup over two loops against n_x at a chosen m: the fitted cost model (lines) and the measured cells."""
+    table = crossover_table(frame, meta)
+    if table.empty:
+        return None
+    ms = sorted(int(m) for m in set(table["m"]))
+    chosen = _select("m_shown", ms, ms[len(ms) // 2])
+    base = alt.Chart(_data(table)).transform_filter("datum.m == m_shown")
+    x = alt.X("n_x:Q", scale=alt.Scale(type="log"), title="n_x (features)")
+    y = alt.Y("speedup:Q", scale=alt.Scale(type="log"), title="speedup over two_loop (headline setting)")
+    color = alt.Color("implementation:N", sort=implementation_order(frame))
+    lines = base.transform_filter("datum.source == 'model'").mark_line().encode(x=x, y=y, color=color)
+    points = (
+        base.transform_filter("datum.source == 'measured'")
+        .mark_point(filled=True, size=50)
+        .encode(
+            x=x,
+            y=y,
+            color=color,
+            tooltip=["implementation:N", alt.Tooltip("m:Q", format=","), alt.Tooltip("n_x:Q", format=","),
+                     alt.Tooltip("speedup:Q", format=".3~g"), "source:N"],
+        )
+    )  # fmt: skip
+    return cast(
+        alt.LayerChart,
+        alt.layer(lines, points)
+        .add_params(chosen)
+        .properties(width=560, height=340, title="Crossovers: the cost model (lines) and the measured cells (points)"),
+    )
+
+
 def _inline_images(body: str, report_dir: Path) -> str:
     """<img src="relative.png"> as data: URIs (self-contained); the interactive plots' images are dropped."""
 
@@ -212,11 +278,14 @@ def _script_json(spec: dict[str, Any]) -> str:
     return json.dumps(spec).replace("</", "<\\/")
 
 
-def page(markdown_text: str, frame: pd.DataFrame, report_dir: Path) -> str:
+def page(markdown_text: str, frame: pd.DataFrame, meta: dict[str, Any], report_dir: Path) -> str:
     """The whole page as one string: styles, scripts and data inlined."""
     body = MarkdownIt("commonmark").enable("table").render(markdown_text)
     body = _inline_images(body, report_dir)
-    charts = {"chart-heatmap": heatmap_chart(frame), "chart-times": time_chart(frame)}
+    charts: dict[str, alt.TopLevelMixin] = {"chart-heatmap": heatmap_chart(frame), "chart-times": time_chart(frame)}
+    crossovers = crossover_chart(frame, meta)
+    if crossovers is not None:
+        charts["chart-crossovers"] = crossovers
     blocks = "".join(
         f'<div class="chart" id="{name}"></div>'
         f'<script type="application/json" data-chart="{name}">{_script_json(chart.to_dict())}</script>'

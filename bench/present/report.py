@@ -307,5 +307,5 @@ def write_report(
     write_text_atomic(path, text)
     write_peer_tables(frame, out)
     write_stability_tables(stability(frame, meta), out)
-    write_text_atomic(out / REPORT_HTML, page(text, frame, out))
+    write_text_atomic(out / REPORT_HTML, page(text, frame, meta, out))
     return path
