@@ -24,20 +24,10 @@ import pandas as pd
 import vl_convert
 from markdown_it import MarkdownIt
 
-from bench.analyse.model import fit_models, model_speedup
-from bench.analyse.views import (
-    PAIR_BASELINES,
-    cell_items,
-    grid_axes,
-    headline,
-    implementation_order,
-    pair_table,
-    speedups,
-)
+from bench.analyse.crossovers import crossover_table
+from bench.analyse.views import PAIR_BASELINES, implementation_order, pair_table
 from bench.claims import HEADLINE
-from bench.measure.bandwidth import curve_of
 from bench.results import STATUS_OK
-from implementations import BASELINE
 
 REPORT_HTML = "REPORT.html"
 # Plots the page draws itself; the others are inlined as the PNGs `bench plot` drew.
@@ -200,30 +190,6 @@ def time_chart(frame: pd.DataFrame) -> alt.Chart:
         .add_params(*params)
         .properties(width=560, height=340, title="Time per gradient step against m (choose n_x)"),
     )
-
-
-def crossover_table(frame: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
-    """The crossovers plot's numbers: model speedups over two loops against n_x at each grid m, and measured cells."""
-    data = headline(frame)
-    models = fit_models(data, curve_of(meta, 1))
-    base = models.get(BASELINE)
-    speed = speedups(data)
-    names = [n for n in implementation_order(data) if n != BASELINE and n in models and n in speed]
-    if base is None or not names:
-        return pd.DataFrame(columns=["implementation", "m", "n_x", "speedup", "source"])
-    ms, _ = grid_axes(data)
-    n_grid = np.geomspace(1, max(float(data["n_x"].max()), 2.0), 60)
-    rows = []
-    for name in names:
-        for m in ms:
-            for n_x, value in zip(n_grid, model_speedup(base, models[name], m, n_grid), strict=True):
-                rows.append(
-                    {"implementation": name, "m": m, "n_x": float(n_x), "speedup": float(value), "source": "model"}
-                )
-        for m, n_x, value in cell_items(speed[name].dropna()):
-            if m in ms:
-                rows.append({"implementation": name, "m": m, "n_x": n_x, "speedup": value, "source": "measured"})
-    return pd.DataFrame(rows)
 
 
 def crossover_chart(frame: pd.DataFrame, meta: dict[str, Any]) -> alt.LayerChart | None:

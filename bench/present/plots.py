@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from bench.analyse.model import fit_models, model_speedup
+from bench.analyse.crossovers import crossover_table
 from bench.analyse.views import (
     cell_items,
     claims_table,
@@ -320,23 +320,20 @@ def plot_roofline(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[
 
 def crossovers_figure(frame: pd.DataFrame, meta: dict[str, Any]) -> Figure | None:
     """Speedup over two_loop against n_x at a few m: the fitted model (lines) and the measured cells (points)."""
-    data = headline(frame)
-    models = fit_models(data, curve_of(meta, 1))
-    base = models.get(BASELINE)
-    speed = speedups(data)
-    names = [n for n in implementation_order(data) if n != BASELINE and n in models and n in speed]
-    if base is None or not names:
+    table = crossover_table(frame, meta)
+    if table.empty:
         return None
-    ms, _ns = grid_axes(data)
-    panels = _pick(ms, 3) or sorted(set(data["m"]))[:3]
+    data = headline(frame)
+    names = list(dict.fromkeys(table["implementation"]))
+    panels = _pick(sorted(int(m) for m in set(table["m"])), 3)
     colors = _colors(implementation_order(frame))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.8), sharey=True, squeeze=False)
-    n_grid = np.geomspace(1, max(float(data["n_x"].max()), 2.0), 200)
     for ax, m in zip(axes[0], panels, strict=True):
         for i, name in enumerate(names):
-            ax.plot(n_grid, model_speedup(base, models[name], m, n_grid), color=colors[name], lw=1.3)
-            pts = pd.DataFrame(list(cell_items(speed[name].dropna())), columns=["m", "n_x", "speedup"])
-            pts = pts[pts["m"] == m]
+            mine = table[(table["implementation"] == name) & (table["m"] == m)]
+            model = mine[mine["source"] == "model"]
+            pts = mine[mine["source"] == "measured"]
+            ax.plot(model["n_x"], model["speedup"], color=colors[name], lw=1.3)
             ax.scatter(pts["n_x"], pts["speedup"], color=colors[name], marker=MARKERS[i % len(MARKERS)], s=24, zorder=3)
         for level in (1.0, 10.0, 300.0):
             ax.axhline(level, color="0.4", ls="--", lw=0.8)
