@@ -47,7 +47,7 @@ test: lint typecheck unit ## Lint, type-check and run the tests (the browser tes
 
 test-browser: $(STAMP) ## Open the reference REPORT.html in Debian's chromium (apt-get install chromium) and check it
 	@test -x /usr/bin/chromium || { echo "no /usr/bin/chromium: apt-get install chromium" >&2; exit 2; }
-	$(PY) -m pytest -q tests/test_browser.py
+	REQUIRE_BROWSER=1 $(PY) -m pytest -q tests/test_browser.py
 
 screenshot: $(STAMP) ## Redraw the README's picture of the reference REPORT.html (needs chromium)
 	REPORT_SCREENSHOT=plots/reference/report_page.png $(PY) -m pytest -q tests/test_browser.py -k screenshot

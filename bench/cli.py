@@ -288,8 +288,9 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     from bench.measure.estimates import noisy_line
     from bench.measure.rundir import claimed
     from bench.measure.runner import reestimate
+    from bench.results import results_path
 
-    folder = args.results if args.results.is_dir() else args.results.parent
+    folder = results_path(args.results).parent  # a missing run is one line, before any lock is taken
     with claimed(folder, resume=True):  # one writer per folder; nothing of the run moves
         stability = reestimate(folder)
     print(

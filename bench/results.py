@@ -237,6 +237,12 @@ def load_beside(path: Path, name: str, required: Iterable[str]) -> pd.DataFrame 
     if not table.is_file():
         return None
     frame = _read_table(table, required)
+    try:
+        for column in ("m", "n_x", "threads", "pass", "round", "pairs"):
+            if column in frame.columns:
+                frame[column] = pd.to_numeric(frame[column], errors="raise").astype(int)
+    except (ValueError, TypeError) as exc:
+        raise BenchError(f"corrupt file {table}: {exc}") from None
     for column in ("speedup", "ci_low", "ci_high", "ci_level", "threshold", "seconds", "stamp_s"):
         if column in frame.columns:
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)

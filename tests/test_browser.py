@@ -6,6 +6,7 @@ both; `.ci/run` installs chromium). Playwright's own browser download is never u
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -43,7 +44,12 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not 
 def report() -> Iterator[tuple[Any, list[str]]]:
     """The reference run's REPORT.html opened from file://, its charts drawn, and every console error seen."""
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        try:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        except sync_api.Error as exc:  # a stub or an unsupported build: skip in make test, fail in make test-browser
+            if os.environ.get("REQUIRE_BROWSER"):
+                raise
+            pytest.skip(f"{CHROMIUM} does not start: {str(exc).splitlines()[0]}")
         context = browser.new_context(viewport={"width": 1280, "height": 900})  # a fresh, empty profile
         page = context.new_page()
         errors: list[str] = []
@@ -104,7 +110,9 @@ def test_switching_the_layout_changes_the_plot(report: tuple[Any, list[str]]) ->
     texts = "elements => elements.map((e) => e.textContent)"
     before = page.locator(labels).evaluate_all(texts)
     page.locator("#chart-heatmap select[name='layout']").select_option("F")
-    page.wait_for_timeout(500)
+    changed = f"JSON.stringify(Array.from(document.querySelectorAll({labels!r})).map((e) => e.textContent))"
+    shown_before = json.dumps(json.dumps(before, separators=(",", ":"), ensure_ascii=False))
+    page.wait_for_function(f"{changed} !== {shown_before}", timeout=10_000)
     after = page.locator(labels).evaluate_all(texts)
     page.locator("#chart-heatmap select[name='layout']").select_option("C")
     assert before and after and before != after

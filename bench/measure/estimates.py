@@ -63,6 +63,8 @@ OUTLIER_CONTRADICTIONS = 2
 # A speedup whose interval spans more than this factor (high / low) cannot be told apart from one
 # this much larger or smaller: uncertain, as two runs of a quiet machine agree within 1.5x at worst.
 WIDE_INTERVAL = 1.5
+# A speedup from fewer pairs of rounds than this is uncertain, however narrow its interval looks.
+MIN_PAIRS = 3
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,7 @@ def group_speedups(
             shaky = bool(unstable.get(name, False) or unstable.get(baseline, False))
             straddles = not math.isnan(threshold) and (math.isnan(interval.low) or interval.straddles(threshold))
             wide = interval.low > 0 and interval.high / interval.low > WIDE_INTERVAL
+            few = interval.n < MIN_PAIRS  # one or two pairs say nothing about their spread
             out.append(
                 {
                     "implementation": name,
@@ -191,7 +194,7 @@ def group_speedups(
                     "paired": paired,
                     "threshold": threshold,
                     "unstable": shaky,
-                    "uncertain": bool(shaky or straddles or wide or (noisy and not paired)),
+                    "uncertain": bool(shaky or straddles or wide or few or (noisy and not paired)),
                 }
             )
     return out

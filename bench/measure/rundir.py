@@ -47,7 +47,7 @@ PREVIOUS_DIR = "previous"
 # A folder holds a run when one of these is there (a killed run leaves only the .partial).
 RUN_MARKERS = (RESULTS_CSV, RESULTS_CSV + PARTIAL_SUFFIX, METADATA_JSON, LECTURE_CSV, LECTURE_CSV + PARTIAL_SUFFIX)
 # What belongs to a run and moves aside with it: its tables, metadata and reports.
-RUN_FILE_PATTERNS = ("*.csv", "*.json", "*.md", "*" + PARTIAL_SUFFIX)
+RUN_FILE_PATTERNS = ("*.csv", "*.json", "*.md", "*.html", "*" + PARTIAL_SUFFIX)
 # The machine-wide registry of running benchmarks; the variable lets tests use their own.
 REGISTRY_ENV = "LOGREG_VECBENCH_RUNS_DIR"
 REGISTRY_DIRNAME = "logreg-vecbench-runs"

@@ -49,6 +49,7 @@ from bench.measure.profiles import COURSE_SHAPE, Profile
 from bench.measure.timing import (
     TIMING_FIELDS,
     Contender,
+    ContenderError,
     Timing,
     calibrate,
     make_canary,
@@ -450,6 +451,7 @@ class _Sweep:
     rounds: list[dict[str, Any]] = field(default_factory=list)  # estimates.ROUND_COLUMNS
     canary_rounds: list[dict[str, Any]] = field(default_factory=list)  # estimates.CANARY_COLUMNS
     groups: dict[tuple[Any, ...], _Group] = field(default_factory=dict)
+    resumed: dict[tuple[Any, ...], tuple[int, int]] = field(default_factory=dict)  # group -> next pass, next round
     start: float = field(default_factory=time.perf_counter)
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
@@ -473,9 +475,17 @@ class _Sweep:
             if record["status"] == STATUS_OK:
                 series = (record["implementation"], record["dtype"], record["layout"], int(record["threads"]))
                 self.history[series].append((int(record["m"]), int(record["n_x"]), float(record["median_s"])))
-        for table, into in ((rounds, self.rounds), (canary, self.canary_rounds)):
-            if table is not None:
-                into.extend(cast(list[dict[str, Any]], table.to_dict("records")))
+        # Only the rounds of rows that are kept: a row re-timed now must not mix in a half-finished pass.
+        if rounds is not None:
+            keys = list(zip(*(rounds[k] for k in KEY), strict=True))
+            kept = rounds[[tuple(k) in self.done for k in keys]]
+            self.rounds.extend(cast(list[dict[str, Any]], kept.to_dict("records")))
+            for group, frame in kept.groupby(["m", "n_x", "dtype", "layout", "threads"]):
+                # A group timed again now continues after the earlier session's passes and rounds,
+                # so nothing timed now is paired with a round of the earlier session.
+                self.resumed[tuple(group)] = (int(frame["pass"].max()) + 1, int(frame["round"].max()) + 1)
+        if canary is not None:
+            self.canary_rounds.extend(cast(list[dict[str, Any]], canary.to_dict("records")))
         return len(self.done)
 
     def _skip(self, task: Task, status: str, **values: Any) -> None:
@@ -559,7 +569,8 @@ class _Sweep:
                 here.append(task)
         if not here:
             return timed
-        group = self.groups.setdefault(key, _Group(key, here))
+        passes, next_round = self.resumed.get(key, (0, 0))
+        group = self.groups.setdefault(key, _Group(key, here, passes=passes, next_round=next_round))
         measured = self.time_group(group, problem, reference)
         for task in here:
             if task.key not in measured:
@@ -638,14 +649,25 @@ class _Sweep:
         timed = [c for _, c, _ in contenders]
         counts = round_counts(timed, profile.cell_budget_s, profile.max_rounds)
         first, number = group.next_round, group.passes
-        with thread_limits(group.key[4]):
-            if group.blocked:
-                run_blocked(timed, counts, first_round=first, settle_s=SETTLE_S, canary=self.canary)
-            else:
-                plan = schedule(counts)
-                if self.canary is not None:
-                    plan = [[*members, len(timed)] for members in plan]
-                run_interleaved([*timed, *([self.canary] if self.canary else [])], plan, self.rng, first_round=first)
+        try:
+            with thread_limits(group.key[4]):
+                if group.blocked:
+                    run_blocked(timed, counts, first_round=first, settle_s=SETTLE_S, canary=self.canary)
+                else:
+                    plan = schedule(counts)
+                    if self.canary is not None:
+                        plan = [[*members, len(timed)] for members in plan]
+                    members = [*timed, *([self.canary] if self.canary else [])]
+                    run_interleaved(members, plan, self.rng, first_round=first)
+        except ContenderError as exc:  # a call that raised after its check passed: the rest of the group goes on
+            if self.canary is not None:
+                self.canary.samples.clear()
+                self.canary.stamps.clear()
+            if exc.index >= len(contenders):  # the canary itself raised: nothing to blame on an implementation
+                raise exc.error from None
+            task = contenders[exc.index][0]
+            self.failed[task.implementation] = describe_failure(exc.error)
+            return self.time_group(group, problem, reference)  # which writes its failed_check row
         group.next_round = first + max(*counts, len(timed))
         group.passes += 1
         return self._record_pass(group, number, first, contenders)
@@ -738,6 +760,7 @@ def _remeasure(sweep: _Sweep, budget_s: float) -> int:
     return done
 
 
+OUTLIER_REASON = f"far off its neighbours: {SUSPECT_FACTOR:g}x against {OUTLIER_CONTRADICTIONS}+ cells of its series"
 FINAL_FIELDS = ("median_s", "iqr_s", "min_s", "rounds", "passes", "canary_ratio", "unstable")
 
 
@@ -745,9 +768,9 @@ def _final_row(record: dict[str, Any], stats: dict[str, Any], bandwidth: dict[st
     """A first-pass row with the statistics of every counted round, and the bandwidth figures they imply."""
     out = {**record, **{c: stats[c] for c in FINAL_FIELDS}}
     if stats.get("outlier") and not out.get("reason"):
-        out["reason"] = (
-            f"far off its neighbours: {SUSPECT_FACTOR:g}x against {OUTLIER_CONTRADICTIONS}+ cells of its series"
-        )
+        out["reason"] = OUTLIER_REASON
+    elif not stats.get("outlier") and out.get("reason") == OUTLIER_REASON:  # derived again: no longer one
+        out["reason"] = None
     task = Task(
         str(record["implementation"]),
         int(record["m"]),
@@ -775,10 +798,11 @@ def _write_rows(out: Path, records: list[dict[str, Any]], final: Estimates, band
 
 def _finish(sweep: _Sweep) -> Estimates:
     """Every row's final statistics over its counted rounds, and the tables beside results.csv."""
-    final = sweep.estimates()
     out = sweep.config.out
+    # The rounds first: whatever happens next, a run can be derived again from them (bench estimate).
     write_csv_atomic(out / ROUNDS_CSV, pd.DataFrame(sweep.rounds, columns=list(ROUND_COLUMNS)))
     write_csv_atomic(out / CANARY_CSV, pd.DataFrame(sweep.canary_rounds, columns=list(CANARY_COLUMNS)))
+    final = sweep.estimates()
     _write_rows(out, list(sweep.records.values()), final, sweep.bandwidth)
     return final
 

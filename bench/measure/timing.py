@@ -198,6 +198,15 @@ class Contender:
     stamps: dict[int, float] = field(default_factory=dict)  # round -> clock when the round ended
 
 
+class ContenderError(Exception):
+    """A contender's call raised during its rounds; `index` is its place in the list that was timed."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(f"contender {index}: {error}")
+        self.index = index
+        self.error = error
+
+
 def round_counts(contenders: Sequence[Contender], budget_s: float, max_rounds: int) -> list[int]:
     """Rounds per contender: as many as its budget holds, at most max_rounds, at least its min_rounds."""
     return [max(c.min_rounds, 1, min(max_rounds, int(budget_s // max(c.round_time, 1e-12)))) for c in contenders]
@@ -232,8 +241,11 @@ def run_interleaved(
         order = [int(i) for i in rng.permutation(np.asarray(members, dtype=int))]
         for index in order:
             contender = contenders[index]
-            with contender.enter():
-                seconds = _time_loops(contender.fn, contender.loops, clock)
+            try:
+                with contender.enter():
+                    seconds = _time_loops(contender.fn, contender.loops, clock)
+            except Exception as exc:
+                raise ContenderError(index, exc) from exc
             contender.samples[number] = seconds / contender.loops
             contender.stamps[number] = clock()
         orders.append(order)
@@ -257,10 +269,13 @@ def run_blocked(
     The canary, if given, is timed once after each block and its pause, as round first_round + block.
     """
     for block, (contender, count) in enumerate(zip(contenders, counts, strict=True)):
-        with contender.enter():
-            for number in range(first_round, first_round + count):
-                contender.samples[number] = _time_loops(contender.fn, contender.loops, clock) / contender.loops
-                contender.stamps[number] = clock()
+        try:
+            with contender.enter():
+                for number in range(first_round, first_round + count):
+                    contender.samples[number] = _time_loops(contender.fn, contender.loops, clock) / contender.loops
+                    contender.stamps[number] = clock()
+        except Exception as exc:
+            raise ContenderError(block, exc) from exc
         if settle_s:
             sleep(settle_s)
         if canary is not None:

@@ -85,7 +85,9 @@ document.querySelectorAll("script[type='application/json'][data-chart]").forEach
 
 def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
     """JSON-safe records: NaN becomes null, numpy scalars become Python ones."""
-    clean = table.astype(object).where(table.notna(), None)
+    # NaN and infinities have no JSON form a browser parses: null.
+    finite = table.replace([np.inf, -np.inf], np.nan)
+    clean = finite.astype(object).where(finite.notna(), None)
     text = json.dumps(clean.to_dict("records"), default=lambda v: v.item() if hasattr(v, "item") else str(v))
     return cast(list[dict[str, Any]], json.loads(text))
 
@@ -224,19 +226,25 @@ def crossover_chart(frame: pd.DataFrame, meta: dict[str, Any]) -> alt.LayerChart
 
 
 def _inline_images(body: str, report_dir: Path) -> str:
-    """<img src="relative.png"> as data: URIs (self-contained); the interactive plots' images are dropped."""
+    """<img> of relative PNGs as data: URIs (self-contained); the interactive plots' images are dropped."""
 
     def replace(match: re.Match[str]) -> str:
-        src = html.unescape(match.group(2))
+        src = html.unescape(match.group(1))
         path = (report_dir / src).resolve()
         if path.stem in INTERACTIVE:
             return f"<em>(interactive above: {html.escape(path.stem)})</em>"
         if not path.is_file():
             return match.group(0)
         data = base64.b64encode(path.read_bytes()).decode("ascii")
-        return f"{match.group(1)}data:image/png;base64,{data}{match.group(3)}"
+        return f'<img src="data:image/png;base64,{data}"{match.group(2)}>'
 
-    return re.sub(r'(<img src=")([^"]+)(")', replace, body)
+    return re.sub(r'<img src="([^"]+)"([^>]*)>', replace, body)
+
+
+def _vega_lite_version() -> str | None:
+    """Altair's Vega-Lite version as vl-convert names it (e.g. '6.4'), if vl-convert bundles it."""
+    wanted = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
+    return wanted if wanted in vl_convert.get_vegalite_versions() else None
 
 
 def _script_json(spec: dict[str, Any]) -> str:
@@ -246,7 +254,8 @@ def _script_json(spec: dict[str, Any]) -> str:
 
 def page(markdown_text: str, frame: pd.DataFrame, meta: dict[str, Any], report_dir: Path) -> str:
     """The whole page as one string: styles, scripts and data inlined."""
-    body = MarkdownIt("commonmark").enable("table").render(markdown_text)
+    # Raw HTML in the text (a reason, say) is shown as text, never run: the report has none of its own.
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown_text)
     body = _inline_images(body, report_dir)
     charts: dict[str, alt.TopLevelMixin] = {"chart-heatmap": heatmap_chart(frame), "chart-times": time_chart(frame)}
     crossovers = crossover_chart(frame, meta)
@@ -261,7 +270,7 @@ def page(markdown_text: str, frame: pd.DataFrame, meta: dict[str, Any], report_d
     # The charts go right after the first section (the title and machine), before the long text.
     at = body.find("<h2>")
     body = body[:at] + interactive + body[at:] if at >= 0 else body + interactive
-    bundle = vl_convert.javascript_bundle(EMBED_SNIPPET)
+    bundle = vl_convert.javascript_bundle(EMBED_SNIPPET, vl_version=_vega_lite_version())
     title = html.escape(markdown_text.splitlines()[0].lstrip("# ").strip() if markdown_text else "Report")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bench.analyse.stability import STABILITY_CSV, UNSTABLE_CSV, Stability
 from bench.analyse.views import fmt_seconds, fmt_speedup
-from bench.measure.estimates import CANARY_SLOW, CANARY_SPREAD, SUSPECT_FACTOR, WIDE_INTERVAL
+from bench.measure.estimates import CANARY_SLOW, CANARY_SPREAD, MIN_PAIRS, SUSPECT_FACTOR, WIDE_INTERVAL
 from bench.results import write_csv_atomic
 
 
@@ -31,7 +31,8 @@ def stability_section(state: Stability) -> list[str]:
         f"than {CANARY_SPREAD:.0%} (IQR / median); rows use their undisturbed passes. A row is *unstable* when "
         f"every pass was disturbed, or when it is {SUSPECT_FACTOR:g}x slower than two larger cells of its series "
         "(or faster than two smaller ones): far off its neighbours. A speedup is *uncertain* when its interval "
-        f"straddles its claim's threshold, spans more than {WIDE_INTERVAL:g}x, or rests on an unstable row. "
+        f"straddles its claim's threshold, spans more than {WIDE_INTERVAL:g}x, rests on fewer than {MIN_PAIRS} pairs "
+        "of rounds or on an unstable row, or, on a noisy run, comes from rounds not timed side by side. "
         "Groups with an uncertain speedup, a row at odds with a neighbour or an unstable row got more rounds "
         "after the sweep, claims of the headline setting first. "
         "The canary's drift over the run is the `drift` plot.",
