@@ -217,8 +217,6 @@ def with_speedups(frame: pd.DataFrame, speedups: pd.DataFrame | None) -> pd.Data
     over = over[[*KEY, "speedup", "ci_low", "ci_high", "uncertain"]].rename(
         columns={"ci_low": "speedup_low", "ci_high": "speedup_high"}
     )
-    for column in ("m", "n_x", "threads"):
-        over = over.assign(**{column: over[column].astype(int)})
     merged = frame.merge(over.drop_duplicates(list(KEY)), on=list(KEY), how="left")
     merged["uncertain"] = merged["uncertain"].map(_truth).astype(bool)
     return merged

@@ -6,6 +6,7 @@ stretch" is injected exactly where the test wants it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -214,7 +215,7 @@ def test_a_quiet_re_measurement_replaces_a_disturbed_pass() -> None:
     slow = {GROUPS[2]: 1.8}
     rounds, canary = _simulate(slow)
     before = estimate(rounds, canary)
-    order = remeasure_order(before, suspects(before.rows))
+    order = remeasure_order(before)
     assert order == [GROUPS[2]]
     rounds, canary = _simulate(slow, passes={GROUPS[2]: 1})
     after = estimate(rounds, canary).rows.set_index(["implementation", "m"])
@@ -305,7 +306,7 @@ def test_uncertain_claim_cells_of_the_headline_come_first() -> None:
     rows = result.rows.copy()
     rows.loc[rows["m"] == 20, "layout"] = "F"
     speed.loc[speed["m"] == 20, "layout"] = "F"
-    order = remeasure_order(type(result)(rows, speed, result.quiet_s, result.disturbed), set())
+    order = remeasure_order(dataclasses.replace(result, rows=rows, speedups=speed, contradictions={}))
     assert order[0] == GROUPS[4] and order[-1] == (20, 10, "float64", "F", 1)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.analyse.verdicts import Condition, Rule, cell_variables
+from bench.analyse.verdicts import Rule, cell_variables
 from bench.claims import HEADLINE
 from bench.results import load_speedups
 from implementations import BASELINE
@@ -81,13 +81,6 @@ def reproduce_summary(pairs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _rule(record: dict[str, Any]) -> Rule | None:
-    rule = record.get("rule")
-    if not isinstance(rule, dict):
-        return None
-    return Rule(tuple(Condition(str(c["variable"]), str(c["op"]), float(c["value"])) for c in rule.get("all", [])))
-
-
 def rules_compared(
     verdicts_a: list[dict[str, Any]] | None,
     verdicts_b: list[dict[str, Any]] | None,
@@ -107,7 +100,7 @@ def rules_compared(
             continue
         text_a, text_b = str(record_a.get("rule_text", "")), str(record_b.get("rule_text", ""))
         cells = pairs[pairs["headline"] & (pairs["implementation"] == name)]
-        rule_a, rule_b = _rule(record_a), _rule(record_b)
+        rule_a, rule_b = Rule.from_json(record_a.get("rule")), Rule.from_json(record_b.get("rule"))
         certain = cells[~(cells["uncertain_a"].astype(bool) | cells["uncertain_b"].astype(bool))]
         disagree = 0
         if rule_a is not None and rule_b is not None and not certain.empty:

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from bench.analyse.views import headline
-from bench.claims import CLAIMS, HOLDS_FACTOR
+from bench.claims import thresholds
 from bench.results import KEY, STATUS_OK
 
 STABILITY_CSV = "stability.csv"
@@ -63,7 +63,7 @@ def stability(frame: pd.DataFrame, meta: dict[str, Any]) -> Stability:
             ok = ok.assign(**{column: math.nan})
     unstable = ok[ok["unstable"].astype(bool)][[*KEY, "median_s", "canary_ratio", "passes"]].reset_index(drop=True)
     data = headline(ok)
-    names = {name: HOLDS_FACTOR * claimed for name, claimed in CLAIMS.values() if claimed > 1}
+    names = thresholds()
     doubtful = data[data["implementation"].isin(list(names)) & data["uncertain"].astype(bool)]
     uncertain = doubtful[["implementation", "m", "n_x", "speedup", "speedup_low", "speedup_high"]].assign(
         threshold=doubtful["implementation"].map(names)

@@ -65,6 +65,13 @@ class Rule:
     def to_json(self) -> dict[str, Any]:
         return {"all": [c.to_json() for c in self.conditions]}
 
+    @classmethod
+    def from_json(cls, data: Any) -> Rule | None:
+        """A rule as verdicts.json holds it ({"all": [{"variable", "op", "value"}, ...]}); None if it is not one."""
+        if not isinstance(data, dict):
+            return None
+        return cls(tuple(Condition(str(c["variable"]), str(c["op"]), float(c["value"])) for c in data.get("all", [])))
+
 
 @dataclass(frozen=True)
 class Verdict:

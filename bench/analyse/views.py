@@ -99,12 +99,10 @@ def cell_items(series: pd.Series) -> Iterator[tuple[int, int, float]]:
 
 def fmt_bytes(nbytes: float) -> str:
     """A size in KiB, MiB or GiB, three significant digits."""
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if nbytes >= scale or unit == "KiB":
-            value = nbytes / scale
-            # Three significant digits, never in exponent form (1,020 KiB, not 1.02e+03 KiB).
-            return f"{value:,.0f} {unit}" if value >= 1000 else f"{value:.3g} {unit}"
-    raise AssertionError("unreachable")
+    unit, scale = next(((u, f) for u, f in (("GiB", 2**30), ("MiB", 2**20)) if nbytes >= f), ("KiB", 2**10))
+    value = nbytes / scale
+    # Three significant digits, never in exponent form (1,020 KiB, not 1.02e+03 KiB).
+    return f"{value:,.0f} {unit}" if value >= 1000 else f"{value:.3g} {unit}"
 
 
 def fmt_seconds(seconds: float) -> str:

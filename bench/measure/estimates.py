@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from bench.claims import HEADLINE, thresholds
+from bench.measure.timing import summarise
 from bench.stats import Interval, paired_speedup, relative_spread, unpaired_speedup
 from implementations import BASELINE, REFERENCE
 
@@ -74,7 +75,18 @@ class Estimates:
     rows: pd.DataFrame  # one row per measured key: median_s, iqr_s, min_s, rounds, passes, canary_ratio, unstable
     speedups: pd.DataFrame  # SPEEDUP_COLUMNS
     quiet_s: float  # the canary's quiet level, seconds per call
-    disturbed: frozenset[tuple[Any, ...]]  # (*GROUP, pass) of every disturbed pass
+    passes: pd.DataFrame  # pass_stability: per (group, pass), the canary's ratio and spread, and `disturbed`
+    noisy: bool  # is_noisy
+    contradictions: dict[tuple[Any, ...], int]  # row key -> cells of its series it contradicts (see contradictions)
+
+    @property
+    def disturbed(self) -> frozenset[tuple[Any, ...]]:
+        """(*GROUP, pass) of every disturbed pass."""
+        return _disturbed(self.passes)
+
+
+def _disturbed(passes: pd.DataFrame) -> frozenset[tuple[Any, ...]]:
+    return frozenset(tuple(r[c] for c in (*GROUP, "pass")) for r in passes.to_dict("records") if r["disturbed"])
 
 
 def quiet_level(canary: pd.DataFrame) -> float:
@@ -118,9 +130,10 @@ def row_statistics(
     used = _counted(rounds, disturbed)
     records = []
     ratio = {tuple(r[c] for c in (*GROUP, "pass")): r["canary_ratio"] for r in stability.to_dict("records")}
+    visits = rounds.groupby(["implementation", *GROUP], sort=False)["pass"].nunique().to_dict()
     for key, frame in used.groupby(["implementation", *GROUP], sort=False):
         seconds = frame["seconds"].to_numpy(dtype=float)
-        q1, median, q3 = np.percentile(seconds, [25, 50, 75])
+        median, iqr, low = summarise(seconds)
         group = key[1:]
         ratios = [ratio.get((*group, p), math.nan) for p in sorted(set(frame["pass"]))]
         # Unstable: the machine moved under every pass of this row. A row whose own rounds spread widely
@@ -129,23 +142,16 @@ def row_statistics(
         records.append(
             {
                 **dict(zip(("implementation", *GROUP), key, strict=True)),
-                "median_s": float(median),
-                "iqr_s": float(q3 - q1),
-                "min_s": float(seconds.min()),
+                "median_s": median,
+                "iqr_s": iqr,
+                "min_s": low,
                 "rounds": int(seconds.size),
-                "passes": int(rounds.loc[_same_row(rounds, key), "pass"].nunique()),
+                "passes": int(visits[key]),
                 "canary_ratio": float(np.nanmedian(ratios)) if not all(map(math.isnan, ratios)) else math.nan,
                 "unstable": bool(unstable),
             }
         )
     return pd.DataFrame(records, columns=columns)
-
-
-def _same_row(rounds: pd.DataFrame, key: tuple[Any, ...]) -> pd.Series:
-    mask = pd.Series(True, index=rounds.index)
-    for column, value in zip(("implementation", *GROUP), key, strict=True):
-        mask &= rounds[column] == value
-    return mask
 
 
 def _by_round(frame: pd.DataFrame) -> dict[int, float]:
@@ -223,12 +229,12 @@ def estimate(rounds: pd.DataFrame, canary: pd.DataFrame) -> Estimates:
     """Rows and speedups of a run from its rounds and the canary's."""
     quiet_s = quiet_level(canary)
     stability = pass_stability(canary, quiet_s)
-    disturbed = frozenset(tuple(r[c] for c in (*GROUP, "pass")) for r in stability.to_dict("records") if r["disturbed"])
+    disturbed = _disturbed(stability)
     rows = row_statistics(rounds, stability, disturbed)
+    counts = contradictions(rows) if not rows.empty else {}
     if not rows.empty:
-        far = outliers(rows)
         keys = zip(*(rows[c] for c in ("implementation", *GROUP)), strict=True)
-        rows["outlier"] = [tuple(k) in far for k in keys]
+        rows["outlier"] = [counts.get(tuple(k), 0) >= OUTLIER_CONTRADICTIONS for k in keys]
         rows["unstable"] = rows["unstable"].astype(bool) | rows["outlier"]
     used = _counted(rounds, disturbed)
     unstable = {tuple(r[c] for c in ("implementation", *GROUP)): bool(r["unstable"]) for r in rows.to_dict("records")}
@@ -239,7 +245,7 @@ def estimate(rounds: pd.DataFrame, canary: pd.DataFrame) -> Estimates:
         names = {str(n): unstable.get((n, *group), False) for n in frame["implementation"].unique()}
         speedup_records += group_speedups(group, frame, names, paired=interleaved(int(group[4])), noisy=noisy)
     speedups = pd.DataFrame(speedup_records, columns=list(SPEEDUP_COLUMNS))
-    return Estimates(rows=rows, speedups=speedups, quiet_s=quiet_s, disturbed=disturbed)
+    return Estimates(rows, speedups, quiet_s, stability, noisy, counts)
 
 
 def contradictions(rows: pd.DataFrame) -> dict[tuple[Any, ...], int]:
@@ -278,7 +284,7 @@ def outliers(rows: pd.DataFrame) -> set[tuple[Any, ...]]:
     return {key for key, count in contradictions(rows).items() if count >= OUTLIER_CONTRADICTIONS}
 
 
-def remeasure_order(estimates: Estimates, suspect: set[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+def remeasure_order(estimates: Estimates) -> list[tuple[Any, ...]]:
     """Groups worth more rounds, most important first, the headline setting first at each level:
     speedups whose interval straddles a claim's threshold; rows far off their neighbours (suspect);
     then other uncertain speedups (unstable rows, wide intervals) and unstable rows."""
@@ -298,7 +304,7 @@ def remeasure_order(estimates: Estimates, suspect: set[tuple[Any, ...]]) -> list
         threshold = float(record["threshold"])
         straddles = not math.isnan(threshold) and float(record["ci_low"]) < threshold <= float(record["ci_high"])
         add(group, 0 if straddles else 2)
-    for key in suspect:
+    for key in estimates.contradictions:  # every row at odds with a cell of its series: one of the two was disturbed
         add(tuple(key[1:]), 1)
     for record in estimates.rows[estimates.rows["unstable"].astype(bool)].to_dict("records"):
         add(tuple(record[c] for c in GROUP), 2)
@@ -324,7 +330,7 @@ def drift(canary: pd.DataFrame, quiet_s: float, window_s: float = DRIFT_WINDOW_S
 
 def stability_summary(estimates: Estimates, canary: pd.DataFrame, remeasured: int) -> dict[str, Any]:
     """How stable the machine was over the run, for metadata.json, the report and the run's last line."""
-    passes = pass_stability(canary, estimates.quiet_s)
+    passes = estimates.passes
     first = passes[passes["pass"] == 0] if not passes.empty else passes
     ratio = canary["seconds"].to_numpy(dtype=float) / estimates.quiet_s if not canary.empty else np.array([])
     slow = float(np.quantile(ratio, 0.9)) if ratio.size else math.nan
@@ -347,7 +353,7 @@ def stability_summary(estimates: Estimates, canary: pd.DataFrame, remeasured: in
         "unstable_rows": int(rows["unstable"].astype(bool).sum()) if not rows.empty else 0,
         "claim_cells": len(claim_cells),
         "uncertain_claim_cells": len(uncertain),
-        "noisy": is_noisy(passes, canary, estimates.quiet_s),
+        "noisy": estimates.noisy,
         "drift": drift(canary, estimates.quiet_s),
         "thresholds": {
             "canary_slow": CANARY_SLOW,

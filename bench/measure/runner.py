@@ -31,6 +31,7 @@ from bench.measure.check import check_before_run, describe_failure
 from bench.measure.data import Layout, Problem, make_problem
 from bench.measure.estimates import (
     CANARY_COLUMNS,
+    GROUP,
     OUTLIER_CONTRADICTIONS,
     ROUND_COLUMNS,
     SUSPECT_FACTOR,
@@ -40,7 +41,6 @@ from bench.measure.estimates import (
     noisy_line,
     remeasure_order,
     stability_summary,
-    suspects,
 )
 from bench.measure.isolated import time_isolated
 from bench.measure.lecture import run_lecture_demo
@@ -292,11 +292,15 @@ def sized_cells(config: RunConfig, memory: dict[str, Any]) -> tuple[tuple[tuple[
     return (*config.cells, cell), {**note, "added_cell": list(cell)}
 
 
+def _rates(bytes_x: int, median_s: float | None, limit_gbps: float | None) -> tuple[float | None, float | None]:
+    """GB/s of X read per step, and its share of the measured read bandwidth."""
+    gbps = bytes_x / median_s / 1e9 if median_s else None
+    return gbps, (gbps / limit_gbps if gbps and limit_gbps else None)
+
+
 def _row(task: Task, bandwidth: dict[str, float], **values: Any) -> Row:
     bytes_x = task.m * task.n_x * np.dtype(task.dtype).itemsize
-    median = values.get("median_s")
-    gbps = bytes_x / median / 1e9 if median else None
-    limit = bandwidth.get(str(task.threads))
+    gbps, fraction = _rates(bytes_x, values.get("median_s"), bandwidth.get(str(task.threads)))
     return Row(
         implementation=task.implementation,
         m=task.m,
@@ -306,7 +310,7 @@ def _row(task: Task, bandwidth: dict[str, float], **values: Any) -> Row:
         threads=task.threads,
         bytes_x=bytes_x,
         gbps=gbps,
-        bw_fraction=gbps / limit if gbps and limit else None,
+        bw_fraction=fraction,
         **values,
     )
 
@@ -442,7 +446,7 @@ class _Sweep:
     progress: Progress
     pool: WorkerPool  # pinned workers for implementations whose thread pool no call can resize
     failed: dict[str, str]  # implementation -> why it failed the check; its later rows say so
-    canary: Contender | None = None  # timed in every round; None leaves stability unmeasured
+    canary: Contender  # timed in every round: the machine's own speed through the run
     done: set[tuple[Any, ...]] = field(default_factory=set)
     history: dict[tuple[str, str, str, int], list[tuple[int, int, float]]] = field(
         default_factory=lambda: defaultdict(list)
@@ -480,12 +484,14 @@ class _Sweep:
             keys = list(zip(*(rounds[k] for k in KEY), strict=True))
             kept = rounds[[tuple(k) in self.done for k in keys]]
             self.rounds.extend(cast(list[dict[str, Any]], kept.to_dict("records")))
-            for group, frame in kept.groupby(["m", "n_x", "dtype", "layout", "threads"]):
+            for group, frame in kept.groupby(list(GROUP)):
                 # A group timed again now continues after the earlier session's passes and rounds,
                 # so nothing timed now is paired with a round of the earlier session.
                 self.resumed[tuple(group)] = (int(frame["pass"].max()) + 1, int(frame["round"].max()) + 1)
-        if canary is not None:
-            self.canary_rounds.extend(cast(list[dict[str, Any]], canary.to_dict("records")))
+            if canary is not None:  # the canary of the passes kept, not of a pass left half-finished
+                passes = set(zip(*(kept[c] for c in (*GROUP, "pass")), strict=True))
+                mine = [tuple(k) in passes for k in zip(*(canary[c] for c in (*GROUP, "pass")), strict=True)]
+                self.canary_rounds.extend(cast(list[dict[str, Any]], canary[mine].to_dict("records")))
         return len(self.done)
 
     def _skip(self, task: Task, status: str, **values: Any) -> None:
@@ -580,9 +586,7 @@ class _Sweep:
             self.history[task.series].append((task.m, task.n_x, cast(float, row.median_s)))
             self.progress.step(task)
             timed += 1
-        if key[4] > 1:
-            time.sleep(SETTLE_S)
-        return timed
+        return timed  # a group on several threads ended with run_blocked's pause: the pools have settled
 
     def _isolated(self, task: Task, predicted: float | None) -> int:
         """A row of an implementation whose pool no call can resize: its own pinned worker, not interleaved."""
@@ -654,15 +658,11 @@ class _Sweep:
                 if group.blocked:
                     run_blocked(timed, counts, first_round=first, settle_s=SETTLE_S, canary=self.canary)
                 else:
-                    plan = schedule(counts)
-                    if self.canary is not None:
-                        plan = [[*members, len(timed)] for members in plan]
-                    members = [*timed, *([self.canary] if self.canary else [])]
-                    run_interleaved(members, plan, self.rng, first_round=first)
+                    plan = [[*members, len(timed)] for members in schedule(counts)]  # the canary in every round
+                    run_interleaved([*timed, self.canary], plan, self.rng, first_round=first)
         except ContenderError as exc:  # a call that raised after its check passed: the rest of the group goes on
-            if self.canary is not None:
-                self.canary.samples.clear()
-                self.canary.stamps.clear()
+            self.canary.samples.clear()
+            self.canary.stamps.clear()
             if exc.index >= len(contenders):  # the canary itself raised: nothing to blame on an implementation
                 raise exc.error from None
             task = contenders[exc.index][0]
@@ -677,18 +677,16 @@ class _Sweep:
     ) -> dict[tuple[Any, ...], Row]:
         """Keep every round of this pass (and the canary's), and make each task's row of this pass."""
         fields = dict(zip(("m", "n_x", "dtype", "layout", "threads"), group.key, strict=True))
-        now = self.start
-        if self.canary is not None:
-            for r in [r for r in self.canary.samples if r >= first]:
-                self.canary_rounds.append(
-                    {
-                        **fields,
-                        "pass": number,
-                        "round": r,
-                        "seconds": self.canary.samples.pop(r),
-                        "stamp_s": self.canary.stamps.pop(r) - now,
-                    }
-                )
+        for r in [r for r in self.canary.samples if r >= first]:
+            self.canary_rounds.append(
+                {
+                    **fields,
+                    "pass": number,
+                    "round": r,
+                    "seconds": self.canary.samples.pop(r),
+                    "stamp_s": self.canary.stamps.pop(r) - self.start,
+                }
+            )
         rows = {}
         for task, contender, compile_s in contenders:
             mine = sorted(r for r in contender.samples if r >= first)
@@ -700,7 +698,7 @@ class _Sweep:
                         "pass": number,
                         "round": r,
                         "seconds": contender.samples[r],
-                        "stamp_s": contender.stamps[r] - now,
+                        "stamp_s": contender.stamps[r] - self.start,
                     }
                 )
             median, iqr, low = summarise([contender.samples[r] for r in mine])
@@ -734,11 +732,7 @@ def _remeasure(sweep: _Sweep, budget_s: float) -> int:
     done = 0
     for number in range(1, MAX_PASSES):
         current = sweep.estimates()
-        order = [
-            key
-            for key in remeasure_order(current, suspects(current.rows))
-            if key in sweep.groups and sweep.groups[key].passes == number
-        ]
+        order = [key for key in remeasure_order(current) if key in sweep.groups and sweep.groups[key].passes == number]
         if not order:
             break
         print(
@@ -771,16 +765,9 @@ def _final_row(record: dict[str, Any], stats: dict[str, Any], bandwidth: dict[st
         out["reason"] = OUTLIER_REASON
     elif not stats.get("outlier") and out.get("reason") == OUTLIER_REASON:  # derived again: no longer one
         out["reason"] = None
-    task = Task(
-        str(record["implementation"]),
-        int(record["m"]),
-        int(record["n_x"]),
-        str(record["dtype"]),
-        str(record["layout"]),
-        int(record["threads"]),
+    out["gbps"], out["bw_fraction"] = _rates(
+        int(record["bytes_x"]), stats["median_s"], bandwidth.get(str(int(record["threads"])))
     )
-    implied = asdict(_row(task, bandwidth, status=STATUS_OK, median_s=stats["median_s"]))
-    out.update({k: implied[k] for k in ("gbps", "bw_fraction")})
     return out
 
 

@@ -141,7 +141,7 @@ def calibrate(
     return Calibration(loops=loops, round_time=round_time, compile_s=compile_s, result=result)
 
 
-def summarise(samples: Sequence[float]) -> tuple[float, float, float]:
+def summarise(samples: Sequence[float] | np.ndarray) -> tuple[float, float, float]:
     """(median, IQR, min) of seconds per call."""
     q1, median, q3 = np.percentile(np.asarray(samples, dtype=float), [25, 50, 75])
     return float(median), float(q3 - q1), float(np.min(samples))
@@ -163,7 +163,7 @@ def measure(
     (interleave); this is for one callable on its own (workers, studies, the lecture demo).
     """
     cal = calibrate(fn, jit=jit, round_s=round_s, check=check)
-    rounds = max(1, min(max_rounds, int(budget_s // cal.round_time)))
+    (rounds,) = round_counts([Contender(fn, cal.loops, cal.round_time)], budget_s, max_rounds)
     samples = [_time_loops(fn, cal.loops) / cal.loops for _ in range(rounds)]
     median, iqr, low = summarise(samples)
     return Timing(

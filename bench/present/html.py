@@ -25,7 +25,7 @@ import vl_convert
 from markdown_it import MarkdownIt
 
 from bench.analyse.crossovers import crossover_table
-from bench.analyse.views import PAIR_BASELINES, implementation_order, pair_table
+from bench.analyse.views import PAIR_BASELINES, fmt_speedup, implementation_order, pair_table
 from bench.claims import HEADLINE
 from bench.results import STATUS_OK
 
@@ -117,10 +117,7 @@ def heatmap_chart(frame: pd.DataFrame) -> alt.LayerChart:
     table = pair_table(frame)
     table = table.assign(
         pair=table["implementation"] + " over " + table["baseline"],
-        label=[
-            "" if not np.isfinite(s) else (f"{s:.2g}" if s < 10 else f"{s:,.0f}")
-            for s in table["speedup"].astype(float)
-        ],
+        label=[fmt_speedup(s) if np.isfinite(s) else "" for s in table["speedup"].astype(float)],
         reason=table["reason"].fillna(""),
     )
     order = implementation_order(frame)
