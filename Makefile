@@ -33,9 +33,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create .venv and install the project with its test tools
 
-lint: $(STAMP) ## Run ruff
+lint: $(STAMP) ## Run ruff, and import-linter on the layer contracts (pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP) ## Run mypy (strict)
 	$(VENV)/bin/mypy

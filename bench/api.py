@@ -20,14 +20,14 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench.cli import DEFAULT_SEED
-from bench.errors import BenchError
+from bench.base.constants import DEFAULT_SEED
+from bench.base.errors import BenchError
+from bench.base.results import ensure_writable_dir, load_metadata, load_results
 from bench.measure.check import CheckResult, check_implementation
 from bench.measure.profiles import PROFILES
 from bench.measure.rundir import claimed
 from bench.measure.timing import resolve_threads
 from bench.measure.user import from_function, is_spec, load_function
-from bench.results import ensure_writable_dir, load_metadata, load_results
 from implementations import REGISTRY, Implementation
 
 Kernel = Callable[..., Any] | str | Implementation

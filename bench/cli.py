@@ -11,12 +11,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from bench.errors import BenchError, GateError
+from bench.base.constants import DEFAULT_SEED
+from bench.base.errors import BenchError, GateError
+from bench.base.results import RESULTS_CSV, ensure_writable_dir
 from bench.measure.check import add_check_command
 from bench.measure.data import DTYPES, LAYOUTS
 from bench.measure.profiles import PROFILES
 from bench.measure.user import parse_targets
-from bench.results import RESULTS_CSV, ensure_writable_dir
 from implementations import REGISTRY
 
 if TYPE_CHECKING:  # pandas is imported only by the commands that read tables
@@ -24,7 +25,6 @@ if TYPE_CHECKING:  # pandas is imported only by the commands that read tables
 
     from bench.measure.runner import RunConfig
 
-DEFAULT_SEED = 20240917
 MAX_SIZE = 2**40
 
 
@@ -285,10 +285,10 @@ def _run_config(args: argparse.Namespace, cells: list[tuple[int, int]]) -> RunCo
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
+    from bench.base.results import results_path
     from bench.measure.estimates import noisy_line
     from bench.measure.rundir import claimed
     from bench.measure.runner import reestimate
-    from bench.results import results_path
 
     folder = results_path(args.results).parent  # a missing run is one line, before any lock is taken
     with claimed(folder, resume=True):  # one writer per folder; nothing of the run moves
@@ -320,8 +320,8 @@ def _cmd_robustness(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame | None, Path]:
+    from bench.base.results import load_lecture, load_metadata, load_results
     from bench.pytest_json import load_pytest_json
-    from bench.results import load_lecture, load_metadata, load_results
 
     if args.from_pytest_json is not None:
         frame, meta = load_pytest_json(args.from_pytest_json)
@@ -365,7 +365,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from bench.analyse.compare import compare_runs, default_out, slower_than, write_comparison
+    from bench.analyse.compare import compare_runs, default_out, slower_than
+    from bench.present.compare_report import write_comparison
 
     comparison = compare_runs(args.runs)
     out = ensure_writable_dir(args.out or default_out(comparison))

@@ -8,8 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from bench.errors import BenchError
-from bench.results import COLUMNS, STATUS_OK
+from bench.base.errors import BenchError
+from bench.base.results import COLUMNS, STATUS_OK
 
 
 def load_pytest_json(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -1,4 +1,6 @@
-"""The course assignment's optimize, predict and model, on top of any implementation's propagate.
+"""The course assignment's optimize, predict and model: functions of any implementation's propagate.
+
+    course.optimize(REGISTRY["fully_vectorized"].propagate, w, b, X, Y, 100, 0.009)
 
 Implementation.optimize keeps its own return value, (w, b, costs) with the cost of every
 step; these follow the assignment instead: optimize returns (params, grads, costs) with the
@@ -7,24 +9,19 @@ cost every 100 iterations, and model starts from w = 0, b = 0 as the course does
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
+from implementations.interface import FloatArray, Gradients, PropagateFn, gradient_descent
 from implementations.logistic import sigmoid_vec
 from implementations.validation import require_features, validate_hyperparameters, validate_inputs
 
-if TYPE_CHECKING:
-    from implementations.interface import Gradients
-
-FloatArray = NDArray[np.floating[Any]]
 COST_EVERY = 100  # the course records the cost every 100 iterations
 
 
 def optimize(
-    propagate: Callable[[FloatArray, float, FloatArray, FloatArray], Gradients],
+    propagate: PropagateFn,
     w: Any,
     b: Any,
     X: Any,
@@ -36,19 +33,20 @@ def optimize(
     """The course's optimize: (params {"w", "b"}, grads {"dw", "db"} of the last step, costs every 100)."""
     w, b, X, Y = validate_inputs(w, b, X, Y)
     validate_hyperparameters(num_iterations, learning_rate)
-    w = w.copy()
-    costs: list[float] = []
-    grads = None
-    for i in range(num_iterations):
-        grads = propagate(w, b, X, Y)
-        w = w - learning_rate * grads.dw
-        b = b - learning_rate * grads.db
-        if i % COST_EVERY == 0:
-            costs.append(grads.cost)
-            if print_cost:
-                print(f"Cost after iteration {i}: {grads.cost:f}")
-    if grads is None:  # no step taken: the gradients at the start (the course's code would fail here)
-        grads = propagate(w, b, X, Y)
+    last: list[Gradients] = []
+
+    def recorded(w_: FloatArray, b_: float, X_: FloatArray, Y_: FloatArray) -> Gradients:
+        grads = propagate(w_, b_, X_, Y_)
+        last[:] = [grads]
+        return grads
+
+    w, b, every_cost = gradient_descent(recorded, w, b, X, Y, num_iterations, learning_rate)
+    costs = every_cost[::COST_EVERY]
+    if print_cost:
+        for i, cost in zip(range(0, num_iterations, COST_EVERY), costs, strict=True):
+            print(f"Cost after iteration {i}: {cost:f}")
+    # No step taken: the gradients at the start (the course's code would fail here).
+    grads = last[0] if last else propagate(w, b, X, Y)
     return {"w": w, "b": b}, {"dw": grads.dw, "db": grads.db}, costs
 
 
@@ -64,7 +62,7 @@ def predict(w: Any, b: Any, X: Any) -> FloatArray:
 
 
 def model(
-    propagate: Callable[[FloatArray, float, FloatArray, FloatArray], Gradients],
+    propagate: PropagateFn,
     X_train: Any,
     Y_train: Any,
     X_test: Any,

@@ -15,7 +15,6 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from implementations import course
 from implementations.validation import validate_hyperparameters, validate_inputs
 
 FloatArray = NDArray[np.floating[Any]]
@@ -160,36 +159,6 @@ class Implementation:
             lambda w_, b_, X_, Y_, n_, lr_: gradient_descent(self.propagate, w_, b_, X_, Y_, n_, lr_)
         )
         return run(w, b, X, Y, num_iterations, learning_rate)
-
-    def course_optimize(
-        self,
-        w: Any,
-        b: Any,
-        X: Any,
-        Y: Any,
-        num_iterations: int = 100,
-        learning_rate: float = 0.009,
-        print_cost: bool = False,
-    ) -> tuple[dict[str, Any], dict[str, Any], list[float]]:
-        """The course's optimize: (params {"w", "b"}, grads {"dw", "db"} of the last step, costs every 100)."""
-        return course.optimize(self.propagate, w, b, X, Y, num_iterations, learning_rate, print_cost)
-
-    def predict(self, w: Any, b: Any, X: Any) -> FloatArray:
-        """The course's predict: 1.0 where sigmoid(w.T X + b) > 0.5, else 0.0, shape (1, m)."""
-        return course.predict(w, b, X)
-
-    def model(
-        self,
-        X_train: Any,
-        Y_train: Any,
-        X_test: Any,
-        Y_test: Any,
-        num_iterations: int = 2000,
-        learning_rate: float = 0.5,
-        print_cost: bool = False,
-    ) -> dict[str, Any]:
-        """The course's model: the dictionary with costs, both predictions, w, b and the hyperparameters."""
-        return course.model(self.propagate, X_train, Y_train, X_test, Y_test, num_iterations, learning_rate, print_cost)
 
 
 def summary_of(module_doc: str | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -40,3 +41,23 @@ def flat_memory(*_: object) -> dict[str, Any]:
     """A stand-in for the memory sweep: 10 GB/s at every size, for tests that do not look at it."""
     flat = {"sweep": [[4096, 10.0], [8192, 10.0]], "levels": [{"gbps": 10.0, "capacity_bytes": None}]}
     return {"threads": {str(t): {**flat, "memory_from_bytes": 4096.0} for t in range(1, 65)}}
+
+
+def table_rows(markdown: str) -> list[list[str]]:
+    """The cells of every markdown table row in `markdown`, stripped; header rows included, rules left out."""
+    rows = []
+    for raw in markdown.splitlines():
+        line = raw.strip()
+        if not line.startswith("|"):
+            continue
+        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line[1:-1])]
+        if all(re.fullmatch(r":?-+:?", c) for c in cells):
+            continue
+        rows.append(cells)
+    return rows
+
+
+def has_row(markdown: str, *cells: str) -> bool:
+    """Whether a table row of `markdown` holds these cells next to each other, in this order."""
+    n = len(cells)
+    return any(list(cells) == row[i : i + n] for row in table_rows(markdown) for i in range(len(row) - n + 1))

@@ -8,8 +8,8 @@ from matplotlib.figure import Figure
 
 import bench.measure.runner
 from bench import api
-from bench.errors import BenchError
-from bench.results import COLUMNS, SPEEDUP_FIELDS
+from bench.base.errors import BenchError
+from bench.base.results import COLUMNS, SPEEDUP_FIELDS
 from tests.helpers import flat_memory
 from tests.user_functions import course, sign_flipped
 

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.measure.bandwidth import Hierarchy, find_levels, out_of_cache_bytes, read_gbps, sweep_sizes
+from bench.base.hierarchy import Hierarchy, out_of_cache_bytes
+from bench.measure.bandwidth import find_levels, read_gbps, sweep_sizes
 
 KIB, MIB = 1024, 1024**2
 

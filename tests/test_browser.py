@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from bench.analyse.views import claims_table, fmt_speedup
-from bench.measure.profiles import COURSE_SHAPE
-from bench.results import load_results
+from bench.base.constants import COURSE_SHAPE
+from bench.base.results import load_results
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 REFERENCE = Path(os.environ.get("REPORT_RUN") or Path(__file__).resolve().parent.parent / "results" / "reference")

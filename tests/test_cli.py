@@ -16,8 +16,8 @@ import pytest
 import bench.cli
 import bench.measure.runner
 import bench.measure.user
+from bench.base.results import COLUMNS, load_results
 from bench.cli import main
-from bench.results import COLUMNS, load_results
 from implementations import REGISTRY, Gradients, Implementation
 from tests.helpers import flat_memory
 
@@ -238,7 +238,7 @@ def test_cut_off_and_memory_skips_are_recorded_not_invented(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        bench.measure.runner, "predict_seconds", lambda history, m, n_x, **_: 99.0 if m * n_x >= 32 else None
+        bench.measure.runner, "predict_call_s", lambda history, m, n_x, **_: 99.0 if m * n_x >= 32 else None
     )
     code, _ = _run(
         [
@@ -265,7 +265,7 @@ def test_cut_off_and_memory_skips_are_recorded_not_invented(
         available = 1
         total = 2**30
 
-    monkeypatch.setattr(bench.measure.runner, "predict_seconds", lambda history, m, n_x, **_: None)
+    monkeypatch.setattr(bench.measure.runner, "predict_call_s", lambda history, m, n_x, **_: None)
     monkeypatch.setattr(psutil, "virtual_memory", Tiny)
     code, _ = _run(["run", *TINY, "--implementations", "numba_loop", "--out", str(tmp_path / "mem")], capsys)
     frame = pd.read_csv(tmp_path / "mem" / "results.csv")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.base.results import load_results
 from bench.cli import main
-from bench.results import load_results
 from tests.helpers import flat_memory
 
 

@@ -13,16 +13,14 @@ import pytest
 from bench.analyse import model as model_module
 from bench.analyse.model import (
     NEVER,
-    Bandwidth,
     CostModel,
-    Shape,
     beyond_reach,
     fit_cost_model,
     model_speedup,
     pages_per_example,
-    predict_seconds,
     regions_per_example,
 )
+from bench.base.hierarchy import Bandwidth
 
 # A machine with 100 GB/s up to 1 MiB, 40 GB/s up to 32 MiB and 15 GB/s beyond (steps over a doubling).
 CURVE = Bandwidth(
@@ -105,11 +103,8 @@ def test_fit_is_robust_to_one_bad_cell() -> None:
     assert model.max_rel_error == pytest.approx(0.8, abs=0.01)  # the outlier shows here, not in the fit
 
 
-def test_too_few_cells_fall_back_to_scaling_the_largest_contained_cell() -> None:
+def test_too_few_cells_give_no_model() -> None:
     assert fit_cost_model([1, 1], [1, 1], [1e-6, 1e-6]) is None
-    assert predict_seconds([], 10, 10) is None
-    assert predict_seconds([(10, 10, 1e-3)], 20, 10) == pytest.approx(2e-3)
-    assert predict_seconds([(10, 10, 1e-3)], 5, 100) is None  # (10, 10) does not fit inside (5, 100)
 
 
 def test_model_speedup_is_the_ratio_of_predictions() -> None:
@@ -194,18 +189,6 @@ def test_held_out_error_is_small_for_a_true_model_and_large_for_a_memorised_one(
     rng = np.random.default_rng(5)
     noisy = fit_cost_model(m, n, t * rng.lognormal(0.0, 0.3, t.size), bandwidth=CURVE, held_out=True)
     assert noisy is not None and noisy.held_out_median_error > noisy.median_rel_error
-
-
-def test_the_cut_off_fits_each_set_of_cells_once() -> None:
-    m, n = _grid()
-    measured = [(int(a), int(b), float(s)) for a, b, s in zip(m, n, _true_times(m, n), strict=True)]
-    model_module._cached_fit.cache_clear()
-    first = predict_seconds(measured, 300_000, 1_000, bandwidth=CURVE)
-    again = predict_seconds(measured, 300_000, 3_000, bandwidth=CURVE)
-    assert model_module._cached_fit.cache_info().hits == 1
-    assert first == pytest.approx(float(_true_times(np.array([300_000.0]), np.array([1_000.0]))[0]), rel=1e-3)
-    assert first is not None and again is not None and again > first
-    assert Shape() == Shape(NEVER, NEVER, NEVER, NEVER, 0.0)
 
 
 def test_short_rows_are_found_with_where_they_stop() -> None:

@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 
 import bench.measure.runner
+from bench.base.results import load_results, load_speedups
+from bench.base.stats import median_interval, paired_speedup, unpaired_speedup
 from bench.cli import main
 from bench.measure.estimates import (
     CANARY_COLUMNS,
@@ -32,8 +34,6 @@ from bench.measure.estimates import (
     suspects,
 )
 from bench.measure.timing import Contender, round_counts, run_blocked, run_interleaved, schedule
-from bench.results import load_results, load_speedups
-from bench.stats import median_interval, paired_speedup, unpaired_speedup
 from tests.helpers import flat_memory
 
 
@@ -318,7 +318,7 @@ def test_the_course_shape_is_measured_whatever_the_cut_off_predicts(
 ) -> None:
     # A machine where every call is predicted over the cut-off: only the course shape's headline rows run.
     monkeypatch.setattr(bench.measure.runner, "COURSE_SHAPE", (8, 4))
-    monkeypatch.setattr(bench.measure.runner, "predict_seconds", lambda *_, **__: 99.0)
+    monkeypatch.setattr(bench.measure.runner, "predict_call_s", lambda *_, **__: 99.0)
     monkeypatch.setattr(bench.measure.runner, "measure_hierarchy", flat_memory)
     args = ["run", "--profile", "quick", "--m", "1,8", "--n-x", "1,4", "--no-lecture", "--threads", "1"]
     args += ["--implementations", "two_loop,feature_vectorized,fully_vectorized", "--out", str(tmp_path)]

@@ -8,9 +8,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from bench.base.results import COLUMNS
 from bench.present.peers_report import CSV_FILES, peer_tables, peers_section
 from bench.present.report import write_report
-from bench.results import COLUMNS
 
 
 def _row(name: str, m: int, n_x: int, seconds: float | None, **extra: Any) -> dict[str, Any]:

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from bench.analyse.verdicts import Verdict, verdict_for
+from bench.base.results import COLUMNS
 from bench.cli import main
 from bench.present.report import build_report
 from bench.pytest_json import load_pytest_json
-from bench.results import COLUMNS
 
 
 def _speed(values: dict[tuple[int, int], float]) -> pd.Series:
@@ -117,7 +117,7 @@ def test_bad_pytest_json_is_a_one_line_error(tmp_path: Path, content: str, capsy
 
 
 def test_readme_blocks_are_rewritten_between_their_markers_only(tmp_path: Path) -> None:
-    from bench.errors import BenchError
+    from bench.base.errors import BenchError
     from bench.present.report import marker, update_readme
 
     start, end = marker("findings")

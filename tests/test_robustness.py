@@ -10,11 +10,12 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from bench.base.constants import KEEP_MAPPED_ENV
+from bench.base.results import COLUMNS as RESULT_COLUMNS
 from bench.cli import main
 from bench.measure.robustness import (
     COLUMNS,
     EFFECTS,
-    KEEP_MAPPED_ENV,
     ROBUSTNESS_CSV,
     Comparison,
     StudySettings,
@@ -28,7 +29,6 @@ from bench.measure.robustness import (
 from bench.measure.worker import WorkerRequest, WorkerResult
 from bench.present.report import build_report
 from bench.present.robustness_report import robustness_section
-from bench.results import COLUMNS as RESULT_COLUMNS
 
 SETTINGS = StudySettings(seed=1, budget_s=0.02, round_s=0.001, max_rounds=3)
 KEPT = dict(KEEP_MAPPED_ENV)
@@ -42,7 +42,7 @@ class FakeTimer:
         self.calls: list[tuple[str, int, int, bool]] = []
 
     def __call__(self, request: WorkerRequest, env: Mapping[str, str]) -> WorkerResult:
-        key = (request.implementation, request.m, request.n_x, dict(env) == KEPT)
+        key = (request.cell.implementation, request.cell.m, request.cell.n_x, dict(env) == KEPT)
         self.calls.append(key)
         value = self.times.get(key, 1e-3)
         median = value.pop(0) if isinstance(value, list) else value

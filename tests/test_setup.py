@@ -10,9 +10,9 @@ import pytest
 
 import bench.measure.runner
 import bench.measure.user
+from bench.base.results import Row, load_results
 from bench.cli import main
 from bench.measure.data import make_problem
-from bench.results import Row, load_results
 from implementations import REGISTRY, Implementation
 from tests.helpers import assert_matches_reference
 from tests.reference import reference_gradients
@@ -57,8 +57,9 @@ def test_missing_requirement_gives_skipped_unavailable_rows(
 
 
 def test_tables_written_before_the_reason_column_still_load(tmp_path: Path) -> None:
-    row = Row("two_loop", 2, 3, "float64", "C", 1, "ok", median_s=1e-5, iqr_s=0.0, min_s=1e-5, rounds=5, loops=9)
+    row = Row("two_loop", 2, 3, "float64", "C", 1, 7, "ok", median_s=1e-5, iqr_s=0.0, min_s=1e-5, rounds=5, loops=9)
     frame = pd.DataFrame([asdict(row)])
-    frame.drop(columns=["reason"]).to_csv(tmp_path / "results.csv", index=False)
+    frame.drop(columns=["reason", "seed"]).to_csv(tmp_path / "results.csv", index=False)
     loaded = load_results(tmp_path)
     assert "reason" in loaded.columns and loaded["reason"].isna().all()
+    assert "seed" in loaded.columns and loaded["seed"].isna().all()

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 import bench.measure.runner
+from bench.base.results import load_results
 from bench.cli import main
 from bench.measure.data import make_problem
 from bench.measure.user import ENTRY_POINT_GROUP, resolve, to_gradients
-from bench.results import load_results
 from implementations import Gradients
 from tests.helpers import assert_matches_reference, flat_memory
 from tests.reference import reference_gradients

@@ -6,13 +6,14 @@ import os
 
 import pytest
 
-from bench.errors import BenchError
+from bench.base.errors import BenchError
+from bench.base.records import Cell
 from bench.measure.worker import WorkerPool, WorkerRequest, time_in_worker
 
 
 def test_worker_times_a_cell_on_the_cores_it_was_given() -> None:
     first = min(os.sched_getaffinity(0))
-    request = WorkerRequest("numba_loop", 16, 4, "float64", "F", 1, 3, 0.05, 0.002, 3, cores=(first,))
+    request = WorkerRequest(Cell("numba_loop", 16, 4, "float64", "F", 1, 3), 0.05, 0.002, 3, cores=(first,))
     result = time_in_worker(request, env={"MALLOC_ARENA_MAX": "1"})
     assert result.cores == (first,)
     assert result.median_s > 0 and result.min_s <= result.median_s and result.rounds >= 1
@@ -20,7 +21,7 @@ def test_worker_times_a_cell_on_the_cores_it_was_given() -> None:
 
 
 def test_worker_errors_are_one_line() -> None:
-    request = WorkerRequest("fully_vectorized", 4, 2, "float64", "Z", 1, 3, 0.05, 0.002, 3)
+    request = WorkerRequest(Cell("fully_vectorized", 4, 2, "float64", "Z", 1, 3), 0.05, 0.002, 3)
     with pytest.raises(BenchError, match="worker for fully_vectorized: ValueError") as exc:
         time_in_worker(request)
     assert "\n" not in str(exc.value)
@@ -28,12 +29,12 @@ def test_worker_errors_are_one_line() -> None:
 
 def test_a_pool_keeps_one_worker_per_set_of_cores_and_survives_an_error() -> None:
     first = min(os.sched_getaffinity(0))
-    ask = WorkerRequest("numba_loop", 16, 4, "float64", "F", 1, 3, 0.05, 0.002, 3, cores=(first,))
+    ask = WorkerRequest(Cell("numba_loop", 16, 4, "float64", "F", 1, 3), 0.05, 0.002, 3, cores=(first,))
     with WorkerPool() as pool:
         one, two = pool.time(ask), pool.time(ask)
         assert one.pid == two.pid != os.getpid() and one.cores == (first,)
         assert one.compile_s is not None and two.compile_s is not None
-        bad = WorkerRequest("fully_vectorized", 4, 2, "float64", "Z", 1, 3, 0.05, 0.002, 3, cores=(first,))
+        bad = WorkerRequest(Cell("fully_vectorized", 4, 2, "float64", "Z", 1, 3), 0.05, 0.002, 3, cores=(first,))
         with pytest.raises(BenchError, match="worker for fully_vectorized"):
             pool.time(bad)
         assert pool.time(ask).pid == one.pid  # an error is an answer, not a dead worker

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,16 +21,15 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from bench.analyse.reproduce import AGREE_MEDIAN, AGREE_WORST, reproduce_summary, rules_compared, speedup_pairs
+from bench.analyse.reproduce import reproduce_summary, rules_compared, speedup_pairs
 from bench.analyse.verdicts import VERDICTS_JSON, claim_verdicts
-from bench.analyse.views import claims_table, fmt_speedup, headline, implementation_order
-from bench.errors import BenchError
-from bench.measure.metadata import machine_line
-from bench.measure.profiles import COURSE_SHAPE
-from bench.results import KEY, STATUS_OK, load_metadata, load_results, results_path, write_text_atomic
+from bench.analyse.views import claims_table, headline, implementation_order
+from bench.base.constants import COURSE_SHAPE
+from bench.base.errors import BenchError
+from bench.base.machine import machine_line
+from bench.base.records import KEY
+from bench.base.results import STATUS_OK, load_metadata, load_results, results_path, write_csv_atomic
 from implementations import BASELINE
-
-COMPARE_MD = "COMPARE.md"
 
 # Columns a results table needs to be compared; `status` is optional (rows with a time count as ok).
 NEEDED = (*KEY, "median_s", "iqr_s")
@@ -342,201 +340,33 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return cast(list[dict[str, Any]], frame.to_dict("records"))
 
 
-# ---------------------------------------------------------------- markdown
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-
-
-def _ratio(value: float) -> str:
-    return "n/a" if not np.isfinite(value) else f"{value:.2f}"
-
-
-def _differs(machines: pd.DataFrame) -> str:
-    columns = ["cpu", "cores", "blas", "python", "numpy", "numba", "profile", "seed", "commit"]
-    differ = [c for c in columns if machines[c].astype(str).nunique() > 1]
-    return "Differs between the runs: " + ", ".join(differ) + "." if differ else "Same machine, software and settings."
-
-
-def _reproduce_section(comparison: Comparison, csv_names: dict[str, str]) -> list[str]:
-    """Whether the later runs reproduce the first: speedup intervals cell by cell, and the verdict rules."""
-    lines = ["", "## Does it reproduce?", ""]
-    summary = comparison.reproduce_summary
-    if summary.empty:
-        return [*lines, "n/a: a run has no `speedups.csv` (made before speedups had intervals)."]
-    lines += [
-        "Speedups over `two_loop` measured in both runs. A cell *reproduces* when its two intervals overlap; "
-        "the spread is the larger speedup over the smaller. Two runs of the same code on the same machine "
-        f"agree when the spread is at most {AGREE_MEDIAN:g}x at the median and {AGREE_WORST:g}x at worst. "
-        f"CSV: [{csv_names['reproduce_summary']}]({csv_names['reproduce_summary']}), cell by cell: "
-        f"[{csv_names['reproduce']}]({csv_names['reproduce']}).",
-        "",
-    ]
-    rows = [
-        [
-            f"{r['run']} vs {r['against']}",
-            str(r["scope"]),
-            f"{r['overlapping']} of {r['cells']} ({r['share']:.0%})",
-            f"{_ratio(r['spread_median'])}x",
-            f"{_ratio(r['spread_worst'])}x ({r['worst_cell']})",
-            "**yes**" if r["agrees"] else "no",
-        ]
-        for r in _records(summary)
-    ]
-    lines += _md_table(["runs", "scope", "intervals overlapping", "spread: median", "spread: worst", "agree"], rows)
-    if not comparison.rules.empty:
-        lines += ["", f"Verdict rules (CSV: [{csv_names['rules']}]({csv_names['rules']})):", ""]
-        rule_rows = [
-            [f"{r['run']} vs {r['against']}", f"`{r['implementation']}`", str(r["rule_a"]), str(r["rule_b"]),
-             str(r["outcome"])]
-            for r in _records(comparison.rules)
-        ]  # fmt: skip
-        lines += _md_table(["runs", "implementation", "rule (first run)", "rule (this run)", "outcome"], rule_rows)
-    return lines
-
-
-def markdown(comparison: Comparison, csv_names: dict[str, str], plots: list[Path]) -> str:
-    """COMPARE.md: machines, the note's table per run, ratios per implementation, verdicts, plots."""
-    runs = comparison.runs
-    first = runs[0].label
-    lines = ["# logreg-vecbench: runs compared", ""]
-    for row in _records(comparison.machines):
-        lines.append(
-            f"- **{row['run']}** (`{row['folder']}`): {row['machine']}; Python {row['python'] or '?'}, "
-            f"Numba {row['numba'] or '?'}; profile `{row['profile'] or '?'}`, commit `{row['commit'] or '?'}`"
-            + ("" if row["complete"] is not False else " (**interrupted run**)")
-        )
-    left = [f"{label}: {n}" for label, n in comparison.left_out.items() if n]
-    lines += [
-        "",
-        _differs(comparison.machines),
-        f"Compared on the {len(comparison.common)} rows measured in every run "
-        "(same implementation, m, n_x, dtype, layout and threads)"
-        + (f"; left out, measured in only some runs: {', '.join(left)}." if left else "; none left out."),
-        f"Table as CSV: [{csv_names['machines']}]({csv_names['machines']}).",
-        "",
-        "## The note's speed table, run by run",
-        "",
-        "Speedup over `two_loop` in the headline setting (float64, C order, 1 thread), over the compared rows "
-        f"only. CSV: [{csv_names['claims']}]({csv_names['claims']}).",
-        "",
-    ]
-    header = ["Approach", "implementation", "claimed"]
-    for run in runs:
-        header += [f"{run.label}: course shape", f"{run.label}: median", f"{run.label}: range"]
-    claim_rows = []
-    for approach, group in comparison.claims.groupby("approach", sort=False):
-        first_row = group.iloc[0]
-        cells = [
-            str(approach),
-            f"`{first_row['implementation']}`",
-            "1x" if first_row["claimed"] == 1 else f"~{first_row['claimed']:.0f}x",
-        ]
-        for run in runs:
-            r = group[group["run"] == run.label].iloc[0]
-            cells += [
-                fmt_speedup(r["course_shape"]),
-                fmt_speedup(r["grid_median"]),
-                f"{fmt_speedup(r['grid_min'])} to {fmt_speedup(r['grid_max'])}",
-            ]
-        claim_rows.append(cells)
-    lines += _md_table(header, claim_rows)
-    for run in runs[1:]:
-        table = comparison.by_implementation[comparison.by_implementation["run"] == run.label]
-        lines += [
-            "",
-            f"## Per implementation: {run.label} against {first}",
-            "",
-            f"Time ratio = time in {run.label} / time in {first} per row (above 1: slower in {run.label}); "
-            "speedup ratio = speedup over `two_loop` in "
-            f"{run.label} / in {first}. A row changed *beyond noise* when its time moved by more than the IQR of "
-            "each run's rounds. **slower** / **faster**: the median moved that way and so did most rows beyond "
-            f"noise. CSV: [{csv_names['implementations']}]({csv_names['implementations']}), row by row: "
-            f"[{csv_names['rows']}]({csv_names['rows']}).",
-            "",
-        ]
-        rows = []
-        for rec in _records(table):
-            mark = f"**{rec['change']}**" if rec["change"] in ("slower", "faster") else str(rec["change"])
-            rows.append(
-                [
-                    f"`{rec['implementation']}`",
-                    str(rec["rows"]),
-                    f"{_ratio(rec['time_ratio_median'])} "
-                    f"({_ratio(rec['time_ratio_min'])} to {_ratio(rec['time_ratio_max'])})",
-                    _ratio(rec["speedup_ratio_median"]),
-                    f"{rec['slower_beyond_noise']} slower, {rec['faster_beyond_noise']} faster",
-                    mark,
-                ]
-            )
-        lines += _md_table(
-            [
-                "implementation",
-                "rows",
-                "time ratio: median (range)",
-                "speedup ratio: median",
-                "rows beyond noise",
-                "change",
-            ],
-            rows,
-        )
-    lines += _reproduce_section(comparison, csv_names)
-    lines += ["", "## Claim verdicts, run by run", ""]
-    verdicts = comparison.verdicts
-    named = verdicts[verdicts["implementation"] != ""]
-    if named.empty:
-        lines.append("n/a: no run holds verdicts (`verdicts.json`) and this version cannot derive them.")
-    else:
-        lines += [f"CSV: [{csv_names['verdicts']}]({csv_names['verdicts']}).", ""]
-        rows = []
-        for name in dict.fromkeys(named["implementation"]):
-            claimed = named[named["implementation"] == name]["claimed"].dropna()
-            cells = [f"`{name}`", f"~{claimed.iloc[0]:g}x" if not claimed.empty else "?"]
-            for run in runs:
-                match = verdicts[(verdicts["run"] == run.label) & (verdicts["implementation"].isin([name, ""]))]
-                cells.append(str(match["verdict"].iloc[0]) if not match.empty else "n/a")
-            rows.append(cells)
-        lines += _md_table(["implementation", "claimed", *[run.label for run in runs]], rows)
-    if plots:
-        lines += ["", "## Plots", ""]
-        for path in plots:
-            if path.suffix == ".png":
-                lines += [f"![{path.stem}]({path.name})", ""]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-# ---------------------------------------------------------------- writing
-
-
-def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
-    tmp = path.with_name(path.name + ".partial")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
-
-
 def default_out(comparison: Comparison) -> Path:
     labels = [re.sub(r"[^A-Za-z0-9._-]+", "-", run.label).strip("-") or "run" for run in comparison.runs]
     return Path("results") / "compare" / "_vs_".join(labels)
 
 
-def write_comparison(comparison: Comparison, out: Path) -> list[Path]:
-    """COMPARE.md, its tables as CSV, and the plots; returns the files written."""
-    from bench.present.compare_plots import draw_compare
+def speedup_points(comparison: Comparison, run: str) -> pd.DataFrame:
+    """The headline setting's rows of one pair (run against the first), baseline left out: for the plot."""
+    pairs = comparison.pairs[comparison.pairs["run"] == run]
+    data = headline(pairs)
+    return data[(data["implementation"] != BASELINE) & data["speedup_a"].notna() & data["speedup_b"].notna()]
 
-    csv_names = {
-        "machines": "compare_runs.csv",
-        "claims": "compare_claims.csv",
-        "implementations": "compare_implementations.csv",
-        "rows": "compare_rows.csv",
-        "verdicts": "compare_verdicts.csv",
-        "reproduce": "compare_reproduce.csv",
-        "reproduce_summary": "compare_reproduce_summary.csv",
-        "rules": "compare_rules.csv",
-    }
-    tables = {
+
+CSV_NAMES = {
+    "machines": "compare_runs.csv",
+    "claims": "compare_claims.csv",
+    "implementations": "compare_implementations.csv",
+    "rows": "compare_rows.csv",
+    "verdicts": "compare_verdicts.csv",
+    "reproduce": "compare_reproduce.csv",
+    "reproduce_summary": "compare_reproduce_summary.csv",
+    "rules": "compare_rules.csv",
+}
+
+
+def comparison_tables(comparison: Comparison) -> dict[str, pd.DataFrame]:
+    """The comparison's tables, keyed as CSV_NAMES."""
+    return {
         "machines": comparison.machines,
         "claims": comparison.claims,
         "implementations": comparison.by_implementation,
@@ -546,15 +376,12 @@ def write_comparison(comparison: Comparison, out: Path) -> list[Path]:
         "reproduce_summary": comparison.reproduce_summary,
         "rules": comparison.rules,
     }
-    written = [_write_csv(tables[key], out / name) for key, name in csv_names.items()]
-    plots = draw_compare(comparison, out)
-    path = out / COMPARE_MD
-    write_text_atomic(path, markdown(comparison, csv_names, plots))
-    return [path, *written, *plots]
 
 
-def speedup_points(comparison: Comparison, run: str) -> pd.DataFrame:
-    """The headline setting's rows of one pair (run against the first), baseline left out: for the plot."""
-    pairs = comparison.pairs[comparison.pairs["run"] == run]
-    data = headline(pairs)
-    return data[(data["implementation"] != BASELINE) & data["speedup_a"].notna() & data["speedup_b"].notna()]
+def write_comparison_tables(comparison: Comparison, out: Path) -> list[Path]:
+    """Every table of the comparison as CSV in `out`."""
+    written = []
+    for key, table in comparison_tables(comparison).items():
+        write_csv_atomic(out / CSV_NAMES[key], table)
+        written.append(out / CSV_NAMES[key])
+    return written

@@ -12,7 +12,7 @@ import pandas as pd
 
 from bench.analyse.model import fit_models, model_speedup
 from bench.analyse.views import cell_items, grid_axes, headline, implementation_order, speedups
-from bench.measure.bandwidth import curve_of
+from bench.base.hierarchy import curve_of
 from implementations import BASELINE
 
 CURVE_POINTS = 60

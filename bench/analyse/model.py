@@ -36,16 +36,15 @@ Runs made before the sweep get the same model without the bandwidth terms.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import nnls
 
-from bench.measure.robustness import DEFAULT_MMAP_THRESHOLD_BYTES
+from bench.base.constants import DEFAULT_MMAP_THRESHOLD_BYTES
+from bench.base.hierarchy import Bandwidth
 
 MIN_POINTS = 3
 HUBER_DELTA = 0.1  # relative residuals beyond 10% count linearly, not quadratically
@@ -75,51 +74,6 @@ MMAP_THRESHOLD = DEFAULT_MMAP_THRESHOLD_BYTES
 # one cell would set it, and the next level out is extrapolated by the bandwidth alone.
 MIN_CELLS_PER_STEP = 2
 SEARCH_ITERATIONS = 4  # reweighting steps per candidate shape in the search
-
-
-@dataclass(frozen=True)
-class Bandwidth:
-    """Read bandwidth against working-set size, from the sweep: log-log interpolation, flat beyond its ends.
-
-    `levels_gbps` and `level_bytes` are the plateaus the knee finder found, fastest first, and
-    the largest working set each serves (inf for main memory); empty for a bare curve.
-    """
-
-    sizes: tuple[float, ...]
-    gbps: tuple[float, ...]
-    levels_gbps: tuple[float, ...] = ()
-    level_bytes: tuple[float, ...] = ()
-
-    def __post_init__(self) -> None:
-        if len(self.sizes) != len(self.gbps) or not self.sizes:
-            raise ValueError("a bandwidth curve needs matching, non-empty sizes and GB/s")
-        if len(self.levels_gbps) != len(self.level_bytes):
-            raise ValueError("each level needs its bandwidth and its size")
-
-    def seconds_per_byte(self, nbytes: NDArray[np.float64]) -> NDArray[np.float64]:
-        x = np.log(np.asarray(self.sizes, dtype=float))
-        # A running median of three smooths single disturbed reads without moving the steps.
-        y = np.log(np.asarray(self.gbps, dtype=float))
-        if len(y) >= 3:
-            y = np.concatenate([[y[0]], np.median(np.lib.stride_tricks.sliding_window_view(y, 3), axis=1), [y[-1]]])
-        # A smaller working set is never read slower than a larger one: the dips at the smallest
-        # sizes are call overhead, not the memory, and would make tiny cells look memory-bound.
-        y = np.maximum.accumulate(y[::-1])[::-1]
-        gbps = np.exp(np.interp(np.log(np.maximum(nbytes, 1.0)), x, y))
-        return np.asarray(1.0 / (gbps * 1e9), dtype=np.float64)
-
-    def beyond_levels(self, nbytes: NDArray[np.float64]) -> NDArray[np.float64]:
-        """How far each working set has gone past each level boundary: 0 inside, 1 at the next plateau.
-
-        Measured along the curve itself (its seconds per byte between the two plateaus), so the
-        step follows the same ramp the reads do.
-        """
-        spb = np.maximum.accumulate(1.0 / (np.asarray(self.levels_gbps, dtype=float) * 1e9))
-        if spb.size < 2:
-            return np.zeros((np.size(nbytes), 0))
-        x = self.seconds_per_byte(np.atleast_1d(np.asarray(nbytes, dtype=float)))[:, None]
-        width = np.maximum(np.diff(spb), 1e-30)[None, :]
-        return np.asarray(np.clip((x - spb[None, :-1]) / width, 0.0, 1.0), dtype=float)
 
 
 @dataclass(frozen=True)
@@ -377,41 +331,6 @@ def _model(
         shape=shape,
         level_steps_s=tuple(float(v) for v in values[len(TERMS) :]),
     )
-
-
-@lru_cache(maxsize=256)
-def _cached_fit(
-    measured: tuple[tuple[int, int, float], ...], itemsize: int, bandwidth: Bandwidth | None
-) -> CostModel | None:
-    ms, ns, ts = zip(*measured, strict=True)
-    return fit_cost_model(ms, ns, ts, itemsize=itemsize, bandwidth=bandwidth)
-
-
-def predict_seconds(
-    measured: Sequence[tuple[int, int, float]],
-    m: int,
-    n_x: int,
-    *,
-    itemsize: int = 8,
-    bandwidth: Bandwidth | None = None,
-) -> float | None:
-    """Predict one call at (m, n_x) from the same implementation's measured (m, n_x, seconds).
-
-    With enough cells, the fitted model (fitted once per set of cells: the runner asks again for
-    every row until the next one is measured). With fewer, the largest measured cell that this one
-    contains, scaled by the ratio of elements (time grows at least that fast once the per-element
-    cost dominates, and no faster). None if nothing to go on.
-    """
-    if not measured:
-        return None
-    model = _cached_fit(tuple(measured), itemsize, bandwidth)
-    if model is not None:
-        return model.predict(m, n_x)
-    below = [(a, b, t) for a, b, t in measured if a <= m and b <= n_x]
-    if not below:
-        return None
-    a, b, t = max(below, key=lambda c: c[0] * c[1])
-    return t * (m * n_x) / (a * b)
 
 
 def fit_models(

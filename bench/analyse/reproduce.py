@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from bench.analyse.verdicts import Rule, cell_variables
-from bench.claims import HEADLINE
-from bench.results import load_speedups
+from bench.base.claims import HEADLINE
+from bench.base.results import load_speedups
 from implementations import BASELINE
 
 CELL = ("implementation", "m", "n_x", "dtype", "layout", "threads")

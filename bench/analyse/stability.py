@@ -14,8 +14,9 @@ from typing import Any
 import pandas as pd
 
 from bench.analyse.views import headline
-from bench.claims import thresholds
-from bench.results import KEY, STATUS_OK
+from bench.base.claims import thresholds
+from bench.base.records import KEY
+from bench.base.results import STATUS_OK
 
 STABILITY_CSV = "stability.csv"
 UNSTABLE_CSV = "unstable.csv"

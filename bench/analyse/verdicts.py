@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bench.analyse.views import cell_items, fmt_speedup, headline, speedups, uncertain_cells
-from bench.claims import CLAIMS, HOLDS_FACTOR
+from bench.base.claims import CLAIMS, HOLDS_FACTOR
 from implementations import BASELINE
 
 VARIABLES = ("n_x", "m", "m*n_x", "bytes_x")  # on a tie, earlier variables are preferred

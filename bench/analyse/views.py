@@ -12,8 +12,8 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from bench.claims import CLAIMS, HEADLINE, HOLDS_FACTOR
-from bench.results import STATUS_OK
+from bench.base.claims import CLAIMS, HEADLINE, HOLDS_FACTOR
+from bench.base.results import STATUS_OK
 from implementations import BASELINE, REFERENCE, REGISTRY
 
 
@@ -57,7 +57,7 @@ def speedups(frame: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
     """Speedup of each implementation over `baseline` per measured cell (NaN where either is missing).
 
     Over the two-loop baseline, a row's paired estimate (the median of round-by-round ratios,
-    bench.results.with_speedups) is used where the run has one; elsewhere the ratio of medians.
+    bench.base.results.with_speedups) is used where the run has one; elsewhere the ratio of medians.
     """
     times = time_grid(frame)
     if baseline not in times.columns:

@@ -13,7 +13,6 @@ import glob
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numba
@@ -21,9 +20,8 @@ import numpy as np
 import psutil
 from numpy.typing import NDArray
 
-from bench.analyse.model import Bandwidth
+from bench.base.hierarchy import FALLBACK_LLC_BYTES, Hierarchy, Level
 
-_FALLBACK_LLC_BYTES = 32 * 1024 * 1024
 _SIZE_SUFFIXES = {"K": 1024, "M": 1024**2, "G": 1024**3}
 MIN_SWEEP_BYTES = 4 * 1024
 MAX_SWEEP_BYTES = 2 * 1024**3
@@ -94,41 +92,6 @@ def sweep_top_bytes() -> int:
     """How far the sweep reads: 4x what /sys reports and at least 256 MiB, within 2 GiB and a quarter of free memory."""
     wanted = max(4 * last_level_cache_bytes(), MIN_TOP_BYTES)
     return int(min(wanted, MAX_SWEEP_BYTES, psutil.virtual_memory().available // 4))
-
-
-@dataclass(frozen=True)
-class Level:
-    """One plateau of the sweep: its bandwidth, and the largest working set it serves (None: main memory)."""
-
-    gbps: float
-    capacity_bytes: float | None
-
-
-@dataclass(frozen=True)
-class Hierarchy:
-    """The levels found in one sweep, fastest first; the last is main memory."""
-
-    levels: tuple[Level, ...]
-    memory_from_bytes: float  # the smallest swept size already at main memory's bandwidth
-
-    @property
-    def memory_gbps(self) -> float:
-        return self.levels[-1].gbps
-
-    @property
-    def last_capacity_bytes(self) -> float | None:
-        caps = [lv.capacity_bytes for lv in self.levels if lv.capacity_bytes is not None]
-        return caps[-1] if caps else None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"levels": [asdict(lv) for lv in self.levels], "memory_from_bytes": self.memory_from_bytes}
-
-    @staticmethod
-    def from_json(data: dict[str, Any]) -> Hierarchy:
-        return Hierarchy(
-            levels=tuple(Level(float(lv["gbps"]), lv["capacity_bytes"]) for lv in data["levels"]),
-            memory_from_bytes=float(data["memory_from_bytes"]),
-        )
 
 
 def _segments(y: NDArray[np.float64], penalty: float) -> list[tuple[int, int]]:
@@ -244,21 +207,6 @@ def measure_hierarchy(thread_counts: list[int], top: int | None = None) -> dict[
     return out
 
 
-def hierarchy_of(meta: dict[str, Any], threads: int = 1) -> Hierarchy | None:
-    """The measured hierarchy stored in a run's metadata (None for runs made before the sweep)."""
-    entry = (meta.get("memory") or {}).get("threads", {}).get(str(threads))
-    return Hierarchy.from_json(entry) if entry else None
-
-
-def out_of_cache_bytes(meta: dict[str, Any]) -> float:
-    """X at least this large lives in main memory on this machine: measured where there is a sweep."""
-    found = hierarchy_of(meta)
-    if found is not None:
-        return found.memory_from_bytes
-    # An older run: the OS-reported last-level cache, four times over.
-    return 4.0 * float(meta.get("last_level_cache_bytes") or _FALLBACK_LLC_BYTES)
-
-
 def last_level_cache_bytes() -> int:
     """The size in bytes of cpu0's highest cache level as the OS reports it; 32 MiB where unreadable."""
     found: list[tuple[int, int]] = []  # (level, bytes)
@@ -275,19 +223,4 @@ def last_level_cache_bytes() -> int:
         digits = text[:-1] if scale != 1 else text
         if digits.isdigit():
             found.append((level, int(digits) * scale))
-    return max(found)[1] if found else _FALLBACK_LLC_BYTES
-
-
-def curve_of(meta: dict[str, Any], threads: int = 1) -> Bandwidth | None:
-    """The sweep as a bandwidth curve for the cost model (None for runs made before the sweep)."""
-    entry = (meta.get("memory") or {}).get("threads", {}).get(str(threads))
-    if not entry or not entry.get("sweep"):
-        return None
-    sizes, gbps = zip(*entry["sweep"], strict=True)
-    levels = Hierarchy.from_json(entry).levels if entry.get("levels") else ()
-    return Bandwidth(
-        tuple(float(s) for s in sizes),
-        tuple(float(g) for g in gbps),
-        levels_gbps=tuple(lv.gbps for lv in levels),
-        level_bytes=tuple(float("inf") if lv.capacity_bytes is None else float(lv.capacity_bytes) for lv in levels),
-    )
+    return max(found)[1] if found else FALLBACK_LLC_BYTES

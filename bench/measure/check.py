@@ -24,7 +24,7 @@ from typing import Any, TextIO
 import numpy as np
 from numpy.typing import NDArray
 
-from bench.errors import BenchError
+from bench.base.errors import BenchError
 from implementations import Gradients, Implementation, validate_inputs
 
 Array = NDArray[Any]
@@ -263,7 +263,7 @@ def _exception_finding(case: Case, exc: Exception, source: str | None) -> Findin
 
 def describe_failure(exc: Exception) -> str:
     """One line for the reason column: a gate's mismatch as it stands, any other exception with where it came from."""
-    from bench.errors import GateError
+    from bench.base.errors import GateError
     from bench.measure.user import _one_line, _where
 
     if isinstance(exc, GateError):

@@ -24,9 +24,9 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from bench.claims import HEADLINE, thresholds
+from bench.base.claims import HEADLINE, thresholds
+from bench.base.stats import Interval, paired_speedup, relative_spread, unpaired_speedup
 from bench.measure.timing import summarise
-from bench.stats import Interval, paired_speedup, relative_spread, unpaired_speedup
 from implementations import BASELINE, REFERENCE
 
 # A group's columns: the rows timed together (one cell, dtype, layout and thread count).

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import os
 
+from bench.base.records import Cell
 from bench.measure.profiles import Profile
 from bench.measure.timing import available_cores
 from bench.measure.worker import WorkerPool, WorkerRequest, WorkerResult
-
-TaskKey = tuple[
-    str, int, int, str, str, int
-]  # bench.measure.runner.Task.key: implementation, m, n_x, dtype, layout, threads
 
 
 def cores_for(threads: int) -> tuple[int, ...]:
@@ -26,17 +23,11 @@ def cores_for(threads: int) -> tuple[int, ...]:
     return tuple(allowed[:threads])
 
 
-def time_isolated(key: TaskKey, seed: int, profile: Profile, pool: WorkerPool) -> tuple[WorkerResult, str | None]:
+def time_isolated(cell: Cell, profile: Profile, pool: WorkerPool) -> tuple[WorkerResult, str | None]:
     """Time one task in the pool's worker pinned to its cores; the note says when there were fewer cores."""
-    implementation, m, n_x, dtype, layout, threads = key
+    threads = cell.threads
     request = WorkerRequest(
-        implementation,
-        m,
-        n_x,
-        dtype,
-        layout,
-        threads,
-        seed,
+        cell,
         budget_s=profile.cell_budget_s,
         round_s=profile.round_s,
         max_rounds=profile.max_rounds,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.errors import GateError
+from bench.base.errors import GateError
 from bench.measure.timing import measure, thread_limits
 
 N = 1_000_000

@@ -87,16 +87,3 @@ def collect_metadata() -> dict[str, Any]:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "pid_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
     }
-
-
-def machine_line(meta: dict[str, Any]) -> str:
-    """One line naming the machine and date, for plot footers and the report."""
-    machine = meta.get("machine", meta)
-    cpu = machine.get("cpu", "unknown CPU")
-    cores = machine.get("cores", "?")
-    mem = machine.get("memory_gib", "?")
-    numpy_version = machine.get("versions", {}).get("numpy", "?")
-    blas: dict[str, Any] = next((b for b in machine.get("blas", []) if b.get("internal_api")), {})
-    blas_name = f"{blas.get('internal_api', '?')} {blas.get('version') or ''}".strip()
-    date = str(machine.get("date", "?"))[:10]
-    return f"{cpu}, {cores} cores, {mem} GiB; NumPy {numpy_version} ({blas_name}); {date}"

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The course assignment's own shape: 209 training images of 64 x 64 x 3 pixels.
-COURSE_SHAPE = (209, 64 * 64 * 3)
+from bench.base.constants import COURSE_SHAPE
 
 
 @dataclass(frozen=True)

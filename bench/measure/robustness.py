@@ -18,12 +18,7 @@ a folder with a run's results.
 
 from __future__ import annotations
 
-import csv
-import io
-import math
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.errors import BenchError
+from bench.base.constants import KEEP_MAPPED_ENV
+from bench.base.errors import BenchError
+from bench.base.records import Cell
+from bench.base.results import rows_csv, write_text_atomic
 from bench.measure.worker import WorkerRequest, WorkerResult, time_in_worker
-from bench.results import PARTIAL_SUFFIX
 
 if TYPE_CHECKING:  # pandas is imported only where the table is read
     import pandas as pd
@@ -42,17 +39,6 @@ ROBUSTNESS_CSV = "robustness.csv"
 EFFECTS = ("allocator", "power_of_two", "baseline_style", "process")
 STATUS_OK = "ok"
 STATUS_SKIPPED_UNAVAILABLE = "skipped_unavailable"
-
-# glibc caps the mmap threshold at 32 MiB on 64-bit (larger values are ignored); the trim
-# threshold has no cap. With both raised, freed temporaries stay in the heap, mapped.
-KEEP_MAPPED_ENV: tuple[tuple[str, str], ...] = (
-    ("MALLOC_MMAP_THRESHOLD_", str(32 * 2**20)),
-    ("MALLOC_TRIM_THRESHOLD_", str(2**30)),
-)
-# glibc's default M_MMAP_THRESHOLD: larger requests are mmapped until the dynamic threshold moves.
-DEFAULT_MMAP_THRESHOLD_BYTES = 128 * 2**10
-# A C-order row stride that is a multiple of this maps a column's elements to the same cache sets.
-ALIASING_STRIDE_BYTES = 4096
 
 COLUMNS = (
     "effect",
@@ -200,14 +186,11 @@ def _default_timer(request: WorkerRequest, env: Mapping[str, str]) -> WorkerResu
 
 
 def _request(variant: Variant, settings: StudySettings) -> WorkerRequest:
+    cell = Cell(
+        variant.implementation, variant.m, variant.n_x, settings.dtype, settings.layout, settings.threads, settings.seed
+    )
     return WorkerRequest(
-        implementation=variant.implementation,
-        m=variant.m,
-        n_x=variant.n_x,
-        dtype=settings.dtype,
-        layout=settings.layout,
-        threads=settings.threads,
-        seed=settings.seed,
+        cell,
         budget_s=settings.budget_s,
         round_s=settings.round_s,
         max_rounds=settings.max_rounds,
@@ -343,19 +326,8 @@ def measure_comparison(
     return summarise(comparison, results_a, results_b, settings, cpu)
 
 
-def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return repr(value) if isinstance(value, float) else str(value)
-
-
 def to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for row in rows:
-        writer.writerow([_cell(row.get(c)) for c in COLUMNS])
-    return buffer.getvalue()
+    return rows_csv(rows, COLUMNS)
 
 
 def _describe(comparison: Comparison) -> str:
@@ -393,27 +365,10 @@ def run_study(
         say(f"[{i}/{len(plan)}] {_describe(comparison)}: {result}")
     path = out / ROBUSTNESS_CSV
     try:
-        _write_atomic(path, to_csv(rows))
+        write_text_atomic(path, to_csv(rows))
     except OSError as exc:
         raise BenchError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write a uniquely named sibling, then rename it over `path`: two studies on one folder never share a file."""
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=path.name + ".", suffix=PARTIAL_SUFFIX, delete=False
-    ) as handle:
-        handle.write(text)
-    # NamedTemporaryFile makes the file readable by its owner only; a results file is for everyone.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(handle.name, 0o666 & ~umask)
-    try:
-        os.replace(handle.name, path)
-    except OSError:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
 
 
 def load_robustness(path: Path) -> pd.DataFrame:

@@ -28,8 +28,8 @@ import pandas as pd
 import psutil
 from filelock import FileLock, Timeout
 
-from bench.errors import BenchError
-from bench.results import (
+from bench.base.errors import BenchError
+from bench.base.results import (
     LECTURE_CSV,
     METADATA_JSON,
     PARTIAL_SUFFIX,
@@ -39,6 +39,7 @@ from bench.results import (
     STATUS_SKIPPED_MEMORY,
     STATUS_SKIPPED_UNAVAILABLE,
     ensure_writable_dir,
+    write_json_atomic,
 )
 
 LOCK_NAME = ".bench-run.lock"
@@ -120,9 +121,7 @@ def _alive(holder: Holder) -> bool:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + PARTIAL_SUFFIX)
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json_atomic(path, data)
 
 
 def registry_dir() -> Path:

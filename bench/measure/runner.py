@@ -23,49 +23,14 @@ import pandas as pd
 import psutil
 from tqdm.auto import tqdm
 
-from bench.analyse.model import Bandwidth, predict_seconds
-from bench.claims import HEADLINE
-from bench.errors import BenchError, GateError
-from bench.measure.bandwidth import curve_of, hierarchy_of, last_level_cache_bytes, measure_hierarchy
-from bench.measure.check import check_before_run, describe_failure
-from bench.measure.data import Layout, Problem, make_problem
-from bench.measure.estimates import (
-    CANARY_COLUMNS,
-    GROUP,
-    OUTLIER_CONTRADICTIONS,
-    ROUND_COLUMNS,
-    SUSPECT_FACTOR,
-    Estimates,
-    estimate,
-    interleaved,
-    noisy_line,
-    remeasure_order,
-    stability_summary,
-)
-from bench.measure.isolated import time_isolated
-from bench.measure.lecture import run_lecture_demo
-from bench.measure.metadata import collect_metadata
-from bench.measure.profiles import COURSE_SHAPE, Profile
-from bench.measure.timing import (
-    TIMING_FIELDS,
-    Contender,
-    ContenderError,
-    Timing,
-    calibrate,
-    make_canary,
-    measure,
-    round_counts,
-    run_blocked,
-    run_interleaved,
-    schedule,
-    summarise,
-    thread_limits,
-)
-from bench.measure.worker import WorkerPool
-from bench.results import (
+from bench.base.claims import HEADLINE
+from bench.base.constants import COURSE_SHAPE
+from bench.base.errors import BenchError
+from bench.base.hierarchy import hierarchy_of
+from bench.base.records import KEY, SUMMARY_FIELDS, Cell
+from bench.base.results import (
     CANARY_CSV,
     COLUMNS,
-    KEY,
     LECTURE_CSV,
     METADATA_JSON,
     RESULTS_CSV,
@@ -84,11 +49,43 @@ from bench.results import (
     write_csv_atomic,
     write_json_atomic,
 )
+from bench.measure.bandwidth import last_level_cache_bytes, measure_hierarchy
+from bench.measure.check import check_before_run, describe_failure
+from bench.measure.cutoff import predict_call_s
+from bench.measure.data import Layout, Problem, make_problem
+from bench.measure.estimates import (
+    CANARY_COLUMNS,
+    GROUP,
+    OUTLIER_CONTRADICTIONS,
+    ROUND_COLUMNS,
+    SUSPECT_FACTOR,
+    Estimates,
+    estimate,
+    interleaved,
+    noisy_line,
+    remeasure_order,
+    stability_summary,
+)
+from bench.measure.here import correctness_gate
+from bench.measure.isolated import time_isolated
+from bench.measure.lecture import run_lecture_demo
+from bench.measure.metadata import collect_metadata
+from bench.measure.profiles import Profile
+from bench.measure.timing import (
+    Contender,
+    ContenderError,
+    calibrate,
+    make_canary,
+    round_counts,
+    run_blocked,
+    run_interleaved,
+    schedule,
+    summarise,
+    thread_limits,
+)
+from bench.measure.worker import WorkerPool
 from implementations import REFERENCE, REGISTRY, Gradients, Implementation
 
-# Gate tolerances, relative to the largest |component| of the reference: loose enough for
-# summation order (BLAS blocks, threads, float32), tight enough that any wrong formula fails.
-GATE_RTOL = {"float64": 1e-7, "float32": 2e-2}
 MEMORY_HEADROOM = 0.8  # use at most this share of the memory available when a cell starts
 # After a multi-threaded measurement, OpenBLAS and OpenMP workers keep spinning for a while
 # (about 100 ms was seen here) and take a core from whatever is timed next: a 2-thread
@@ -97,30 +94,15 @@ SETTLE_S = 0.25
 
 
 @dataclass(frozen=True)
-class Task:
-    """One row to produce: an implementation on one cell, dtype, layout and thread count."""
+class Task(Cell):
+    """One row to produce: a cell, the code that measures it, and whether the cut-off may skip it."""
 
-    implementation: str
-    m: int
-    n_x: int
-    dtype: str
-    layout: str
-    threads: int
     impl: Implementation | None = field(default=None, compare=False, repr=False)  # set by plan()
     must: bool = field(default=False, compare=False)  # measured whatever the cut-off predicts (MUST_ROUNDS)
 
     @property
     def code(self) -> Implementation:
         return self.impl if self.impl is not None else REGISTRY[self.implementation]
-
-    @property
-    def key(self) -> tuple[str, int, int, str, str, int]:
-        return (self.implementation, self.m, self.n_x, self.dtype, self.layout, self.threads)
-
-    @property
-    def series(self) -> tuple[str, str, str, int]:
-        """Cells of one series share a cost model: same code, dtype, layout and threads."""
-        return (self.implementation, self.dtype, self.layout, self.threads)
 
 
 @dataclass(frozen=True)
@@ -166,31 +148,8 @@ def plan(config: RunConfig) -> list[Task]:
                 thread_counts = (1,) if impl.threading == "none" else config.threads
                 for threads in dict.fromkeys(thread_counts):
                     must = (m, n_x) == COURSE_SHAPE and (dtype, layout, threads) == tuple(HEADLINE.values())
-                    tasks.append(Task(impl.name, m, n_x, dtype, layout, threads, impl, must=must))
+                    tasks.append(Task(impl.name, m, n_x, dtype, layout, threads, config.seed, impl, must=must))
     return tasks
-
-
-def correctness_gate(task: Task, reference: Gradients) -> Callable[[Gradients], None]:
-    """A check that raises GateError unless a result matches the reference on the task's data."""
-
-    def check(got: Gradients) -> None:
-        rtol = GATE_RTOL[task.dtype]
-        scale = max(float(np.abs(reference.dw).max()), abs(reference.db), 1e-30)
-        errors = {
-            "dw": float(np.abs(got.dw.astype(np.float64) - reference.dw).max()) / scale,
-            "db": abs(got.db - reference.db) / scale,
-            "cost": abs(got.cost - reference.cost) / max(abs(reference.cost), 1e-30),
-        }
-        shape_ok = got.dw.shape == reference.dw.shape
-        worst = max(errors, key=lambda k: errors[k])
-        if not shape_ok or not all(np.isfinite(v) and v <= rtol for v in errors.values()):
-            raise GateError(
-                f"{task.implementation} disagrees with {REFERENCE} at m={task.m}, n_x={task.n_x}, "
-                f"{task.dtype}, layout {task.layout}, {task.threads} thread(s): "
-                + (f"dw shape {got.dw.shape}" if not shape_ok else f"{worst} off by {errors[worst]:.2g}")
-            )
-
-    return check
 
 
 def _cell_bytes(m: int, n_x: int, variants: set[tuple[str, str]]) -> int:
@@ -302,12 +261,7 @@ def _row(task: Task, bandwidth: dict[str, float], **values: Any) -> Row:
     bytes_x = task.m * task.n_x * np.dtype(task.dtype).itemsize
     gbps, fraction = _rates(bytes_x, values.get("median_s"), bandwidth.get(str(task.threads)))
     return Row(
-        implementation=task.implementation,
-        m=task.m,
-        n_x=task.n_x,
-        dtype=task.dtype,
-        layout=task.layout,
-        threads=task.threads,
+        **asdict(task.cell_only()),
         bytes_x=bytes_x,
         gbps=gbps,
         bw_fraction=fraction,
@@ -367,12 +321,10 @@ def run(config: RunConfig) -> RunSummary:
         print(f"sizing: {sizing.get('memory_short') or 'added cell ' + str(sizing['added_cell'])}", file=sys.stderr)
 
     writer = RowWriter(config.out / RESULTS_CSV)
-    curves = {t: curve_of({"memory": memory}, t) for t in sorted({1, *config.threads})}
     with WorkerPool() as pool:
         sweep = _Sweep(
             config,
             bandwidth,
-            curves,
             writer,
             Progress(len(tasks)),
             pool,
@@ -441,7 +393,6 @@ class _Sweep:
 
     config: RunConfig
     bandwidth: dict[str, float]
-    curves: dict[int, Bandwidth | None]
     writer: RowWriter
     progress: Progress
     pool: WorkerPool  # pinned workers for implementations whose thread pool no call can resize
@@ -507,13 +458,7 @@ class _Sweep:
         if reason is not None:
             self._skip(task, STATUS_SKIPPED_UNAVAILABLE, reason=reason)
             return False, None
-        predicted = predict_seconds(
-            self.history[task.series],
-            task.m,
-            task.n_x,
-            itemsize=np.dtype(task.dtype).itemsize,
-            bandwidth=self.curves.get(task.threads),
-        )
+        predicted = predict_call_s(self.history[task.series], task.m, task.n_x)
         if predicted is not None and predicted > self.config.profile.call_budget_s and not task.must:
             self._skip(task, STATUS_SKIPPED_BUDGET, predicted_s=predicted)
             return False, predicted
@@ -591,12 +536,12 @@ class _Sweep:
     def _isolated(self, task: Task, predicted: float | None) -> int:
         """A row of an implementation whose pool no call can resize: its own pinned worker, not interleaved."""
         try:
-            timing, note = time_isolated(task.key, self.config.seed, self.config.profile, self.pool)
+            timing, note = time_isolated(task.cell_only(), self.config.profile, self.pool)
         except Exception as exc:  # a wrong or raising implementation: its rows say so, the run goes on
             self.failed[task.implementation] = describe_failure(exc)
             self._skip(task, STATUS_FAILED_CHECK, reason=self.failed[task.implementation])
             return 0
-        values = {name: getattr(timing, name) for name in TIMING_FIELDS}
+        values = {name: getattr(timing, name) for name in SUMMARY_FIELDS}
         self.write(_row(task, self.bandwidth, status=STATUS_OK, **values, predicted_s=predicted, reason=note))
         self.history[task.series].append((task.m, task.n_x, timing.median_s))
         if task.threads > 1:
@@ -813,26 +758,3 @@ def reestimate(out: Path) -> dict[str, Any]:
     meta["stability"] = stability_summary(final, canary, remeasured)
     write_json_atomic(out / METADATA_JSON, meta)
     return cast(dict[str, Any], meta["stability"])
-
-
-def time_here(
-    impl: Implementation,
-    task: Task,
-    problem: Problem,
-    reference: Gradients,
-    budget_s: float,
-    round_s: float,
-    max_rounds: int,
-) -> Timing[object]:
-    """Set up (untimed), gate the answer against the reference, then time the step, in this process."""
-    prepared = impl.setup(problem.w, problem.b, problem.X, problem.Y)  # conversion stays outside timing
-    gate = correctness_gate(task, reference)
-    with thread_limits(task.threads, impl.thread_hook):
-        return measure(
-            prepared.step,
-            jit=impl.jit,
-            budget_s=budget_s,
-            round_s=round_s,
-            max_rounds=max_rounds,
-            check=lambda result: gate(prepared.gradients(result)),
-        )

@@ -29,6 +29,8 @@ import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from bench.base.records import Summary
+
 if TYPE_CHECKING:
     from implementations.interface import ThreadHook
 
@@ -72,20 +74,10 @@ def thread_limits(threads: int, own: ThreadHook | None = None) -> Iterator[None]
         numba.set_num_threads(previous)
 
 
-# What a timing contributes to a row of the results table, wherever it was measured.
-TIMING_FIELDS = ("median_s", "iqr_s", "min_s", "rounds", "loops", "compile_s")
-
-
 @dataclass(frozen=True)
-class Timing(Generic[T]):
-    """Seconds per call over `rounds` rounds of `loops` calls, and the warm-up call's result."""
+class Timing(Summary, Generic[T]):
+    """A summary, and the warm-up call's result."""
 
-    median_s: float
-    iqr_s: float
-    min_s: float
-    rounds: int
-    loops: int
-    compile_s: float | None
     result: T
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import BenchError
+from bench.base.errors import BenchError
 from implementations import REGISTRY, Gradients, Implementation, Prepared
 from implementations.interface import FloatArray
 

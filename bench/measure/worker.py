@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
-from bench.errors import BenchError, GateError
+from bench.base.errors import BenchError, GateError
+from bench.base.records import SUMMARY_FIELDS, Cell, Summary
 
 TIMEOUT_S = 600.0
 
@@ -29,13 +30,7 @@ TIMEOUT_S = 600.0
 class WorkerRequest:
     """One implementation on one cell, the timing budgets, and the cores the worker may run on."""
 
-    implementation: str
-    m: int
-    n_x: int
-    dtype: str
-    layout: str
-    threads: int
-    seed: int
+    cell: Cell
     budget_s: float
     round_s: float
     max_rounds: int
@@ -43,15 +38,9 @@ class WorkerRequest:
 
 
 @dataclass(frozen=True)
-class WorkerResult:
-    """What the worker measured, and the cores and thread count it actually ran with."""
+class WorkerResult(Summary):
+    """What the worker measured, and the cores it actually ran on."""
 
-    median_s: float
-    iqr_s: float
-    min_s: float
-    rounds: int
-    loops: int
-    compile_s: float | None
     cores: tuple[int, ...]
     pid: int  # the process it was timed in
 
@@ -64,7 +53,7 @@ def _answer(line: str, request: WorkerRequest) -> WorkerResult:
     if "error" in answer:
         if answer["error"] == "gate":
             raise GateError(str(answer["message"]))
-        raise BenchError(f"worker for {request.implementation}: {answer['message']}")
+        raise BenchError(f"worker for {request.cell.implementation}: {answer['message']}")
     return WorkerResult(**{**answer, "cores": tuple(answer["cores"])})
 
 
@@ -87,11 +76,11 @@ def time_in_worker(
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise BenchError(f"worker for {request.implementation} gave no answer in {timeout_s:.0f} s") from None
+        raise BenchError(f"worker for {request.cell.implementation} gave no answer in {timeout_s:.0f} s") from None
     answers = [line for line in done.stdout.splitlines() if line.startswith(ANSWER)]
     if not answers:
         raise BenchError(
-            f"worker for {request.implementation} failed (exit {done.returncode}): {_last_line(done.stderr)}"
+            f"worker for {request.cell.implementation} failed (exit {done.returncode}): {_last_line(done.stderr)}"
         )
     return _answer(answers[-1], request)
 
@@ -121,7 +110,7 @@ class WorkerPool:
         proc.wait()
         errors.seek(0)
         raise BenchError(
-            f"worker for {request.implementation} failed (exit {proc.returncode}): {_last_line(errors.read())}"
+            f"worker for {request.cell.implementation} failed (exit {proc.returncode}): {_last_line(errors.read())}"
         )
 
     def _worker(self, cores: tuple[int, ...] | None) -> tuple[subprocess.Popen[str], IO[str]]:
@@ -159,18 +148,18 @@ class WorkerPool:
 def _serve(request: WorkerRequest) -> WorkerResult:
     # Imported here, after the affinity mask is set: thread pools size themselves on import.
     from bench.measure.data import make_problem
-    from bench.measure.runner import Task, time_here
-    from bench.measure.timing import TIMING_FIELDS, thread_limits
+    from bench.measure.here import time_here
+    from bench.measure.timing import thread_limits
     from implementations import REFERENCE, REGISTRY
 
-    task = Task(request.implementation, request.m, request.n_x, request.dtype, request.layout, request.threads)
-    problem = make_problem(request.m, request.n_x, seed=request.seed).as_layout(request.dtype, request.layout)  # type: ignore[arg-type]
+    cell = request.cell
+    problem = make_problem(cell.m, cell.n_x, seed=cell.seed).as_layout(cell.dtype, cell.layout)  # type: ignore[arg-type]
     with thread_limits(1):
         reference = REGISTRY[REFERENCE].propagate(problem.w, problem.b, problem.X, problem.Y)
     budgets = (request.budget_s, request.round_s, request.max_rounds)
-    timing = time_here(REGISTRY[request.implementation], task, problem, reference, *budgets)
+    timing = time_here(REGISTRY[cell.implementation], cell, problem, reference, *budgets)
     return WorkerResult(
-        **{name: getattr(timing, name) for name in TIMING_FIELDS},
+        **{name: getattr(timing, name) for name in SUMMARY_FIELDS},
         cores=tuple(sorted(os.sched_getaffinity(0))),
         pid=os.getpid(),
     )
@@ -184,7 +173,9 @@ def main() -> int:
             continue
         raw: dict[str, Any] = json.loads(line)
         cores = raw.get("cores")
-        request = WorkerRequest(**{**raw, "cores": tuple(cores) if cores is not None else None})
+        request = WorkerRequest(
+            **{**raw, "cell": Cell(**raw["cell"]), "cores": tuple(cores) if cores is not None else None}
+        )
         if request.cores is not None and not pinned:
             os.sched_setaffinity(0, request.cores)
             pinned = True

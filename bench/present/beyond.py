@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 
 from bench.analyse.views import fmt_speedup
-from bench.measure.bandwidth import hierarchy_of, out_of_cache_bytes
-from bench.measure.profiles import COURSE_SHAPE
-from bench.results import STATUS_OK
+from bench.base.constants import COURSE_SHAPE
+from bench.base.hierarchy import hierarchy_of, out_of_cache_bytes
+from bench.base.results import STATUS_OK
 
 # Targets, checked against measurements in the report (never as timed tests).
 TARGET_PARALLEL_BW = 0.80  # of the measured all-threads read bandwidth, examples-major, out of cache

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -14,11 +13,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from bench.analyse.compare import Comparison, speedup_points
 from bench.analyse.views import implementation_order
 from bench.present.plots import FORMATS
-
-if TYPE_CHECKING:
-    from bench.analyse.compare import Comparison
 
 
 def _save(fig: Figure, comparison: Comparison, out: Path, stem: str) -> list[Path]:
@@ -40,8 +37,6 @@ def _save(fig: Figure, comparison: Comparison, out: Path, stem: str) -> list[Pat
 
 def plot_speedup_vs_speedup(comparison: Comparison, out: Path) -> list[Path]:
     """One point per cell and implementation: speedup in the first run (x) against another run (y), log-log."""
-    from bench.analyse.compare import speedup_points
-
     others = [run.label for run in comparison.runs[1:]]
     points = {label: speedup_points(comparison, label) for label in others}
     if all(p.empty for p in points.values()):

@@ -26,8 +26,8 @@ from markdown_it import MarkdownIt
 
 from bench.analyse.crossovers import crossover_table
 from bench.analyse.views import PAIR_BASELINES, fmt_speedup, implementation_order, pair_table
-from bench.claims import HEADLINE
-from bench.results import STATUS_OK
+from bench.base.claims import HEADLINE
+from bench.base.results import STATUS_OK
 
 REPORT_HTML = "REPORT.html"
 # Plots the page draws itself; the others are inlined as the PNGs `bench plot` drew.

@@ -27,8 +27,8 @@ from bench.analyse.views import (
     setting_label,
     time_grid,
 )
-from bench.claims import CLAIMS
-from bench.results import STATUS_OK, STATUS_SKIPPED_UNAVAILABLE, write_text_atomic
+from bench.base.claims import CLAIMS
+from bench.base.results import STATUS_OK, STATUS_SKIPPED_UNAVAILABLE, write_text_atomic
 from implementations import BASELINE, REFERENCE, REGISTRY
 
 LISTS_BASELINE = "two_loop_lists"

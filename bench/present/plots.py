@@ -34,10 +34,10 @@ from bench.analyse.views import (
     setting_label,
     speedups,
 )
-from bench.measure.bandwidth import curve_of, hierarchy_of
-from bench.measure.metadata import machine_line
-from bench.measure.profiles import COURSE_SHAPE
-from bench.results import STATUS_OK, STATUS_SKIPPED_BUDGET, STATUS_SKIPPED_MEMORY
+from bench.base.constants import COURSE_SHAPE
+from bench.base.hierarchy import curve_of, hierarchy_of
+from bench.base.machine import machine_line
+from bench.base.results import STATUS_OK, STATUS_SKIPPED_BUDGET, STATUS_SKIPPED_MEMORY
 from implementations import BASELINE
 
 FORMATS = ("png", "svg")

@@ -24,13 +24,12 @@ from bench.analyse.views import (
     headline,
     setting_label,
 )
-from bench.claims import HOLDS_FACTOR
-from bench.errors import BenchError
-from bench.measure.bandwidth import hierarchy_of
-from bench.measure.metadata import machine_line
-from bench.measure.profiles import COURSE_SHAPE
-from bench.measure.timing import MIN_ROUNDS
-from bench.results import (
+from bench.base.claims import HOLDS_FACTOR
+from bench.base.constants import COURSE_SHAPE
+from bench.base.errors import BenchError
+from bench.base.hierarchy import hierarchy_of
+from bench.base.machine import machine_line
+from bench.base.results import (
     STATUS_FAILED_CHECK,
     STATUS_OK,
     STATUS_SKIPPED_BUDGET,
@@ -38,6 +37,7 @@ from bench.results import (
     STATUS_SKIPPED_UNAVAILABLE,
     write_text_atomic,
 )
+from bench.measure.timing import MIN_ROUNDS
 from implementations import BASELINE
 
 REPORT_MD = "REPORT.md"
@@ -294,11 +294,11 @@ def build_report(
 def write_report(
     frame: pd.DataFrame, meta: dict[str, Any], lecture: pd.DataFrame | None, out: Path, plots: Path
 ) -> Path:
+    from bench.base.results import write_json_list_atomic, write_text_atomic
     from bench.present.html import REPORT_HTML, page
     from bench.present.peers_report import write_peer_tables
     from bench.present.stability_report import write_stability_tables
     from bench.present.why import write_model_csv
-    from bench.results import write_json_list_atomic, write_text_atomic
 
     path = out / REPORT_MD
     text = build_report(frame, meta, lecture, out, plots)

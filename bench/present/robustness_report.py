@@ -16,15 +16,9 @@ import pandas as pd
 
 from bench.analyse.verdicts import Verdict, claim_verdicts
 from bench.analyse.views import cell_items, fmt_seconds, fmt_speedup, headline, speedups
-from bench.errors import BenchError
-from bench.measure.robustness import (
-    ALIASING_STRIDE_BYTES,
-    DEFAULT_MMAP_THRESHOLD_BYTES,
-    KEEP_MAPPED_ENV,
-    ROBUSTNESS_CSV,
-    STATUS_OK,
-    load_robustness,
-)
+from bench.base.constants import ALIASING_STRIDE_BYTES, DEFAULT_MMAP_THRESHOLD_BYTES, KEEP_MAPPED_ENV
+from bench.base.errors import BenchError
+from bench.measure.robustness import ROBUSTNESS_CSV, STATUS_OK, load_robustness
 from implementations import BASELINE
 
 LISTS_BASELINE = "two_loop_lists"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from bench.analyse.stability import STABILITY_CSV, UNSTABLE_CSV, Stability
 from bench.analyse.views import fmt_seconds, fmt_speedup
+from bench.base.results import write_csv_atomic
 from bench.measure.estimates import CANARY_SLOW, CANARY_SPREAD, MIN_PAIRS, SUSPECT_FACTOR, WIDE_INTERVAL
-from bench.results import write_csv_atomic
 
 
 def _value(figure: str, value: float) -> str:

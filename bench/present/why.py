@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.analyse.model import MMAP_THRESHOLD, CostModel, fit_models
+from bench.analyse.model import CostModel, fit_models
 from bench.analyse.verdicts import claim_verdicts
 from bench.analyse.views import fmt_bytes, fmt_seconds, fmt_speedup, headline, setting_label
-from bench.measure.bandwidth import curve_of, hierarchy_of, out_of_cache_bytes
+from bench.base.constants import DEFAULT_MMAP_THRESHOLD_BYTES as MMAP_THRESHOLD
+from bench.base.hierarchy import curve_of, hierarchy_of, out_of_cache_bytes
+from bench.base.results import STATUS_FAILED_CHECK, STATUS_OK, write_text_atomic
 from bench.measure.lecture import LECTURE_SECONDS
-from bench.results import STATUS_FAILED_CHECK, STATUS_OK, write_text_atomic
 from implementations import BASELINE, REFERENCE, REGISTRY
 
 MODEL_CSV = "model.csv"

@@ -17,9 +17,10 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 from threadpoolctl import threadpool_info
 
+from bench.base.constants import COURSE_SHAPE, DEFAULT_SEED
+from bench.base.records import Cell
 from bench.measure.data import Problem, make_problem
-from bench.measure.profiles import COURSE_SHAPE
-from bench.measure.runner import Task, correctness_gate
+from bench.measure.here import correctness_gate
 from bench.measure.timing import thread_limits
 from implementations import REFERENCE, REGISTRY, Gradients
 
@@ -87,6 +88,6 @@ def test_propagate(benchmark: BenchmarkFixture, name: str, m: int, n_x: int) -> 
     )
     grads = prepared.gradients(benchmark(prepared.step))
 
-    check = correctness_gate(Task(name, m, n_x, str(p.X.dtype), "C", THREADS), _reference(m, n_x))
+    check = correctness_gate(Cell(name, m, n_x, str(p.X.dtype), "C", THREADS, DEFAULT_SEED), _reference(m, n_x))
     check(grads)
     assert grads.dw.shape == (n_x, 1) and np.isfinite(grads.cost)

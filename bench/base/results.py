@@ -7,17 +7,20 @@ and the metadata beside it, so they can be redrawn without timing anything.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from bench.errors import BenchError
+from bench.base.errors import BenchError
+from bench.base.records import KEY, Cell
 from implementations import BASELINE
 
 RESULTS_CSV = "results.csv"
@@ -35,20 +38,11 @@ STATUS_SKIPPED_UNAVAILABLE = "skipped_unavailable"  # a package it needs is not 
 STATUS_FAILED_CHECK = "failed_check"  # wrong answer, an exception or a changed input; `reason` says what, not timed
 STATUSES = (STATUS_OK, STATUS_SKIPPED_BUDGET, STATUS_SKIPPED_MEMORY, STATUS_SKIPPED_UNAVAILABLE, STATUS_FAILED_CHECK)
 
-# What makes two rows the same measurement (for --resume and for joins in the report).
-KEY = ("implementation", "m", "n_x", "dtype", "layout", "threads")
-
 
 @dataclass(frozen=True)
-class Row:
-    """One implementation on one cell. Times are seconds per propagate call; empty if skipped."""
+class Row(Cell):
+    """One implementation on one cell, and what was measured. Times are seconds per propagate call; empty if skipped."""
 
-    implementation: str
-    m: int
-    n_x: int
-    dtype: str
-    layout: str
-    threads: int
     status: str
     median_s: float | None = None
     iqr_s: float | None = None
@@ -68,7 +62,7 @@ class Row:
 
 COLUMNS = tuple(f.name for f in fields(Row))
 # Columns added after the first release: a table written before them is still read, with them empty.
-OPTIONAL_COLUMNS = ("reason", "passes", "canary_ratio", "unstable")
+OPTIONAL_COLUMNS = ("seed", "reason", "passes", "canary_ratio", "unstable")
 
 
 def _cell(value: Any) -> str:
@@ -114,10 +108,34 @@ class RowWriter:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write a sibling temporary file, then rename it over `path` (atomic on POSIX)."""
-    tmp = path.with_name(path.name + PARTIAL_SUFFIX)
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Write a uniquely named sibling, then rename it over `path` (atomic on POSIX).
+
+    The one way every output file is written: a reader sees the old file or the new one, never
+    half of either, and two writers on one folder never share a temporary file.
+    """
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, prefix=path.name + ".", suffix=PARTIAL_SUFFIX, delete=False
+    ) as handle:
+        handle.write(text)
+    # NamedTemporaryFile makes the file readable by its owner only; a results file is for everyone.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(handle.name, 0o666 & ~umask)
+    try:
+        os.replace(handle.name, path)
+    except OSError:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def rows_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """Records as CSV text in `columns` order: floats in full precision, None and NaN empty (as RowWriter)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) for c in columns])
+    return buffer.getvalue()
 
 
 def write_csv_atomic(path: Path, frame: pd.DataFrame) -> None:
