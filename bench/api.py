@@ -158,6 +158,8 @@ def speedup_figure(frame: pd.DataFrame) -> Figure | None:
 
 def crossovers_figure(frame: pd.DataFrame) -> Figure | None:
     """Speedup over two_loop against n_x, fitted cost model beside the measured cells."""
+    from bench.analyse.analysis import analyse
     from bench.present.plots import crossovers_figure as draw
 
-    return _closed(draw(frame, frame.attrs.get("meta", {})))
+    a = analyse(frame, frame.attrs.get("meta", {}))
+    return _closed(draw(a.frame, a.meta, a.crossovers))

@@ -335,30 +335,33 @@ def _load(args: argparse.Namespace) -> tuple[pd.DataFrame, dict[str, Any], pd.Da
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
+    from bench.analyse.analysis import analyse
     from bench.present.plots import draw_all
 
-    frame, meta, _lecture, source = _load(args)
+    frame, meta, lecture, source = _load(args)
     out = ensure_writable_dir(args.out or Path("plots") / source.name)
-    paths = draw_all(frame, meta, out)
+    paths = draw_all(analyse(frame, meta, lecture, source), out)
     print(f"wrote {len(paths)} files to {out}", file=sys.stderr)
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from bench.analyse.analysis import analyse
     from bench.present.report import write_report
 
     if args.readme is not None and not args.readme.is_file():  # before anything is written
         raise BenchError(f"no README at {args.readme}")
     frame, meta, lecture, source = _load(args)
     out = ensure_writable_dir(args.out or source)
+    analysis = analyse(frame, meta, lecture, source)
     # The plots `bench plot` draws by default for this run: plots/<run folder's name>.
-    path = write_report(frame, meta, lecture, out, plots=args.plots or Path("plots") / source.name)
+    path = write_report(analysis, out, plots=args.plots or Path("plots") / source.name)
     print(f"wrote {path}", file=sys.stderr)
     if args.readme is not None:
         from bench.measure.profiles import profiles_markdown
         from bench.present.report import findings_markdown, update_readme
 
-        blocks = {"findings": findings_markdown(frame, meta, out, args.readme), "profiles": profiles_markdown()}
+        blocks = {"findings": findings_markdown(analysis, out, args.readme), "profiles": profiles_markdown()}
         update_readme(args.readme, blocks)
         print(f"updated the findings in {args.readme}", file=sys.stderr)
     return 0

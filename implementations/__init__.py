@@ -3,7 +3,7 @@
 All behind one interface: REGISTRY[name].propagate and REGISTRY[name].optimize.
 """
 
-from implementations.interface import Gradients, Implementation, Prepared, gradient_descent
+from implementations.interface import Goal, Gradients, Implementation, Prepared, gradient_descent
 from implementations.registry import BASELINE, REFERENCE, REGISTRY
 from implementations.validation import Inputs, validate_hyperparameters, validate_inputs
 
@@ -11,6 +11,7 @@ __all__ = [
     "BASELINE",
     "REFERENCE",
     "REGISTRY",
+    "Goal",
     "Gradients",
     "Implementation",
     "Inputs",

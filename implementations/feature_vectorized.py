@@ -36,4 +36,7 @@ IMPLEMENTATION = Implementation(
     summary=summary_of(__doc__),
     python_loops=True,
     claim=("Partial (features vectorised)", 10.0),
+    role="vectorized",
+    reads_of_x=1,  # X[:, i] for z, then again for dw while it is still in cache
+    layout_note="each `X[:, i]` is one contiguous column in F order but a strided gather in C order",
 )

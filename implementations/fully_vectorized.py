@@ -30,4 +30,8 @@ IMPLEMENTATION = Implementation(
     summary=summary_of(__doc__),
     threading="blas",
     claim=("Full (fully vectorised)", 300.0),
+    role="vectorized",
+    reads_of_x=2,  # w.T @ X, then X @ dZ.T: two matrix-vector products
+    layout_note="BLAS handles both orders of the two matrix-vector products",
+    temporaries="examples",  # about a dozen (1, m) arrays: Z, exp, A, S, loss, dZ, ...
 )

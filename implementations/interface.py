@@ -22,6 +22,28 @@ FloatArray = NDArray[np.floating[Any]]
 # pool, or XLA's (which sizes itself from the process's affinity mask and has no reliable setting).
 Threading = Literal["none", "blas", "numba", "torch", "xla"]
 ThreadHook = Callable[[int], AbstractContextManager[None]]
+# What an implementation is to the report: a 1x baseline, a hand vectorisation the note describes,
+# a compiled kernel of this suite, or a framework an engineer might use instead (a peer).
+Role = Literal["baseline", "vectorized", "kernel", "peer"]
+# The largest arrays one step allocates: (1, m) ones, (n_x, 1) ones, or none (Python floats only).
+Temporaries = Literal["examples", "features", "none"]
+
+
+@dataclass(frozen=True)
+class Goal:
+    """What a kernel aims for against the reference implementation at the same thread count (checked in the report).
+
+    speedup: (layout, the least median speedup out of cache); in a layout not named, and at the
+    course shape, the goal is never to be slower. all_threads: judged at every thread the run has,
+    else at 1. roof_share: the least share of the measured read bandwidth it should reach out of cache.
+    """
+
+    speedup: tuple[tuple[str, float], ...] = ()
+    all_threads: bool = False
+    roof_share: float | None = None
+
+    def speedup_in(self, layout: str) -> float | None:
+        return dict(self.speedup).get(layout)
 
 
 class Gradients(NamedTuple):
@@ -112,6 +134,12 @@ class Implementation:
     package.module:function or an entry point), None for the registered implementations.
     claim: the course note's row this implementation stands for, as (approach, claimed speedup
     over two loops); None for implementations the note does not mention.
+    role: baseline, vectorized (the note's hand vectorisations), kernel (this suite's compiled
+    code) or peer (a framework's). layout_note: why its speed does or does not depend on the
+    layout of X, in a phrase. temporaries: the largest arrays a step allocates (the allocator's
+    mmap threshold applies to them). goal: what a kernel aims for against the reference.
+    reads_of_x: how many times one step reads X from wherever it lives, by its algorithm (a
+    second use of data still in a core's cache is not a read); None where it is not known.
     """
 
     name: str
@@ -127,6 +155,11 @@ class Implementation:
     isolate: bool = False
     source: str | None = None
     claim: tuple[str, float] | None = None
+    role: Role = "kernel"
+    layout_note: str = ""
+    temporaries: Temporaries = "features"
+    goal: Goal | None = None
+    reads_of_x: int | None = None
 
     def setup(self, w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Prepared:
         """Everything before timing; the returned step is what gets timed."""

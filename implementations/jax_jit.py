@@ -82,4 +82,7 @@ IMPLEMENTATION = Implementation(
     setup_fn=setup,
     requirements=REQUIREMENTS,
     isolate=True,
+    role="peer",
+    layout_note="set-up copies X to XLA (device_put), in its own row-major layout, so the step never sees F order",
+    temporaries="examples",
 )

@@ -47,4 +47,11 @@ def propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Gradient
     return Gradients(dw=dw.reshape(-1, 1), db=float(db), cost=float(cost))
 
 
-IMPLEMENTATION = Implementation(name="numba_loop", propagate=propagate, summary=summary_of(__doc__), jit=True)
+IMPLEMENTATION = Implementation(
+    name="numba_loop",
+    propagate=propagate,
+    summary=summary_of(__doc__),
+    jit=True,
+    reads_of_x=1,
+    layout_note="its inner loop walks one example's features, contiguous only in F order",
+)

@@ -96,4 +96,8 @@ IMPLEMENTATION = Implementation(
     setup_fn=setup,
     requirements=REQUIREMENTS,
     thread_hook=torch_threads,
+    role="peer",
+    reads_of_x=2,  # two matrix products, one operator after the other
+    layout_note="X keeps its strides (torch.from_numpy) and its matrix products go to BLAS, which takes both orders",
+    temporaries="examples",
 )

@@ -9,11 +9,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from bench.analyse.analysis import analyse
 from bench.analyse.verdicts import Verdict, verdict_for
 from bench.base.results import COLUMNS
 from bench.cli import main
 from bench.present.report import build_report
 from bench.pytest_json import load_pytest_json
+from tests.helpers import has_row
 
 
 def _speed(values: dict[tuple[int, int], float]) -> pd.Series:
@@ -58,10 +60,17 @@ def test_report_numbers_come_from_the_table(tmp_path: Path) -> None:
     rows = _rows({"two_loop": 1.0, "feature_vectorized": 0.125, "fully_vectorized": 0.0025})
     rows += _rows({"two_loop": 0.002, "feature_vectorized": 0.004, "fully_vectorized": 0.0001}, m=100, n_x=2)
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
-    text = build_report(frame, {"profile": "test"}, None, tmp_path, tmp_path)
-    assert "| 8x (125 ms)" in text  # 1.0 / 0.125 at the course shape
-    assert "| 400x (2.5 ms)" in text
-    assert "0.5x to 8x" in text  # feature_vectorized's range over both cells
+    a = analyse(frame, {"profile": "test"})
+    claims = a.claims.set_index("implementation")
+    assert claims.loc["feature_vectorized", "course_shape"] == pytest.approx(8.0)  # 1.0 / 0.125
+    assert claims.loc["fully_vectorized", "course_shape"] == pytest.approx(400.0)  # 1.0 / 0.0025
+    # feature_vectorized over both cells: 0.002 / 0.004 and 8.
+    assert (claims.loc["feature_vectorized", "grid_min"], claims.loc["feature_vectorized", "grid_max"]) == (0.5, 8.0)
+    assert claims.loc["fully_vectorized", "cells"] == 2 and claims.loc["two_loop", "course_shape"] == 1.0
+    # The report's table shows those numbers, with the measured time beside the speedup.
+    text = build_report(a, tmp_path, tmp_path)
+    assert has_row(text, "`feature_vectorized`", "~10x", "8x (125 ms)", "4.2x", "0.5x to 8x")
+    assert has_row(text, "`fully_vectorized`", "~300x", "400x (2.5 ms)")
 
 
 def test_pytest_json_becomes_the_same_table_and_plots(tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from bench.analyse.analysis import Analysis, analyse
+from bench.analyse.robustness import IMPACTS_CSV, Impact
 from bench.base.constants import KEEP_MAPPED_ENV
 from bench.base.results import COLUMNS as RESULT_COLUMNS
 from bench.cli import main
@@ -28,7 +30,7 @@ from bench.measure.robustness import (
 )
 from bench.measure.worker import WorkerRequest, WorkerResult
 from bench.present.report import build_report
-from bench.present.robustness_report import robustness_section
+from tests.helpers import has_row
 
 SETTINGS = StudySettings(seed=1, budget_s=0.02, round_s=0.001, max_rounds=3)
 KEPT = dict(KEEP_MAPPED_ENV)
@@ -247,66 +249,98 @@ def _study(folder: Path) -> None:
     run_study(folder, plan, SETTINGS, FakeTimer(times), log=lambda _text: None)
 
 
+def _analysis(folder: Path, lists: bool = False) -> Analysis:
+    return analyse(_results(lists), {}, None, folder)
+
+
+def _impacts(folder: Path, effect: str, lists: bool = False) -> dict[str, Impact]:
+    found = _analysis(folder, lists).robustness
+    assert found is not None
+    return {i.implementation: i for i in found.impacts_of(effect)}
+
+
 def _section(folder: Path, lists: bool = False) -> str:
-    return "\n".join(robustness_section(_results(lists), {}, folder))
+    return build_report(_analysis(folder, lists), folder, folder)
 
 
 def test_section_says_how_to_measure_when_there_is_no_study(tmp_path: Path) -> None:
+    a = _analysis(tmp_path)
+    assert a.robustness is None and a.robustness_problem is None
     text = _section(tmp_path)
     assert "## How robust is this answer" in text and f"python -m bench robustness --out {tmp_path}" in text
 
 
-def test_section_reports_each_factor_and_the_cells(tmp_path: Path) -> None:
+def test_each_factor_is_judged_against_the_process_spread(tmp_path: Path) -> None:
     _study(tmp_path)
+    found = _analysis(tmp_path).robustness
+    assert found is not None
+    study = found.study.set_index("effect")
+    assert study.loc["allocator", "factor"] == pytest.approx(2.0)
+    # The allocator's 2x clears the larger spread of its sides (fully_vectorized's 1.5x), medians and minima.
+    assert study.loc["allocator", "noise"] == pytest.approx(1.5) and bool(study.loc["allocator", "beyond_noise"])
+    assert study.loc["power_of_two", "factor"] == pytest.approx(1.5)  # per element
+    assert not study.loc["power_of_two", "beyond_noise"]  # 1.5x is not beyond the 1.5x spread
+    assert study.loc["baseline_style", "factor"] == pytest.approx(4.0)
+    spreads = study.loc["process"].set_index("implementation")["factor"]
+    assert spreads["two_loop"] == pytest.approx(1.1) and spreads["fully_vectorized"] == pytest.approx(1.5)
+    # The report's table shows the same rows.
     text = _section(tmp_path)
-    assert "| allocator | `fully_vectorized` | m = 30,000, n_x = 8 |" in text and "| 2.00x | 2.00x |" in text
-    assert "512 x 512 against 500 x 500" in text and "1.50x per element" in text
-    assert "**4.00x**" in text  # the baseline style
-    assert "| 2.00x | 2.00x | yes |" in text  # the allocator's 2x is beyond the 1.5x spread
-    assert "**1.10x** (slowest / fastest)" in text and "**1.50x** (slowest / fastest)" in text
+    assert has_row(text, "allocator", "`fully_vectorized`", "m = 30,000, n_x = 8")
+    assert has_row(text, "2.00x", "2.00x", "yes")
 
 
 def test_allocator_scales_only_the_cells_above_the_mmap_threshold(tmp_path: Path) -> None:
     _study(tmp_path)
-    text = _section(tmp_path)
-    allocator = text.split("### Allocator")[1].split("###")[0]
-    # fully_vectorized at 32,768 x 1 is at 100x; halving its time gives 200x >= 150x.
-    assert "2 cells have temporaries above the threshold" in allocator
-    assert "1 would reach 150x (m = 32,768, n_x = 1)" in allocator
-    assert "**the verdict's region would change** there" in allocator
-    assert "~10x (`feature_vectorized`)" in allocator and "**unaffected**" in allocator
-    assert "The grid is timed in the default state" in allocator
+    impacts = _impacts(tmp_path, "allocator")
+    full = impacts["fully_vectorized"]
+    # (1, m) temporaries of 32,768 x 8 bytes = 256 KiB pass the 128 KiB threshold; the rest do not.
+    assert set(full.affected) == {(32_768, 1), (32_768, 100)} and full.held == 1
+    # At 32,768 x 1 it is at 100x; halving its time gives 200x >= 150x.
+    assert full.gain == ((32_768, 1),) and full.loss == () and full.outcome == "changes"
+    assert full.factor == pytest.approx(2.0)
+    # feature_vectorized allocates only (n_x, 1) arrays: nothing passes the threshold.
+    assert impacts["feature_vectorized"].outcome == "unaffected"
 
 
 def test_power_of_two_names_the_aliasing_cells_and_what_they_would_do(tmp_path: Path) -> None:
     _study(tmp_path)
-    text = _section(tmp_path).split("### Power-of-two sizes")[1].split("###")[0]
-    assert "with such a stride and n_x >= 16: m = 32,768, n_x = 100; m = 512, n_x = 512." in text
+    found = _analysis(tmp_path).robustness
+    assert found is not None and found.aliasing_cells == ((512, 512), (32_768, 100))
+    impacts = _impacts(tmp_path, "power_of_two")
     # feature_vectorized at 4x would be 6x at a neighbour size (1.5x per element, two_loop not measured: 1x).
-    assert "1 would reach 5x (m = 512, n_x = 512)" in text
-    assert "not measured by the study: **unknown**" in text  # fully_vectorized has no power-of-two row
+    fv = impacts["feature_vectorized"]
+    assert fv.factor == pytest.approx(1.5) and fv.gain == ((512, 512),) and fv.outcome == "changes"
+    assert impacts["fully_vectorized"].outcome == "unknown"  # no power-of-two row for it in the study
 
 
 def test_baseline_style_uses_the_lists_verdicts_when_the_run_measured_them(tmp_path: Path) -> None:
     _study(tmp_path)
-    derived = _section(tmp_path, lists=False).split("### The baseline's style")[1].split("###")[0]
-    assert "`two_loop_lists` was not measured in this run" in derived and "*derived*" in derived
-    measured = _section(tmp_path, lists=True).split("### The baseline's style")[1].split("###")[0]
-    assert "was not measured" not in measured
+    derived = _impacts(tmp_path, "baseline_style", lists=False)["fully_vectorized"]
+    assert not derived.detail["measured"] and derived.detail["baseline"] == "two_loop_lists"
+    # Every speedup divided by 4: of 2, 40, 400, 200, 100, 600 only 600 / 4 = 150 still reaches 150x.
+    assert derived.detail["at_high"] == 1 and derived.held == 3 and derived.outcome == "shrinks"
+    measured = _impacts(tmp_path, "baseline_style", lists=True)["fully_vectorized"]
     # Over lists every speedup is 4x smaller: ~300x holds in 3 cells over two_loop, 1 (600x / 4) over lists.
-    assert "3 of 6 cells over `two_loop`, 1 of 6 over `two_loop_lists`" in measured
-    assert "**changes with the baseline**" in measured
+    assert measured.detail["measured"] and (measured.held, measured.detail["held_other"]) == (3, 1)
+    assert measured.outcome == "changes"
+    assert "`two_loop_lists` was not measured in this run" in _section(tmp_path, lists=False)
 
 
 def test_process_spread_flags_the_cells_near_each_threshold(tmp_path: Path) -> None:
     _study(tmp_path)
-    text = _section(tmp_path).split("### Run-to-run spread")[1]
+    full = _impacts(tmp_path, "process")["fully_vectorized"]
     # Band for fully_vectorized: 1.5 x 1.1 = 1.65x around 150x, [91x, 248x): 100x and 200x, not 40x or 400x.
-    assert "within 1.65x of 150x" in text and "2 of 6 cells (m = 32,768, n_x = 1; m = 1,000, n_x = 100)" in text
+    assert full.factor == pytest.approx(1.65) and set(full.affected) == {(32_768, 1), (1_000, 100)}
+    assert full.outcome == "could_move"
 
 
-def test_build_report_includes_the_section_from_the_report_folder(tmp_path: Path) -> None:
+def test_build_report_includes_the_section_and_its_csv(tmp_path: Path) -> None:
     _study(tmp_path)
-    text = build_report(_results(False), {"profile": "test"}, None, tmp_path, tmp_path)
-    assert "## How robust is this answer" in text and "| 2.00x |" in text
+    a = _analysis(tmp_path)
+    text = build_report(a, tmp_path, tmp_path)
+    assert "## How robust is this answer" in text
     assert text.index("## How robust is this answer") < text.index("## Plots")
+    a.write(tmp_path)
+    table = pd.read_csv(tmp_path / IMPACTS_CSV)
+    row = table[(table["effect"] == "allocator") & (table["implementation"] == "fully_vectorized")].iloc[0]
+    assert (row["affected"], row["would_reach"], row["outcome"]) == (2, 1, "changes")

@@ -5,23 +5,21 @@ One table for the static crossovers plot and the page's interactive one.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
-from bench.analyse.model import fit_models, model_speedup
-from bench.analyse.views import cell_items, grid_axes, headline, implementation_order, speedups
-from bench.base.hierarchy import curve_of
+from bench.analyse.model import CostModel, model_speedup
+from bench.analyse.views import cell_items, grid_axes, implementation_order, speedups
 from implementations import BASELINE
 
 CURVE_POINTS = 60
 
 
-def crossover_table(frame: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
-    """The crossovers plot's numbers: model speedups over two loops against n_x at each grid m, and measured cells."""
-    data = headline(frame)
-    models = fit_models(data, curve_of(meta, 1))
+def crossover_table(data: pd.DataFrame, models: dict[str, CostModel]) -> pd.DataFrame:
+    """The crossovers plot's numbers: model speedups over the baseline against n_x at each grid m, and measured cells.
+
+    `data` is the headline slice the `models` were fitted on.
+    """
     base = models.get(BASELINE)
     speed = speedups(data)
     names = [n for n in implementation_order(data) if n != BASELINE and n in models and n in speed]

@@ -24,10 +24,11 @@ import pandas as pd
 import vl_convert
 from markdown_it import MarkdownIt
 
-from bench.analyse.crossovers import crossover_table
-from bench.analyse.views import PAIR_BASELINES, fmt_speedup, implementation_order, pair_table
+from bench.analyse.analysis import Analysis
+from bench.analyse.views import PAIR_BASELINES, fmt_speedup, implementation_order
 from bench.base.claims import HEADLINE
 from bench.base.results import STATUS_OK
+from implementations import BASELINE, REFERENCE
 
 REPORT_HTML = "REPORT.html"
 # Plots the page draws itself; the others are inlined as the PNGs `bench plot` drew.
@@ -112,9 +113,9 @@ def _setting_filter() -> str:
     return "datum.dtype == dtype && datum.layout == layout && datum.threads == threads"
 
 
-def heatmap_chart(frame: pd.DataFrame) -> alt.LayerChart:
+def heatmap_chart(frame: pd.DataFrame, pairs_table: pd.DataFrame) -> alt.LayerChart:
     """Speedup of one implementation over a baseline on the (m, n_x) grid, for the chosen setting and pair."""
-    table = pair_table(frame)
+    table = pairs_table
     table = table.assign(
         pair=table["implementation"] + " over " + table["baseline"],
         label=[fmt_speedup(s) if np.isfinite(s) else "" for s in table["speedup"].astype(float)],
@@ -122,7 +123,7 @@ def heatmap_chart(frame: pd.DataFrame) -> alt.LayerChart:
     )
     order = implementation_order(frame)
     pairs = [f"{n} over {b}" for b in PAIR_BASELINES for n in order if f"{n} over {b}" in set(table["pair"])]
-    default = next((p for p in pairs if p.startswith("fully_vectorized over")), pairs[0] if pairs else "")
+    default = next((p for p in pairs if p.startswith(f"{REFERENCE} over")), pairs[0] if pairs else "")
     params = [*_settings(table), _select("pair", pairs, default)]
     base = alt.Chart(_data(table)).transform_filter(_setting_filter() + " && datum.pair == pair")
     tooltip = [
@@ -191,16 +192,15 @@ def time_chart(frame: pd.DataFrame) -> alt.Chart:
     )
 
 
-def crossover_chart(frame: pd.DataFrame, meta: dict[str, Any]) -> alt.LayerChart | None:
-    """Speedup over two loops against n_x at a chosen m: the fitted cost model (lines) and the measured cells."""
-    table = crossover_table(frame, meta)
+def crossover_chart(frame: pd.DataFrame, table: pd.DataFrame) -> alt.LayerChart | None:
+    """Speedup over the baseline against n_x at a chosen m: the fitted cost model (lines) and the measured cells."""
     if table.empty:
         return None
     ms = sorted(int(m) for m in set(table["m"]))
     chosen = _select("m_shown", ms, ms[len(ms) // 2])
     base = alt.Chart(_data(table)).transform_filter("datum.m == m_shown")
     x = alt.X("n_x:Q", scale=alt.Scale(type="log"), title="n_x (features)")
-    y = alt.Y("speedup:Q", scale=alt.Scale(type="log"), title="speedup over two_loop (headline setting)")
+    y = alt.Y("speedup:Q", scale=alt.Scale(type="log"), title=f"speedup over {BASELINE} (headline setting)")
     color = alt.Color("implementation:N", sort=implementation_order(frame))
     lines = base.transform_filter("datum.source == 'model'").mark_line().encode(x=x, y=y, color=color)
     points = (
@@ -249,13 +249,16 @@ def _script_json(spec: dict[str, Any]) -> str:
     return json.dumps(spec).replace("</", "<\\/")
 
 
-def page(markdown_text: str, frame: pd.DataFrame, meta: dict[str, Any], report_dir: Path) -> str:
+def page(markdown_text: str, a: Analysis, report_dir: Path) -> str:
     """The whole page as one string: styles, scripts and data inlined."""
     # Raw HTML in the text (a reason, say) is shown as text, never run: the report has none of its own.
     body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown_text)
     body = _inline_images(body, report_dir)
-    charts: dict[str, alt.TopLevelMixin] = {"chart-heatmap": heatmap_chart(frame), "chart-times": time_chart(frame)}
-    crossovers = crossover_chart(frame, meta)
+    charts: dict[str, alt.TopLevelMixin] = {
+        "chart-heatmap": heatmap_chart(a.frame, a.pairs),
+        "chart-times": time_chart(a.frame),
+    }
+    crossovers = crossover_chart(a.frame, a.crossovers)
     if crossovers is not None:
         charts["chart-crossovers"] = crossovers
     blocks = "".join(

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from bench.analyse.crossovers import crossover_table
+from bench.analyse.analysis import Analysis
 from bench.analyse.views import (
     cell_items,
     claims_table,
@@ -130,7 +130,7 @@ def plot_time_vs(frame: pd.DataFrame, meta: dict[str, Any], out: Path, x: str) -
 
 
 def speedup_heatmaps_figure(frame: pd.DataFrame, meta: dict[str, Any]) -> Figure | None:
-    """Speedup over two_loop on the (m, n_x) grid, one panel per implementation, 10x and 300x contours."""
+    """Speedup over the baseline on the (m, n_x) grid, one panel per implementation, 10x and 300x contours."""
     data = headline(frame)
     speed = speedups(data)
     names = [n for n in implementation_order(data) if n != BASELINE]
@@ -318,9 +318,8 @@ def plot_roofline(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[
     return _save(roofline_figure(frame, meta), out, "roofline")
 
 
-def crossovers_figure(frame: pd.DataFrame, meta: dict[str, Any]) -> Figure | None:
-    """Speedup over two_loop against n_x at a few m: the fitted model (lines) and the measured cells (points)."""
-    table = crossover_table(frame, meta)
+def crossovers_figure(frame: pd.DataFrame, meta: dict[str, Any], table: pd.DataFrame) -> Figure | None:
+    """Speedup over the baseline against n_x at a few m: the fitted model (lines) and the measured cells (points)."""
     if table.empty:
         return None
     data = headline(frame)
@@ -349,8 +348,8 @@ def crossovers_figure(frame: pd.DataFrame, meta: dict[str, Any]) -> Figure | Non
     return _footer(fig, meta, setting_label(data))
 
 
-def plot_crossovers(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[Path]:
-    return _save(crossovers_figure(frame, meta), out, "crossovers")
+def plot_crossovers(a: Analysis, out: Path) -> list[Path]:
+    return _save(crossovers_figure(a.frame, a.meta, a.crossovers), out, "crossovers")
 
 
 def drift_figure(frame: pd.DataFrame, meta: dict[str, Any]) -> Figure | None:
@@ -381,14 +380,15 @@ def plot_drift(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[Pat
     return _save(drift_figure(frame, meta), out, "drift")
 
 
-def draw_all(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[Path]:
-    """Every plot the table supports; returns the files written."""
+def draw_all(a: Analysis, out: Path) -> list[Path]:
+    """Every plot the analysis supports; returns the files written."""
+    frame, meta = a.frame, a.meta
     paths: list[Path] = []
     paths += plot_time_vs(frame, meta, out, "m")
     paths += plot_time_vs(frame, meta, out, "n_x")
     paths += plot_speedup_heatmaps(frame, meta, out)
     paths += plot_claims(frame, meta, out, COURSE_SHAPE)
     paths += plot_roofline(frame, meta, out)
-    paths += plot_crossovers(frame, meta, out)
+    paths += plot_crossovers(a, out)
     paths += plot_drift(frame, meta, out)
     return paths

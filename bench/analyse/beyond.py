@@ -1,0 +1,165 @@
+"""Beyond the note: each kernel with a goal against the reference, out of cache and at the course shape.
+
+Which kernels, at which thread count and against what target is read off each implementation's
+`goal`; this module measures them against it and decides met or missed. present/ only formats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.base.constants import COURSE_SHAPE
+from bench.base.hierarchy import hierarchy_of, out_of_cache_bytes
+from bench.base.results import STATUS_OK
+from implementations import REFERENCE, REGISTRY, Implementation
+
+BEYOND_CSV = "beyond.csv"
+BEYOND_CHECKS_CSV = "beyond_checks.csv"
+LAYOUTS_CSV = "layouts.csv"
+TABLE_COLUMNS = ["layout", "scope", "implementation", "threads", "what", "cells", "median", "min", "max"]
+CHECK_COLUMNS = ["layout", "scope", "implementation", "threads", "what", "value", "target", "met"]
+LAYOUT_COLUMNS = ["implementation", "cells", "c_over_f_median", "c_over_f_min", "c_over_f_max", "note"]
+
+
+@dataclass(frozen=True)
+class Beyond:
+    """The section's figures: kernels against the reference per layout and scope, the checks, the layouts."""
+
+    out_of_cache_bytes: float
+    measured_hierarchy: bool  # False: out of cache from the OS-reported cache size, no sweep
+    all_threads: int
+    bandwidth_gbps: dict[int, float]
+    sizing: dict[str, Any]
+    any_out_of_cache: bool
+    table: pd.DataFrame  # TABLE_COLUMNS: a kernel's speedup over the reference, or its share of the roof
+    checks: pd.DataFrame  # CHECK_COLUMNS: each goal, met (True), missed (False) or not measured (None)
+    layouts: pd.DataFrame  # LAYOUT_COLUMNS: C/F time ratio per implementation at 1 thread, and why
+
+
+def kernels_with_goals(names: set[str]) -> list[Implementation]:
+    """Registered implementations with a goal, in registry order, among `names`."""
+    return [impl for name, impl in REGISTRY.items() if impl.goal is not None and name in names]
+
+
+def _rows(data: pd.DataFrame, name: str, layout: str, threads: int) -> pd.DataFrame:
+    return data[(data["implementation"] == name) & (data["layout"] == layout) & (data["threads"] == threads)]
+
+
+def _times(data: pd.DataFrame, name: str, layout: str, threads: int) -> pd.Series:
+    return _rows(data, name, layout, threads).set_index(["m", "n_x"])["median_s"]
+
+
+def _spread(values: pd.Series) -> dict[str, float]:
+    values = values.dropna()
+    if values.empty:
+        return {"cells": 0, "median": np.nan, "min": np.nan, "max": np.nan}
+    return {
+        "cells": int(values.size),
+        "median": float(values.median()),
+        "min": float(values.min()),
+        "max": float(values.max()),
+    }
+
+
+def _median(values: pd.Series) -> float:
+    return float(values.median()) if not values.empty else np.nan
+
+
+def _check(row: dict[str, Any], what: str, value: float, target: float) -> dict[str, Any]:
+    met = bool(value >= target) if np.isfinite(value) else None
+    return {**row, "what": what, "value": value, "target": target, "met": met}
+
+
+def _scope_rows(
+    data: pd.DataFrame, layout: str, scope: str, kernels: list[Implementation], all_threads: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The table's rows and the checks of one layout and scope."""
+    rows, checks = [], []
+    judged = scope == "out of cache"
+    for impl in kernels:
+        goal = impl.goal
+        assert goal is not None
+        threads = all_threads if goal.all_threads else 1
+        speed = (_times(data, REFERENCE, layout, threads) / _times(data, impl.name, layout, threads)).dropna()
+        base = {"layout": layout, "scope": scope, "implementation": impl.name, "threads": threads}
+        rows.append({**base, "what": "speedup", **_spread(speed)})
+        share = pd.Series(dtype=float)
+        if goal.roof_share is not None:
+            share = _rows(data, impl.name, layout, threads)["bw_fraction"].dropna()
+            rows.append({**base, "what": "roof share", **_spread(share)})
+        target = goal.speedup_in(layout)
+        if judged and target is not None:
+            if goal.roof_share is not None:
+                checks.append(_check(base, "roof share", _median(share), goal.roof_share))
+            checks.append(_check(base, "speedup", _median(speed), target))
+        elif not speed.empty:
+            # Where no speedup is aimed for, the goal is not to be slower than the reference anywhere.
+            checks.append(_check(base, "worst speedup", float(speed.min()), 1.0))
+    return rows, checks
+
+
+def _order_checks(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The out-of-cache goals first (roof shares, then speedups, the most ambitious kernel first), then the rest."""
+    order = list(REGISTRY)
+    goals = [c for c in checks if c["what"] != "worst speedup"]
+    goals.sort(key=lambda c: (c["what"] != "roof share", -order.index(c["implementation"])))
+    return goals + [c for c in checks if c["what"] == "worst speedup"]
+
+
+def layout_table(ok: pd.DataFrame) -> pd.DataFrame:
+    """Per implementation at 1 thread: the C/F time ratio over cells with m and n_x above 1, and why."""
+    if set(ok["layout"]) != {"C", "F"}:
+        return pd.DataFrame(columns=LAYOUT_COLUMNS)
+    rows = []
+    for name, group in ok[ok["threads"] == 1].groupby("implementation", sort=False):
+        t = group.pivot_table(index=["m", "n_x"], columns="layout", values="median_s", aggfunc="first").dropna()
+        t = t[(t.index.get_level_values("m") > 1) & (t.index.get_level_values("n_x") > 1)]
+        if t.empty:
+            continue
+        ratio = t["C"] / t["F"]
+        impl = REGISTRY.get(str(name))
+        rows.append(
+            {
+                "implementation": name,
+                "cells": len(ratio),
+                "c_over_f_median": float(ratio.median()),
+                "c_over_f_min": float(ratio.min()),
+                "c_over_f_max": float(ratio.max()),
+                "note": impl.layout_note if impl is not None else "",
+            }
+        )
+    return pd.DataFrame(rows, columns=LAYOUT_COLUMNS)
+
+
+def beyond(frame: pd.DataFrame, meta: dict[str, Any]) -> Beyond | None:
+    """The section's figures, or None when the run has no reference or no kernel with a goal."""
+    ok = frame[(frame["status"] == STATUS_OK) & (frame["dtype"] == "float64")]
+    names = set(ok["implementation"])
+    kernels = kernels_with_goals(names)
+    if REFERENCE not in names or not kernels:
+        return None
+    limit = out_of_cache_bytes(meta)
+    all_threads = int(max(set(ok["threads"])))
+    big = ok[ok["bytes_x"] >= limit]
+    course = ok[(ok["m"] == COURSE_SHAPE[0]) & (ok["n_x"] == COURSE_SHAPE[1])]
+    rows, checks = [], []
+    for layout in sorted(set(ok["layout"])):
+        for scope, data in (("out of cache", big), (f"course shape {COURSE_SHAPE[0]} x {COURSE_SHAPE[1]:,}", course)):
+            more_rows, more_checks = _scope_rows(data, layout, scope, kernels, all_threads)
+            rows += more_rows
+            checks += more_checks
+    return Beyond(
+        out_of_cache_bytes=limit,
+        measured_hierarchy=hierarchy_of(meta) is not None,
+        all_threads=all_threads,
+        bandwidth_gbps={int(k): float(v) for k, v in (meta.get("bandwidth_gbps") or {}).items()},
+        sizing=dict(meta.get("sizing") or {}),
+        any_out_of_cache=not big.empty,
+        table=pd.DataFrame(rows, columns=TABLE_COLUMNS),
+        checks=pd.DataFrame(_order_checks(checks), columns=CHECK_COLUMNS),
+        layouts=layout_table(ok),
+    )
