@@ -98,7 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
         "and report where the course note's ~10x and ~300x hold on this machine.",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    _add_run(sub)
+    add_check_command(sub)
+    _add_robustness(sub)
+    _add_estimate(sub)
+    _add_plot_and_report(sub)
+    _add_compare(sub)
+    return parser
 
+
+def _add_run(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     run = sub.add_parser("run", help="time the grid and write results.csv + metadata.json")
     run.add_argument(
         "--profile",
@@ -147,8 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-lecture", action="store_true", help="skip the lecture's dot-product demo")
     run.set_defaults(handler=_cmd_run)
-    add_check_command(sub)
 
+
+def _add_robustness(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     robust = sub.add_parser(
         "robustness",
         help="measure how much the allocator, power-of-two sizes, the baseline's style and the process move "
@@ -163,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     robust.set_defaults(handler=_cmd_robustness)
 
+
+def _add_estimate(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     again = sub.add_parser(
         "estimate",
         help="derive a run's rows, speedups and stability again from its rounds.csv and canary.csv (no timing)",
@@ -172,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     again.set_defaults(handler=_cmd_estimate)
 
+
+def _add_plot_and_report(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     for name, helptext in (
         ("plot", "draw the plots from a results file (no timing)"),
         ("report", "write REPORT.md and REPORT.html from a results file (no timing)"),
@@ -200,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
             )
         cmd.set_defaults(handler=_cmd_plot if name == "plot" else _cmd_report)
 
+
+def _add_compare(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     compare = sub.add_parser(
         "compare",
         help="compare runs side by side (any machines): COMPARE.md, its tables as CSV, plots",
@@ -215,7 +231,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 if an implementation is more than PCT%% slower than in the first run, beyond noise (for CI)",
     )
     compare.set_defaults(handler=_cmd_compare)
-    return parser
 
 
 def _no_cells_message(args: argparse.Namespace) -> str:
@@ -358,8 +373,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     path = write_report(analysis, out, plots=args.plots or Path("plots") / source.name)
     print(f"wrote {path}", file=sys.stderr)
     if args.readme is not None:
-        from bench.measure.profiles import profiles_markdown
-        from bench.present.report import findings_markdown, update_readme
+        from bench.present.report import findings_markdown, profiles_markdown, update_readme
 
         blocks = {"findings": findings_markdown(analysis, out, args.readme), "profiles": profiles_markdown()}
         update_readme(args.readme, blocks)

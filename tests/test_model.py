@@ -1,8 +1,10 @@
 """The cost model recovers known constants across cache levels and resists an outlier.
 
-Every synthetic table is made from known constants with the model's own definitions of pages,
-regions and bandwidth; the fit must find the constants and the discrete choices (reaches,
-thresholds), and must refuse terms too few cells support.
+Every synthetic table is made from known constants by a generator written here, independently
+of the model's code: its own read time per byte (log-log interpolation of the machine below),
+its own count of the pages and 2 MiB regions one example's features span in C order. The fit
+must find the constants and the discrete choices (reaches, thresholds), and must refuse terms
+too few cells support.
 """
 
 from __future__ import annotations
@@ -47,8 +49,28 @@ def _grid() -> tuple[np.ndarray, np.ndarray]:
     return m.ravel().astype(float), n.ravel().astype(float)
 
 
+def _seconds_per_byte(nbytes: np.ndarray) -> np.ndarray:
+    """The test machine's read time per byte: GB/s interpolated between its points on log-log axes."""
+    x = np.log(np.asarray(CURVE.sizes))
+    y = np.log(np.asarray(CURVE.gbps))
+    return np.asarray(1.0 / (np.exp(np.interp(np.log(nbytes), x, y)) * 1e9))
+
+
+def _span(m: np.ndarray, n: np.ndarray, unit: int) -> np.ndarray:
+    """Distinct units of `unit` bytes one example's n features touch in C order: rows m x 8 bytes apart.
+
+    At most one per feature (rows a unit or more apart), else the whole span n x m x 8 bytes, rounded up.
+    """
+    return np.minimum(n, np.ceil(n * m * 8 / unit))
+
+
+def _beyond(count: np.ndarray, reach: float) -> np.ndarray:
+    """0 up to the reach, 1 from twice it, log-linear between."""
+    return np.asarray(np.clip(np.log2(np.maximum(count, 1e-300) / reach), 0.0, 1.0))
+
+
 def _true_times(m: np.ndarray, n: np.ndarray) -> np.ndarray:
-    read = 8 * CURVE.seconds_per_byte(m * n * 8)
+    read = 8 * _seconds_per_byte(m * n * 8)
     return np.asarray(
         TRUE["call_s"]
         + TRUE["per_example_s"] * m
@@ -74,7 +96,7 @@ def test_the_strided_and_allocation_terms_are_found_with_the_tlb_reach() -> None
     # pays 20 ns more per example once a (1, m) float64 temporary passes 128 KiB (m >= 16,384).
     mm, nn = np.meshgrid([1, 10, 100, 1_000, 10_000, 209, 100_000], [1, 10, 100, 1_000, 10_000, 12_288])
     m, n = mm.ravel().astype(float), nn.ravel().astype(float)
-    strided = 3 * m * n * 8 * CURVE.seconds_per_byte(m * n * 8) * beyond_reach(pages_per_example(m, n, 8), 2048)
+    strided = 3 * m * n * 8 * _seconds_per_byte(m * n * 8) * _beyond(_span(m, n, 4096), 2048)
     t = _true_times(m, n) + strided + 2e-8 * m * (m >= 16_384)
     model = fit_cost_model(m, n, t, bandwidth=CURVE)
     assert model is not None and model.max_rel_error < 1e-3
@@ -151,8 +173,7 @@ def test_a_level_step_is_only_fitted_where_enough_cells_lie_beyond_it() -> None:
 
 def test_the_spanned_term_is_found_with_its_reach_in_2_mib_regions() -> None:
     m, n = _wide_grid()
-    regions = regions_per_example(m, n, 8)
-    spanned = 4 * m * n * 8 * CURVE.seconds_per_byte(m * n * 8) * beyond_reach(regions, 32)
+    spanned = 4 * m * n * 8 * _seconds_per_byte(m * n * 8) * _beyond(_span(m, n, 2 * 2**20), 32)
     model = fit_cost_model(m, n, _true_times(m, n) + spanned, bandwidth=CURVE)
     assert model is not None and model.max_rel_error < 1e-3
     assert model.shape.region_reach == 32 and model.spanned_passes == pytest.approx(4.0, rel=1e-3)

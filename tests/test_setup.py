@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -13,7 +14,7 @@ import bench.measure.user
 from bench.base.results import Row, load_results
 from bench.cli import main
 from bench.measure.data import make_problem
-from implementations import REGISTRY, Implementation
+from implementations import REGISTRY, Gradients, Implementation
 from tests.helpers import assert_matches_reference
 from tests.reference import reference_gradients
 
@@ -29,11 +30,22 @@ def test_lists_baseline_steps_on_lists_made_in_setup() -> None:
     assert_matches_reference(grads, reference_gradients(p.w, p.b, p.X, p.Y), "float64", where="lists")
 
 
-def test_default_setup_times_propagate_itself() -> None:
+def test_default_setup_defers_every_call_to_the_timed_step() -> None:
+    """A set-up that computed the answer, cached it, or copied the inputs would make the timing meaningless."""
     p = make_problem(5, 2, seed=1)
-    impl = REGISTRY["fully_vectorized"]
-    prepared = impl.setup(p.w, p.b, p.X, p.Y)
-    assert prepared.gradients(prepared.step()).cost == impl.propagate(p.w, p.b, p.X, p.Y).cost
+    calls: list[tuple[object, ...]] = []
+
+    def probe(w: Any, b: float, X: Any, Y: Any) -> Gradients:
+        calls.append((w, b, X, Y))
+        return REGISTRY["fully_vectorized"].propagate(w, b, X, Y)
+
+    prepared = Implementation(name="probe", propagate=probe, summary="a probe").setup(p.w, p.b, p.X, p.Y)
+    assert calls == [], "set-up ran the step"
+    grads = prepared.gradients(prepared.step())
+    prepared.step()
+    assert len(calls) == 2, "the step did not run again on every call"
+    assert all(got is given for got, given in zip(calls[0], (p.w, p.b, p.X, p.Y), strict=True)), "inputs copied"
+    assert_matches_reference(grads, reference_gradients(p.w, p.b, p.X, p.Y), "float64", where="probe")
     with pytest.raises(TypeError, match="not Gradients"):
         prepared.gradients((1, 2, 3))
 

@@ -84,28 +84,3 @@ PROFILES: dict[str, Profile] = {
         ),
     )
 }
-
-
-def profiles_markdown() -> str:
-    """The profiles as the README's table, so the README says what the code does."""
-
-    def axis(values: tuple[int, ...]) -> str:
-        return ", ".join(f"{v:,}" for v in values)
-
-    lines = [
-        "| profile | m | n_x | dtypes | layouts | threads | cut-off per call | largest cell | what for |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for p in PROFILES.values():
-        lines.append(
-            f"| `{p.name}` | {axis(p.m)} | {axis(p.n_x)} | {', '.join(p.dtypes)} | {', '.join(p.layouts)} | "
-            f"{', '.join(p.threads)} | {p.call_budget_s:g} s | {p.max_elements:,} elements | {p.description} |"
-        )
-    m, n_x = COURSE_SHAPE
-    lines += [
-        "",
-        f"Every profile also includes the course assignment's shape, m = {m} and n_x = {n_x:,} (64x64x3 images). "
-        "Interpreted implementations are timed in the first dtype only (float32 changes nothing for the "
-        "interpreter); implementations without a thread pool run on 1 thread only.",
-    ]
-    return "\n".join(lines) + "\n"

@@ -274,22 +274,11 @@ def _cells(tasks: list[Task]) -> Iterator[tuple[tuple[int, int], list[Task]]]:
         yield cell, list(group)
 
 
-def run(config: RunConfig) -> RunSummary:
-    """Measure the plan into config.out; Ctrl-C keeps every finished row."""
-    previous_rows, previous_meta = _previous(config)
-    if config.sweep:
-        print("measuring the memory hierarchy (read bandwidth against working-set size) ...", file=sys.stderr)
-    memory, bandwidth = _memory(config, previous_meta)
-    cells, sizing = sized_cells(config, memory)
-    config = replace(config, cells=cells)
-    tasks = plan(config)
-    print(
-        f"profile {config.profile.name}: {len(config.cells)} cells, {len(tasks)} rows into {config.out}",
-        file=sys.stderr,
-        flush=True,
-    )
-    summary = RunSummary(results=config.out / RESULTS_CSV)
-    meta: dict[str, Any] = {
+def _run_meta(
+    config: RunConfig, memory: dict[str, Any], bandwidth: dict[str, float], sizing: dict[str, Any]
+) -> dict[str, Any]:
+    """metadata.json as the run starts: the machine, the plan, the budgets and the measured memory."""
+    return {
         "machine": collect_metadata(),
         "profile": config.profile.name,
         "seed": config.seed,
@@ -308,18 +297,70 @@ def run(config: RunConfig) -> RunSummary:
         "bandwidth_gbps": bandwidth,
         "sizing": sizing,
     }
+
+
+def _say_memory(meta: dict[str, Any]) -> None:
     levels = hierarchy_of(meta)
     if levels is not None:
         caps = ", ".join(f"{lv.capacity_bytes / 2**20:.3g} MiB" for lv in levels.levels if lv.capacity_bytes)
         print(f"cache capacities measured (1 thread): {caps or 'none'}", file=sys.stderr, flush=True)
+    bandwidth = meta["bandwidth_gbps"]
     print(
         "main-memory read bandwidth: " + ", ".join(f"{v:.1f} GB/s on {k} thread(s)" for k, v in bandwidth.items()),
         file=sys.stderr,
         flush=True,
     )
+    sizing = meta["sizing"]
     if "added_cell" in sizing or "memory_short" in sizing:
         print(f"sizing: {sizing.get('memory_short') or 'added cell ' + str(sizing['added_cell'])}", file=sys.stderr)
 
+
+def _lecture(config: RunConfig) -> None:
+    """The lecture's demo into lecture.csv, unless a resumed run has it already."""
+    if not config.lecture or (config.resume and (config.out / LECTURE_CSV).is_file()):
+        return
+    print("timing the lecture's 1e6-element dot product ...", file=sys.stderr, flush=True)
+    lecture_rows = run_lecture_demo(config.seed, config.profile.lecture_repeats)
+    lecture_writer = RowWriter(config.out / LECTURE_CSV, tuple(lecture_rows[0]))
+    for lecture_row in lecture_rows:
+        lecture_writer.write(lecture_row)
+    lecture_writer.finish()
+
+
+def _sweep_cells(sweep: _Sweep, tasks: list[Task], summary: RunSummary) -> None:
+    """The lecture demo, every cell in order, then re-measurement; Ctrl-C keeps what was measured."""
+    try:
+        _lecture(sweep.config)
+        for (m, n_x), cell_tasks in _cells(tasks):
+            timed, skipped = sweep.cell(m, n_x, cell_tasks)
+            summary.timed += timed
+            summary.skipped += skipped
+            sweep.progress.cell_done(m, n_x, timed, skipped)
+        sweep.progress.close()
+        summary.remeasured = _remeasure(sweep, sweep.config.profile.remeasure_s)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        sweep.progress.close()
+
+
+def run(config: RunConfig) -> RunSummary:
+    """Measure the plan into config.out; Ctrl-C keeps every finished row."""
+    previous_rows, previous_meta = _previous(config)
+    if config.sweep:
+        print("measuring the memory hierarchy (read bandwidth against working-set size) ...", file=sys.stderr)
+    memory, bandwidth = _memory(config, previous_meta)
+    cells, sizing = sized_cells(config, memory)
+    config = replace(config, cells=cells)
+    tasks = plan(config)
+    print(
+        f"profile {config.profile.name}: {len(config.cells)} cells, {len(tasks)} rows into {config.out}",
+        file=sys.stderr,
+        flush=True,
+    )
+    summary = RunSummary(results=config.out / RESULTS_CSV)
+    meta = _run_meta(config, memory, bandwidth, sizing)
+    _say_memory(meta)
     writer = RowWriter(config.out / RESULTS_CSV)
     with WorkerPool() as pool:
         sweep = _Sweep(
@@ -337,30 +378,11 @@ def run(config: RunConfig) -> RunSummary:
             canary = load_beside(config.out, CANARY_CSV, CANARY_COLUMNS)
             summary.reused = sweep.reuse(previous_rows, rounds, canary)
         summary.failed.update(check_before_run(config.implementations))
-        try:
-            if config.lecture and not (config.resume and (config.out / LECTURE_CSV).is_file()):
-                print("timing the lecture's 1e6-element dot product ...", file=sys.stderr, flush=True)
-                lecture_rows = run_lecture_demo(config.seed, config.profile.lecture_repeats)
-                lecture_writer = RowWriter(config.out / LECTURE_CSV, tuple(lecture_rows[0]))
-                for lecture_row in lecture_rows:
-                    lecture_writer.write(lecture_row)
-                lecture_writer.finish()
-            for (m, n_x), cell_tasks in _cells(tasks):
-                timed, skipped = sweep.cell(m, n_x, cell_tasks)
-                summary.timed += timed
-                summary.skipped += skipped
-                sweep.progress.cell_done(m, n_x, timed, skipped)
-            sweep.progress.close()
-            summary.remeasured = _remeasure(sweep, config.profile.remeasure_s)
-        except KeyboardInterrupt:
-            summary.interrupted = True
-        finally:
-            sweep.progress.close()
+        _sweep_cells(sweep, tasks, summary)
     writer.finish()
     final = _finish(sweep)
-    meta["stability"] = stability_summary(
-        final, pd.DataFrame(sweep.canary_rounds, columns=list(CANARY_COLUMNS)), summary.remeasured
-    )
+    canary_rounds = pd.DataFrame(sweep.canary_rounds, columns=list(CANARY_COLUMNS))
+    meta["stability"] = stability_summary(final, canary_rounds, summary.remeasured)
     meta["complete"] = not summary.interrupted
     write_json_atomic(config.out / METADATA_JSON, meta)
     summary.noisy = noisy_line(meta["stability"])

@@ -74,10 +74,7 @@ def _reproduce_section(comparison: Comparison, csv_names: dict[str, str]) -> lis
     return lines
 
 
-def markdown(comparison: Comparison, csv_names: dict[str, str], plots: list[Path]) -> str:
-    """COMPARE.md: machines, the note's table per run, ratios per implementation, verdicts, plots."""
-    runs = comparison.runs
-    first = runs[0].label
+def _machines_section(comparison: Comparison, csv_names: dict[str, str]) -> list[str]:
     lines = ["# logreg-vecbench: runs compared", ""]
     for row in _records(comparison.machines):
         lines.append(
@@ -86,41 +83,67 @@ def markdown(comparison: Comparison, csv_names: dict[str, str], plots: list[Path
             + ("" if row["complete"] is not False else " (**interrupted run**)")
         )
     left = [f"{label}: {n}" for label, n in comparison.left_out.items() if n]
-    lines += [
+    return [
+        *lines,
         "",
         _differs(comparison.machines),
         f"Compared on the {len(comparison.common)} rows measured in every run "
         "(same implementation, m, n_x, dtype, layout and threads)"
         + (f"; left out, measured in only some runs: {', '.join(left)}." if left else "; none left out."),
         f"Table as CSV: [{csv_names['machines']}]({csv_names['machines']}).",
-        "",
-        "## The note's speed table, run by run",
-        "",
-        f"Speedup over `{BASELINE}` in the headline setting (float64, C order, 1 thread), over the compared rows "
-        f"only. CSV: [{csv_names['claims']}]({csv_names['claims']}).",
-        "",
     ]
+
+
+def _claims_section(comparison: Comparison, csv_names: dict[str, str]) -> list[str]:
+    runs = comparison.runs
     header = ["Approach", "implementation", "claimed"]
     for run in runs:
         header += [f"{run.label}: course shape", f"{run.label}: median", f"{run.label}: range"]
     claim_rows = []
     for approach, group in comparison.claims.groupby("approach", sort=False):
         first_row = group.iloc[0]
-        cells = [
-            str(approach),
-            f"`{first_row['implementation']}`",
-            "1x" if first_row["claimed"] == 1 else f"~{first_row['claimed']:.0f}x",
-        ]
+        claimed = "1x" if first_row["claimed"] == 1 else f"~{first_row['claimed']:.0f}x"
+        cells = [str(approach), f"`{first_row['implementation']}`", claimed]
         for run in runs:
             r = group[group["run"] == run.label].iloc[0]
-            cells += [
-                fmt_speedup(r["course_shape"]),
-                fmt_speedup(r["grid_median"]),
-                f"{fmt_speedup(r['grid_min'])} to {fmt_speedup(r['grid_max'])}",
-            ]
+            cells += [fmt_speedup(r["course_shape"]), fmt_speedup(r["grid_median"]),
+                      f"{fmt_speedup(r['grid_min'])} to {fmt_speedup(r['grid_max'])}"]  # fmt: skip
         claim_rows.append(cells)
-    lines += md_lines(header, claim_rows)
-    for run in runs[1:]:
+    return [
+        "",
+        "## The note's speed table, run by run",
+        "",
+        f"Speedup over `{BASELINE}` in the headline setting (float64, C order, 1 thread), over the compared rows "
+        f"only. CSV: [{csv_names['claims']}]({csv_names['claims']}).",
+        "",
+        *md_lines(header, claim_rows),
+    ]
+
+
+def _implementation_rows(table: pd.DataFrame) -> list[list[str]]:
+    rows = []
+    for rec in _records(table):
+        mark = f"**{rec['change']}**" if rec["change"] in ("slower", "faster") else str(rec["change"])
+        rows.append(
+            [
+                f"`{rec['implementation']}`",
+                str(rec["rows"]),
+                f"{_ratio(rec['time_ratio_median'])} ({_ratio(rec['time_ratio_min'])} to "
+                f"{_ratio(rec['time_ratio_max'])})",
+                _ratio(rec["speedup_ratio_median"]),
+                f"{rec['slower_beyond_noise']} slower, {rec['faster_beyond_noise']} faster",
+                mark,
+            ]
+        )
+    return rows
+
+
+def _implementations_sections(comparison: Comparison, csv_names: dict[str, str]) -> list[str]:
+    first = comparison.runs[0].label
+    header = ["implementation", "rows", "time ratio: median (range)", "speedup ratio: median", "rows beyond noise",
+              "change"]  # fmt: skip
+    lines: list[str] = []
+    for run in comparison.runs[1:]:
         table = comparison.by_implementation[comparison.by_implementation["run"] == run.label]
         lines += [
             "",
@@ -133,54 +156,41 @@ def markdown(comparison: Comparison, csv_names: dict[str, str], plots: list[Path
             f"noise. CSV: [{csv_names['implementations']}]({csv_names['implementations']}), row by row: "
             f"[{csv_names['rows']}]({csv_names['rows']}).",
             "",
+            *md_lines(header, _implementation_rows(table)),
         ]
-        rows = []
-        for rec in _records(table):
-            mark = f"**{rec['change']}**" if rec["change"] in ("slower", "faster") else str(rec["change"])
-            rows.append(
-                [
-                    f"`{rec['implementation']}`",
-                    str(rec["rows"]),
-                    f"{_ratio(rec['time_ratio_median'])} "
-                    f"({_ratio(rec['time_ratio_min'])} to {_ratio(rec['time_ratio_max'])})",
-                    _ratio(rec["speedup_ratio_median"]),
-                    f"{rec['slower_beyond_noise']} slower, {rec['faster_beyond_noise']} faster",
-                    mark,
-                ]
-            )
-        lines += md_lines(
-            [
-                "implementation",
-                "rows",
-                "time ratio: median (range)",
-                "speedup ratio: median",
-                "rows beyond noise",
-                "change",
-            ],
-            rows,
-        )
-    lines += _reproduce_section(comparison, csv_names)
-    lines += ["", "## Claim verdicts, run by run", ""]
+    return lines
+
+
+def _verdicts_section(comparison: Comparison, csv_names: dict[str, str]) -> list[str]:
+    lines = ["", "## Claim verdicts, run by run", ""]
     verdicts = comparison.verdicts
     named = verdicts[verdicts["implementation"] != ""]
     if named.empty:
-        lines.append("n/a: no run holds verdicts (`verdicts.json`) and this version cannot derive them.")
-    else:
-        lines += [f"CSV: [{csv_names['verdicts']}]({csv_names['verdicts']}).", ""]
-        rows = []
-        for name in dict.fromkeys(named["implementation"]):
-            claimed = named[named["implementation"] == name]["claimed"].dropna()
-            cells = [f"`{name}`", f"~{claimed.iloc[0]:g}x" if not claimed.empty else "?"]
-            for run in runs:
-                match = verdicts[(verdicts["run"] == run.label) & (verdicts["implementation"].isin([name, ""]))]
-                cells.append(str(match["verdict"].iloc[0]) if not match.empty else "n/a")
-            rows.append(cells)
-        lines += md_lines(["implementation", "claimed", *[run.label for run in runs]], rows)
-    if plots:
+        return [*lines, "n/a: no run holds verdicts (`verdicts.json`) and this version cannot derive them."]
+    rows = []
+    for name in dict.fromkeys(named["implementation"]):
+        claimed = named[named["implementation"] == name]["claimed"].dropna()
+        cells = [f"`{name}`", f"~{claimed.iloc[0]:g}x" if not claimed.empty else "?"]
+        for run in comparison.runs:
+            match = verdicts[(verdicts["run"] == run.label) & (verdicts["implementation"].isin([name, ""]))]
+            cells.append(str(match["verdict"].iloc[0]) if not match.empty else "n/a")
+        rows.append(cells)
+    header = ["implementation", "claimed", *[run.label for run in comparison.runs]]
+    return [*lines, f"CSV: [{csv_names['verdicts']}]({csv_names['verdicts']}).", "", *md_lines(header, rows)]
+
+
+def markdown(comparison: Comparison, csv_names: dict[str, str], plots: list[Path]) -> str:
+    """COMPARE.md: machines, the note's table per run, ratios per implementation, verdicts, plots."""
+    lines = _machines_section(comparison, csv_names)
+    lines += _claims_section(comparison, csv_names)
+    lines += _implementations_sections(comparison, csv_names)
+    lines += _reproduce_section(comparison, csv_names)
+    lines += _verdicts_section(comparison, csv_names)
+    pngs = [path for path in plots if path.suffix == ".png"]
+    if pngs:
         lines += ["", "## Plots", ""]
-        for path in plots:
-            if path.suffix == ".png":
-                lines += [f"![{path.stem}]({path.name})", ""]
+        for path in pngs:
+            lines += [f"![{path.stem}]({path.name})", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -39,22 +39,7 @@ def _why_not(frame: pd.DataFrame, name: str) -> str:
     return "n/a: not in this run" if rows.empty else "n/a"
 
 
-def peers_section(frame: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[str]:
-    """Markdown lines of the section; every number comes from the peers' tables (bench.analyse.peers)."""
-    setting = setting_label(headline(frame))
-    lines = [
-        "",
-        "## What an engineer would pick instead",
-        "",
-        "Instead of vectorising by hand with NumPy: JIT-compile the loop (Numba) or use the framework already "
-        f"in use (JAX, PyTorch). Setting: {setting}. Tables also in "
-        + ", ".join(f"`{f}`" for f in CSV_FILES.values())
-        + ".",
-        "",
-        "### Fastest implementation per region of the grid",
-        "",
-    ]
-    fastest = tables["fastest"]
+def _fastest(fastest: pd.DataFrame) -> list[str]:
     rows = []
     for label, _lo, _hi in regions():
         part = fastest[fastest["region"] == label].sort_values("wins", ascending=False)
@@ -64,63 +49,77 @@ def peers_section(frame: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[
         cells = int(part["cells"].iloc[0])
         winners = ", ".join(f"`{r['implementation']}` ({r['wins']} of {cells})" for r in _records(part))
         rows.append([label, str(cells), winners])
-    lines += _table(["region", "cells", "fastest (cells where it was fastest)"], rows)
+    return ["### Fastest implementation per region of the grid", "",
+            *_table(["region", "cells", "fastest (cells where it was fastest)"], rows)]  # fmt: skip
 
-    speedup = tables["speedup"]
-    lines += ["", f"### Each peer against `{REFERENCE}` (speedup = its time / the peer's time)", ""]
+
+def _against_reference(frame: pd.DataFrame, speedup: pd.DataFrame) -> list[str]:
+    lines = ["", f"### Each peer against `{REFERENCE}` (speedup = its time / the peer's time)", ""]
     names = list(dict.fromkeys(speedup["implementation"]))
     if not names:
-        lines.append("n/a: no peer is registered.")
-    else:
-        header = ["peer", *[label for label, _lo, _hi in regions()]]
-        rows = []
-        for name in names:
-            part = speedup[speedup["implementation"] == name]
-            if not part["cells"].any():
-                rows.append([f"`{name}`", _why_not(frame, name), *([""] * (len(header) - 2))])
-            else:
-                rows.append([f"`{name}`", *[_range_text(r) for r in _records(part)]])
-        lines += _table(header, rows)
+        return [*lines, "n/a: no peer is registered."]
+    header = ["peer", *[label for label, _lo, _hi in regions()]]
+    rows = []
+    for name in names:
+        part = speedup[speedup["implementation"] == name]
+        if not part["cells"].any():
+            rows.append([f"`{name}`", _why_not(frame, name), *([""] * (len(header) - 2))])
+        else:
+            rows.append([f"`{name}`", *[_range_text(r) for r in _records(part)]])
+    return lines + _table(header, rows)
 
-    compile_table = tables["compile"]
-    lines += ["", "### JIT compile times (`compile_s`: the first call of a row, timed apart)", ""]
-    if compile_table.empty:
-        lines.append("n/a: no JIT implementation was measured.")
-    else:
-        lines += _table(
-            ["implementation", "rows", "median", "max", "process"],
-            [
-                [
-                    f"`{r['implementation']}`",
-                    str(r["rows"]),
-                    fmt_seconds(r["median_s"]),
-                    fmt_seconds(r["max_s"]),
-                    r["process"],
-                ]
-                for r in _records(compile_table)
-            ],
-        )
-        lines += [
-            "",
-            "Numba compiles once per dtype and layout, XLA once per shape, dtype and layout in each thread "
-            "count's worker, so a row's first call includes a compile only where its combination is new: the "
-            "median is over rows, the max is the costliest compile.",
-        ]
 
+def _compile_times(table: pd.DataFrame) -> list[str]:
+    lines = ["", "### JIT compile times (`compile_s`: the first call of a row, timed apart)", ""]
+    if table.empty:
+        return [*lines, "n/a: no JIT implementation was measured."]
+    rows = [
+        [f"`{r['implementation']}`", str(r["rows"]), fmt_seconds(r["median_s"]), fmt_seconds(r["max_s"]), r["process"]]
+        for r in _records(table)
+    ]
+    return [
+        *lines,
+        *_table(["implementation", "rows", "median", "max", "process"], rows),
+        "",
+        "Numba compiles once per dtype and layout, XLA once per shape, dtype and layout in each thread "
+        "count's worker, so a row's first call includes a compile only where its combination is new: the "
+        "median is over rows, the max is the costliest compile.",
+    ]
+
+
+def _baselines(table: pd.DataFrame) -> list[str]:
     first, *others = baselines()
     named = ", ".join(f"`{n}`" for n in others)
     what = "; ".join(REGISTRY[n].summary.rstrip(".") for n in others)
-    lines += [
+    rows = []
+    for r in _records(table):
+        claimed = f"~{r['claimed']:.0f}x" if np.isfinite(r["claimed"]) else ""
+        rows.append([f"`{r['implementation']}`", f"`{r['baseline']}`", claimed, _range_text(r)])
+    return [
         "",
         f"### The baseline's effect on the note's ratios (`{first}` against {named})",
         "",
         f"{named}: {what}. Dividing by it instead of by `{first}` moves the note's ratios by the factor in the "
         "last rows.",
         "",
+        *_table(["implementation", "against", "claimed", "speedup: median (range)"], rows),
     ]
-    rows = []
-    for r in _records(tables["baselines"]):
-        claimed = f"~{r['claimed']:.0f}x" if np.isfinite(r["claimed"]) else ""
-        rows.append([f"`{r['implementation']}`", f"`{r['baseline']}`", claimed, _range_text(r)])
-    lines += _table(["implementation", "against", "claimed", "speedup: median (range)"], rows)
-    return lines
+
+
+def peers_section(frame: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[str]:
+    """Markdown lines of the section; every number comes from the peers' tables (bench.analyse.peers)."""
+    setting = setting_label(headline(frame))
+    return [
+        "",
+        "## What an engineer would pick instead",
+        "",
+        "Instead of vectorising by hand with NumPy: JIT-compile the loop (Numba) or use the framework already "
+        f"in use (JAX, PyTorch). Setting: {setting}. Tables also in "
+        + ", ".join(f"`{f}`" for f in CSV_FILES.values())
+        + ".",
+        "",
+        *_fastest(tables["fastest"]),
+        *_against_reference(frame, tables["speedup"]),
+        *_compile_times(tables["compile"]),
+        *_baselines(tables["baselines"]),
+    ]

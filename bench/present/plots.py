@@ -7,7 +7,9 @@ the plot_* functions save it.
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
+from numpy.typing import NDArray
 
 from bench.analyse.analysis import Analysis
 from bench.analyse.views import (
@@ -129,6 +132,54 @@ def plot_time_vs(frame: pd.DataFrame, meta: dict[str, Any], out: Path, x: str) -
     return _save(time_vs_figure(frame, meta, x), out, f"time_vs_{x}")
 
 
+def _speed_grid(speed: pd.DataFrame, name: str, ms: list[int], ns: list[int]) -> NDArray[np.float64]:
+    """One implementation's speedups as an (n_x, m) grid, NaN where not measured."""
+    grid = np.full((len(ns), len(ms)), np.nan)
+    for m, n_x, value in cell_items(speed[name].dropna()) if name in speed else []:
+        if m in ms and n_x in ns:
+            grid[ns.index(n_x), ms.index(m)] = value
+    return grid
+
+
+def _unmeasured_label(status: pd.Series, name: str, m: int, n_x: int) -> str:
+    """Why a cell has no speedup: the row skipped (budget, memory) or its baseline's."""
+    own = status.get((name, m, n_x))
+    base = status.get((BASELINE, m, n_x))
+    why = {STATUS_SKIPPED_BUDGET: "skip", STATUS_SKIPPED_MEMORY: "mem"}
+    return why.get(str(own)) or (f"base\n{why.get(str(base), 'n/a')}" if base != STATUS_OK else "n/a")
+
+
+def _label_cells(
+    ax: Any, grid: NDArray[np.float64], ms: list[int], ns: list[int], unmeasured: Callable[[int, int], str]
+) -> None:
+    """Each cell's speedup written in it; unmeasured cells hatched, with why."""
+    for j, n_x in enumerate(ns):
+        for i, m in enumerate(ms):
+            value = grid[j, i]
+            if np.isfinite(value):
+                text = f"{value:.3g}" if value < 100 else f"{value:,.0f}"
+                color = "white" if value < 30 else "black"
+                ax.text(i, j, text, ha="center", va="center", fontsize=6.5, color=color)
+            else:
+                ax.add_patch(Rectangle((i - 0.5, j - 0.5), 1, 1, fill=False, hatch="///", edgecolor="0.6", lw=0))
+                ax.text(i, j, unmeasured(m, n_x), ha="center", va="center", fontsize=5.5, color="0.3")
+
+
+def _claim_contours(ax: Any, grid: NDArray[np.float64], ms: list[int], ns: list[int]) -> None:
+    """The note's 10x and 300x as contours, where at least four cells were measured."""
+    if np.isfinite(grid).sum() < 4:
+        return
+    contours = ax.contour(
+        np.arange(len(ms)),
+        np.arange(len(ns)),
+        np.log10(np.ma.masked_invalid(grid)),
+        levels=[np.log10(10.0), np.log10(300.0)],
+        colors=["orange", "red"],
+        linewidths=1.6,
+    )
+    ax.clabel(contours, fmt={np.log10(10.0): "10x", np.log10(300.0): "300x"}, fontsize=7)
+
+
 def speedup_heatmaps_figure(frame: pd.DataFrame, meta: dict[str, Any]) -> Figure | None:
     """Speedup over the baseline on the (m, n_x) grid, one panel per implementation, 10x and 300x contours."""
     data = headline(frame)
@@ -146,41 +197,10 @@ def speedup_heatmaps_figure(frame: pd.DataFrame, meta: dict[str, Any]) -> Figure
     status = data.set_index(["implementation", "m", "n_x"])["status"]
     image = None
     for ax, name in zip(axes.flat, names, strict=False):
-        grid = np.full((len(ns), len(ms)), np.nan)
-        for m, n_x, value in cell_items(speed[name].dropna()) if name in speed else []:
-            if m in ms and n_x in ns:
-                grid[ns.index(n_x), ms.index(m)] = value
+        grid = _speed_grid(speed, name, ms, ns)
         image = ax.imshow(grid, origin="lower", cmap="viridis", norm=norm, aspect="auto")
-        for j, n_x in enumerate(ns):
-            for i, m in enumerate(ms):
-                if np.isfinite(grid[j, i]):
-                    ax.text(
-                        i,
-                        j,
-                        f"{grid[j, i]:.3g}" if grid[j, i] < 100 else f"{grid[j, i]:,.0f}",
-                        ha="center",
-                        va="center",
-                        fontsize=6.5,
-                        color="white" if grid[j, i] < 30 else "black",
-                    )
-                else:
-                    ax.add_patch(Rectangle((i - 0.5, j - 0.5), 1, 1, fill=False, hatch="///", edgecolor="0.6", lw=0))
-                    own = status.get((name, m, n_x))
-                    base = status.get((BASELINE, m, n_x))
-                    why = {STATUS_SKIPPED_BUDGET: "skip", STATUS_SKIPPED_MEMORY: "mem"}
-                    label = why.get(str(own)) or (f"base\n{why.get(str(base), 'n/a')}" if base != STATUS_OK else "n/a")
-                    ax.text(i, j, label, ha="center", va="center", fontsize=5.5, color="0.3")
-        finite = np.where(np.isfinite(grid), grid, np.nan)
-        if np.isfinite(finite).sum() >= 4:
-            contours = ax.contour(
-                np.arange(len(ms)),
-                np.arange(len(ns)),
-                np.log10(np.ma.masked_invalid(finite)),
-                levels=[np.log10(10.0), np.log10(300.0)],
-                colors=["orange", "red"],
-                linewidths=1.6,
-            )
-            ax.clabel(contours, fmt={np.log10(10.0): "10x", np.log10(300.0): "300x"}, fontsize=7)
+        _label_cells(ax, grid, ms, ns, functools.partial(_unmeasured_label, status, name))
+        _claim_contours(ax, grid, ms, ns)
         ax.set_xticks(range(len(ms)), [f"{m:,}" for m in ms], rotation=45, fontsize=7)
         ax.set_yticks(range(len(ns)), [f"{n:,}" for n in ns], fontsize=7)
         ax.set_xlabel("m (examples)")
@@ -250,6 +270,27 @@ def plot_claims(frame: pd.DataFrame, meta: dict[str, Any], out: Path, course_sha
     return _save(claims_figure(frame, meta, course_shape), out, "claims")
 
 
+def _roofline_legend(
+    meta: dict[str, Any], names: list[str], colors: dict[str, Any], threads: list[int], roof_styles: list[str]
+) -> list[Line2D]:
+    handles = [
+        Line2D([], [], color=colors[n], marker=MARKERS[i % len(MARKERS)], ls="", label=n) for i, n in enumerate(names)
+    ]
+    handles += [
+        Line2D(
+            [], [], color="0.3", marker="o", ls="", markerfacecolor="0.3" if k == 0 else "none", label=f"{t} thread(s)"
+        )
+        for k, t in enumerate(threads)
+    ]
+    handles += [
+        Line2D([], [], color="black", ls=roof_styles[k % 4], label=f"measured read bandwidth, {t} thread(s)")
+        for k, t in enumerate(sorted({*threads, 1}))
+        if curve_of(meta, t) is not None
+    ]
+    handles.append(Line2D([], [], color="0.6", ls=":", label="measured cache capacities (1 thread)"))
+    return handles
+
+
 def roofline_figure(frame: pd.DataFrame, meta: dict[str, Any]) -> Figure | None:
     """Achieved GB/s (bytes of X per step / time) per measured cell, under the measured bandwidth-vs-size roof."""
     ok = frame[(frame["status"] == STATUS_OK) & (frame["dtype"] == "float64") & frame["gbps"].notna()]
@@ -293,21 +334,7 @@ def roofline_figure(frame: pd.DataFrame, meta: dict[str, Any]) -> Figure | None:
         ax.set_title(f"layout {layout} ({'features-major' if layout == 'C' else 'examples-major'})")
         ax.grid(True, alpha=0.3)
     axes[0][0].set_ylabel("achieved GB/s (bytes of X / median time)")
-    handles = [
-        Line2D([], [], color=colors[n], marker=MARKERS[i % len(MARKERS)], ls="", label=n) for i, n in enumerate(names)
-    ]
-    handles += [
-        Line2D(
-            [], [], color="0.3", marker="o", ls="", markerfacecolor="0.3" if k == 0 else "none", label=f"{t} thread(s)"
-        )
-        for k, t in enumerate(threads)
-    ]
-    handles += [
-        Line2D([], [], color="black", ls=roof_styles[k % 4], label=f"measured read bandwidth, {t} thread(s)")
-        for k, t in enumerate(sorted({*threads, 1}))
-        if curve_of(meta, t) is not None
-    ]
-    handles.append(Line2D([], [], color="0.6", ls=":", label="measured cache capacities (1 thread)"))
+    handles = _roofline_legend(meta, names, colors, threads, roof_styles)
     fig.legend(handles=handles, fontsize=7, loc="lower center", ncol=4, bbox_to_anchor=(0.5, 0.03))
     fig.suptitle("Roofline: each cell's achieved bandwidth\nunder the measured read bandwidth for its size")
     fig.tight_layout(rect=(0, 0.16, 1, 1))

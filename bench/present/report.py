@@ -35,6 +35,7 @@ from bench.base.results import (
     STATUS_SKIPPED_UNAVAILABLE,
     write_text_atomic,
 )
+from bench.measure.profiles import PROFILES
 from bench.measure.timing import MIN_ROUNDS
 from bench.present.beyond import beyond_section
 from bench.present.html import REPORT_HTML, page
@@ -79,6 +80,28 @@ def findings_markdown(a: Analysis, results: Path, readme: Path) -> str:
     verdict_at = next(i for i, line in enumerate(lines) if line == "## Verdicts")
     lines[verdict_at] = "Verdicts (rules over the measured cells, with every exception):"
     return "\n".join(lines).rstrip() + "\n"
+
+
+def profiles_markdown() -> str:
+    """The profiles as the README's table, so the README says what the code does."""
+
+    def axis(values: tuple[int, ...]) -> str:
+        return ", ".join(f"{v:,}" for v in values)
+
+    rows = [
+        [f"`{p.name}`", axis(p.m), axis(p.n_x), ", ".join(p.dtypes), ", ".join(p.layouts), ", ".join(p.threads),
+         f"{p.call_budget_s:g} s", f"{p.max_elements:,} elements", p.description]
+        for p in PROFILES.values()
+    ]  # fmt: skip
+    header = ["profile", "m", "n_x", "dtypes", "layouts", "threads", "cut-off per call", "largest cell", "what for"]
+    m, n_x = COURSE_SHAPE
+    return (
+        md_rows(header, rows)
+        + "\n\n"
+        + f"Every profile also includes the course assignment's shape, m = {m} and n_x = {n_x:,} (64x64x3 images). "
+        "Interpreted implementations are timed in the first dtype only (float32 changes nothing for the "
+        "interpreter); implementations without a thread pool run on 1 thread only.\n"
+    )
 
 
 def update_readme(readme: Path, blocks: dict[str, str]) -> None:
