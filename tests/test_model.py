@@ -61,7 +61,7 @@ def _span(m: np.ndarray, n: np.ndarray, unit: int) -> np.ndarray:
 
     At most one per feature (rows a unit or more apart), else the whole span n x m x 8 bytes, rounded up.
     """
-    return np.minimum(n, np.ceil(n * m * 8 / unit))
+    return np.asarray(np.minimum(n, np.ceil(n * m * 8 / unit)), dtype=float)
 
 
 def _beyond(count: np.ndarray, reach: float) -> np.ndarray:
