@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.analyse.views import spread
 from bench.base.constants import COURSE_SHAPE
 from bench.base.hierarchy import hierarchy_of, out_of_cache_bytes
 from bench.base.results import STATUS_OK
@@ -53,18 +54,6 @@ def _times(data: pd.DataFrame, name: str, layout: str, threads: int) -> pd.Serie
     return _rows(data, name, layout, threads).set_index(["m", "n_x"])["median_s"]
 
 
-def _spread(values: pd.Series) -> dict[str, float]:
-    values = values.dropna()
-    if values.empty:
-        return {"cells": 0, "median": np.nan, "min": np.nan, "max": np.nan}
-    return {
-        "cells": int(values.size),
-        "median": float(values.median()),
-        "min": float(values.min()),
-        "max": float(values.max()),
-    }
-
-
 def _median(values: pd.Series) -> float:
     return float(values.median()) if not values.empty else np.nan
 
@@ -86,11 +75,11 @@ def _scope_rows(
         threads = all_threads if goal.all_threads else 1
         speed = (_times(data, REFERENCE, layout, threads) / _times(data, impl.name, layout, threads)).dropna()
         base = {"layout": layout, "scope": scope, "implementation": impl.name, "threads": threads}
-        rows.append({**base, "what": "speedup", **_spread(speed)})
+        rows.append({**base, "what": "speedup", **spread(speed)})
         share = pd.Series(dtype=float)
         if goal.roof_share is not None:
             share = _rows(data, impl.name, layout, threads)["bw_fraction"].dropna()
-            rows.append({**base, "what": "roof share", **_spread(share)})
+            rows.append({**base, "what": "roof share", **spread(share)})
         target = goal.speedup_in(layout)
         if judged and target is not None:
             if goal.roof_share is not None:

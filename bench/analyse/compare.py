@@ -28,7 +28,7 @@ from bench.base.constants import COURSE_SHAPE
 from bench.base.errors import BenchError
 from bench.base.machine import machine_line
 from bench.base.records import KEY
-from bench.base.results import STATUS_OK, load_metadata, load_results, results_path, write_csv_atomic
+from bench.base.results import STATUS_OK, load_metadata, load_results, read_results_csv, results_path, write_csv_atomic
 from implementations import BASELINE
 
 # Columns a results table needs to be compared; `status` is optional (rows with a time count as ok).
@@ -77,25 +77,13 @@ def _labels(folders: Sequence[Path]) -> list[str]:
 def load_run(path: Path, label: str = "") -> Run:
     """A run's ok rows, read leniently: a table from an older version of the suite needs only NEEDED."""
     csv_path = results_path(path)
-    try:
-        frame = pd.read_csv(csv_path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        raise BenchError(f"corrupt results file {csv_path}: {str(exc).splitlines()[0]}") from None
+    frame = read_results_csv(csv_path, ())
     missing = [c for c in NEEDED if c not in frame.columns]
     if missing:
         raise BenchError(
             f"cannot compare {csv_path}: it has no {', '.join(missing)} column(s) "
             f"(written by an older version of the suite?); compare needs {', '.join(NEEDED)}"
         )
-    try:
-        for column in ("m", "n_x", "threads"):
-            frame[column] = pd.to_numeric(frame[column], errors="raise").astype(int)
-        for column in ("median_s", "iqr_s"):
-            frame[column] = pd.to_numeric(frame[column], errors="raise").astype(float)
-    except (ValueError, TypeError) as exc:
-        raise BenchError(f"corrupt results file {csv_path}: {exc}") from None
-    for column in ("implementation", "dtype", "layout"):
-        frame[column] = frame[column].astype(str)
     ok = frame["status"].astype(str) == STATUS_OK if "status" in frame.columns else frame["median_s"].notna()
     rows = frame[ok & (frame["median_s"] > 0)].drop_duplicates(list(KEY), keep="last").copy()
     rows["status"] = STATUS_OK

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.analyse.views import headline, implementation_order, time_grid
+from bench.analyse.views import headline, implementation_order, spread, time_grid
 from bench.base.claims import CLAIMS
 from bench.base.results import STATUS_OK
 from implementations import BASELINE, REFERENCE, REGISTRY
@@ -66,18 +66,6 @@ def _times_by_region(frame: pd.DataFrame) -> list[tuple[str, int, int | None, pd
     return out
 
 
-def _spread(values: pd.Series) -> dict[str, float]:
-    values = values.dropna()
-    if values.empty:
-        return {"cells": 0, "median": np.nan, "min": np.nan, "max": np.nan}
-    return {
-        "cells": int(values.size),
-        "median": float(values.median()),
-        "min": float(values.min()),
-        "max": float(values.max()),
-    }
-
-
 def peer_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The section's four tables as data; the markdown and the CSV files both come from these."""
     by_region = _times_by_region(frame)
@@ -92,7 +80,7 @@ def peer_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
             )
         for name in peer_names(frame):
             ratio = times[REFERENCE] / times[name] if {REFERENCE, name} <= set(times.columns) else pd.Series()
-            speedup.append({"implementation": name, "region": label} | _spread(ratio))
+            speedup.append({"implementation": name, "region": label} | spread(ratio))
 
     ok = frame[(frame["status"] == STATUS_OK) & frame["compile_s"].notna()]
     compile_rows = []
@@ -118,7 +106,7 @@ def peer_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
             if name == baseline:
                 continue
             ratio = times[baseline] / times[name] if {baseline, name} <= set(times.columns) else pd.Series()
-            baseline_rows.append({"implementation": name, "baseline": baseline, "claimed": claimed} | _spread(ratio))
+            baseline_rows.append({"implementation": name, "baseline": baseline, "claimed": claimed} | spread(ratio))
 
     return {
         "fastest": pd.DataFrame(

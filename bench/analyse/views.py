@@ -97,6 +97,19 @@ def cell_items(series: pd.Series) -> Iterator[tuple[int, int, float]]:
         yield int(m), int(n_x), float(value)
 
 
+def spread(values: pd.Series) -> dict[str, float]:
+    """Cells, median, min and max of the non-missing values (NaN figures and 0 cells when there are none)."""
+    values = values.dropna()
+    if values.empty:
+        return {"cells": 0, "median": np.nan, "min": np.nan, "max": np.nan}
+    return {
+        "cells": int(values.size),
+        "median": float(values.median()),
+        "min": float(values.min()),
+        "max": float(values.max()),
+    }
+
+
 def fmt_bytes(nbytes: float) -> str:
     """A size in KiB, MiB or GiB, three significant digits."""
     unit, scale = next(((u, f) for u, f in (("GiB", 2**30), ("MiB", 2**20)) if nbytes >= f), ("KiB", 2**10))

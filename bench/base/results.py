@@ -182,32 +182,38 @@ def _read_table(csv_path: Path, required: Iterable[str]) -> pd.DataFrame:
     return frame
 
 
+INT_COLUMNS = ("m", "n_x", "threads")
+FLOAT_COLUMNS = ("median_s", "iqr_s", "min_s", "compile_s", "predicted_s", "gbps", "bw_fraction", "canary_ratio")
+
+
+def read_results_csv(csv_path: Path, required: Iterable[str]) -> pd.DataFrame:
+    """A results table as written by any version of the suite: sizes as int, times as float, names as str.
+
+    Only `required` columns must be there; a cell that is not a number is a one-line BenchError.
+    """
+    frame = _read_table(csv_path, required)
+    try:
+        for column in [c for c in INT_COLUMNS if c in frame.columns]:
+            frame[column] = pd.to_numeric(frame[column], errors="raise").astype(int)
+        for column in [c for c in FLOAT_COLUMNS if c in frame.columns]:
+            frame[column] = pd.to_numeric(frame[column], errors="raise").astype(float)
+    except (ValueError, TypeError) as exc:
+        raise BenchError(f"corrupt results file {csv_path}: {exc}") from None
+    for column in [c for c in ("implementation", "dtype", "layout") if c in frame.columns]:
+        frame[column] = frame[column].astype(str)
+    return frame
+
+
 def load_results(path: Path) -> pd.DataFrame:
     """The tidy table, checked: known statuses, positive sizes, and a time on every ok row."""
     csv_path = results_path(path)
-    frame = _read_table(csv_path, [c for c in COLUMNS if c not in OPTIONAL_COLUMNS])
+    frame = read_results_csv(csv_path, [c for c in COLUMNS if c not in OPTIONAL_COLUMNS])
     for column in OPTIONAL_COLUMNS:
         if column not in frame.columns:
             frame[column] = pd.NA
     bad_status = set(frame["status"].astype(str)) - set(STATUSES)
     if bad_status:
         raise BenchError(f"corrupt results file {csv_path}: unknown status {sorted(bad_status)[0]!r}")
-    try:
-        for column in ("m", "n_x", "threads"):
-            frame[column] = pd.to_numeric(frame[column], errors="raise").astype(int)
-        for column in (
-            "median_s",
-            "iqr_s",
-            "min_s",
-            "compile_s",
-            "predicted_s",
-            "gbps",
-            "bw_fraction",
-            "canary_ratio",
-        ):
-            frame[column] = pd.to_numeric(frame[column], errors="raise").astype(float)
-    except (ValueError, TypeError) as exc:
-        raise BenchError(f"corrupt results file {csv_path}: {exc}") from None
     frame["unstable"] = frame["unstable"].map(_truth).astype(bool)
     ok = frame["status"] == STATUS_OK
     if (frame.loc[ok, "median_s"].isna() | (frame.loc[ok, "median_s"] <= 0)).any():
