@@ -296,6 +296,7 @@ def _run_config(args: argparse.Namespace, cells: list[tuple[int, int]]) -> RunCo
         resume=args.resume,
         size_for_cache=args.m is None and args.n_x is None,
         lecture=not args.no_lecture,
+        off_grid=profile.off_grid if args.m is None and args.n_x is None else (),
     )
 
 

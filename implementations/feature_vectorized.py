@@ -38,5 +38,6 @@ IMPLEMENTATION = Implementation(
     claim=("Partial (features vectorised)", 10.0),
     role="vectorized",
     reads_of_x=1,  # X[:, i] for z, then again for dw while it is still in cache
+    strided_walk=True,
     layout_note="each `X[:, i]` is one contiguous column in F order but a strided gather in C order",
 )

@@ -140,6 +140,8 @@ class Implementation:
     mmap threshold applies to them). goal: what a kernel aims for against the reference.
     reads_of_x: how many times one step reads X from wherever it lives, by its algorithm (a
     second use of data still in a core's cache is not a read); None where it is not known.
+    strided_walk: the step walks one example's features at a time, which in C order lie m x itemsize
+    bytes apart (a loop over the examples).
     """
 
     name: str
@@ -160,6 +162,7 @@ class Implementation:
     temporaries: Temporaries = "features"
     goal: Goal | None = None
     reads_of_x: int | None = None
+    strided_walk: bool = False
 
     def setup(self, w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Prepared:
         """Everything before timing; the returned step is what gets timed."""

@@ -269,6 +269,7 @@ IMPLEMENTATION = Implementation(
     summary=summary_of(__doc__),
     jit=True,
     reads_of_x=1,
+    strided_walk=True,  # in C order each block of examples walks all n_x rows
     layout_note="in F order each example is one contiguous stream; in C order it works in blocks of examples",
     # One read of X where the reference makes two: up to 2x once X is in memory.
     goal=Goal(speedup=(("F", 1.6),)),

@@ -53,5 +53,6 @@ IMPLEMENTATION = Implementation(
     summary=summary_of(__doc__),
     jit=True,
     reads_of_x=1,
+    strided_walk=True,
     layout_note="its inner loop walks one example's features, contiguous only in F order",
 )

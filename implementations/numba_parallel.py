@@ -104,6 +104,7 @@ IMPLEMENTATION = Implementation(
     threading="numba",
     jit=True,
     reads_of_x=1,
+    strided_walk=True,  # in C order each block of examples walks all n_x rows
     layout_note="as the one-thread fused kernel, split over threads",
     goal=Goal(speedup=(("F", 1.8),), all_threads=True, roof_share=0.8),
 )

@@ -41,5 +41,6 @@ IMPLEMENTATION = Implementation(
     claim=("Original (two loops)", 1.0),
     role="baseline",
     reads_of_x=1,  # each example's column twice, the second time from cache
+    strided_walk=True,
     layout_note="the interpreter's cost per element hides the memory access pattern",
 )

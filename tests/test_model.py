@@ -1,10 +1,9 @@
-"""The cost model recovers known constants across cache levels and resists an outlier.
+"""The cost model recovers known parameters from synthetic timings, and is tested where it did not fit.
 
-Every synthetic table is made from known constants by a generator written here, independently
-of the model's code: its own read time per byte (log-log interpolation of the machine below),
-its own count of the pages and 2 MiB regions one example's features span in C order. The fit
-must find the constants and the discrete choices (reaches, thresholds), and must refuse terms
-too few cells support.
+Every synthetic table comes from a generator written here, independently of the model's code:
+its own read time per byte (GB/s interpolated on log-log axes between the test machine's
+points), its own share of a strided walk's lines that outgrew L1, its own allocator ramp. The
+fit must find the parameters it was given, and only the terms an implementation's facts allow.
 """
 
 from __future__ import annotations
@@ -12,116 +11,105 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.analyse import model as model_module
-from bench.analyse.model import (
-    NEVER,
-    CostModel,
-    beyond_reach,
-    fit_cost_model,
-    model_speedup,
-    pages_per_example,
-    regions_per_example,
-)
+from bench.analyse.model import Facts, fit_cost_model, model_speedup
 from bench.base.hierarchy import Bandwidth
 
-# A machine with 100 GB/s up to 1 MiB, 40 GB/s up to 32 MiB and 15 GB/s beyond (steps over a doubling).
+# A machine with 200 GB/s up to 48 KiB (L1), 100 GB/s up to 1 MiB (L2), 40 GB/s up to 32 MiB, 15 GB/s beyond.
+L1, L2 = 48 * 2**10, 2**20
 CURVE = Bandwidth(
-    sizes=(1e3, 1.0 * 2**20, 2.0 * 2**20, 32.0 * 2**20, 64.0 * 2**20, 1e10),
-    gbps=(100.0, 100.0, 40.0, 40.0, 15.0, 15.0),
+    sizes=(1e3, 40e3, 60e3, 0.9 * 2**20, 1.2 * 2**20, 30.0 * 2**20, 40.0 * 2**20, 1e10),
+    gbps=(200.0, 200.0, 100.0, 100.0, 40.0, 40.0, 15.0, 15.0),
+    levels_gbps=(200.0, 100.0, 40.0, 15.0),
+    level_bytes=(L1, L2, 32.0 * 2**20, float("inf")),
 )
-# The same sweep with the levels a knee finder reports: the model then fits a step per boundary.
-LEVELED = Bandwidth(
-    sizes=CURVE.sizes, gbps=CURVE.gbps, levels_gbps=(100.0, 40.0, 15.0), level_bytes=(2.0**20, 32.0 * 2**20, NEVER)
-)
-TRUE = {
-    "call_s": 2e-6,
-    "per_example_s": 3e-8,
-    "per_feature_s": 1e-9,
-    "compute_s": 2e-10,
-    "passes": 2.0,
-    "strided_passes": 0.0,
-    "alloc_per_example_s": 0.0,
-}
+TRUE = {"call_s": 2e-6, "per_example_s": 3e-8, "per_feature_s": 1e-9, "per_element_s": 2e-10}
 
 
-def _grid() -> tuple[np.ndarray, np.ndarray]:
-    m, n = np.meshgrid([1, 10, 100, 1_000, 10_000, 100_000], [1, 10, 100, 1_000])
+def _grid(values: tuple[int, ...] = (1, 10, 100, 1_000, 10_000, 100_000)) -> tuple[np.ndarray, np.ndarray]:
+    m, n = np.meshgrid(values, [1, 10, 100, 1_000, 10_000])
+    keep = m * n <= 2e8
+    return m[keep].astype(float), n[keep].astype(float)
+
+
+def _off_grid() -> tuple[np.ndarray, np.ndarray]:
+    m, n = np.meshgrid([3, 30, 300, 3_000, 30_000], [3, 30, 300, 3_000])
     return m.ravel().astype(float), n.ravel().astype(float)
 
 
 def _seconds_per_byte(nbytes: np.ndarray) -> np.ndarray:
-    """The test machine's read time per byte: GB/s interpolated between its points on log-log axes."""
-    x = np.log(np.asarray(CURVE.sizes))
-    y = np.log(np.asarray(CURVE.gbps))
-    return np.asarray(1.0 / (np.exp(np.interp(np.log(nbytes), x, y)) * 1e9))
+    x, y = np.log(np.asarray(CURVE.sizes)), np.log(np.asarray(CURVE.gbps))
+    return np.asarray(1.0 / (np.exp(np.interp(np.log(np.maximum(nbytes, 1.0)), x, y)) * 1e9))
 
 
-def _span(m: np.ndarray, n: np.ndarray, unit: int) -> np.ndarray:
-    """Distinct units of `unit` bytes one example's n features touch in C order: rows m x 8 bytes apart.
-
-    At most one per feature (rows a unit or more apart), else the whole span n x m x 8 bytes, rounded up.
-    """
-    return np.asarray(np.minimum(n, np.ceil(n * m * 8 / unit)), dtype=float)
+def _extra_per_byte(nbytes: np.ndarray) -> np.ndarray:
+    """Read time per byte over L1's: what a read costs beyond the arithmetic's own."""
+    return _seconds_per_byte(nbytes) - 1.0 / 200e9
 
 
-def _beyond(count: np.ndarray, reach: float) -> np.ndarray:
-    """0 up to the reach, 1 from twice it, log-linear between."""
-    return np.asarray(np.clip(np.log2(np.maximum(count, 1e-300) / reach), 0.0, 1.0))
+def _times(m: np.ndarray, n: np.ndarray, reads: float = 2.0, walk: float = 0.0, alloc: float = 0.0) -> np.ndarray:
+    elements = m * n
+    t = TRUE["call_s"] + TRUE["per_example_s"] * m + TRUE["per_feature_s"] * n + TRUE["per_element_s"] * elements
+    t = t + reads * 8 * elements * _extra_per_byte(elements * 8)
+    # A strided walk: once n lines of 64 bytes outgrow L1, a share (log-linear up to L2) of a line read per element.
+    share = np.clip(np.log2(np.maximum(n * 64, 1.0) / L1) / np.log2(L2 / L1), 0.0, 1.0)
+    t = t + walk * elements * 64 * _extra_per_byte(elements * 8) * share
+    # Temporaries past glibc's 128 KiB threshold, all of it from 8 times the threshold on.
+    past = np.clip(np.log2(np.maximum(m * 8, 1.0) / 2**17) / 3.0, 0.0, 1.0)
+    return np.asarray(t + alloc * m * past)
 
 
-def _true_times(m: np.ndarray, n: np.ndarray) -> np.ndarray:
-    read = 8 * _seconds_per_byte(m * n * 8)
-    return np.asarray(
-        TRUE["call_s"]
-        + TRUE["per_example_s"] * m
-        + TRUE["per_feature_s"] * n
-        + m * n * (TRUE["compute_s"] + TRUE["passes"] * read)
-    )
-
-
-def test_fit_recovers_exact_constants_across_cache_levels() -> None:
+def test_fit_recovers_the_given_parameters_and_reads_priced_by_the_sweep() -> None:
     m, n = _grid()
-    model = fit_cost_model(m, n, _true_times(m, n), bandwidth=CURVE)
+    model = fit_cost_model(m, n, _times(m, n), bandwidth=CURVE, facts=Facts(reads=2.0))
     assert model is not None
     for name, value in TRUE.items():
         assert getattr(model, name) == pytest.approx(value, rel=1e-3), name
-    assert model.max_rel_error < 1e-3
-    # The per-element cost follows X out of the cache: 2 reads of 8 bytes at 100 GB/s, then at 15 GB/s.
-    assert model.per_element_s(1e4) == pytest.approx(2e-10 + 2 * 8 / 100e9, rel=1e-3)
-    assert model.per_element_s(1e9) == pytest.approx(2e-10 + 2 * 8 / 15e9, rel=1e-3)
+    assert model.max_rel_error < 1e-3 and model.fitted_count == 4
+    # Streaming from memory costs two reads of 8 bytes at 15 GB/s over the arithmetic's own (and L1's reads).
+    assert model.element_s(1e10) == pytest.approx(2e-10 + 16 / 15e9 - 16 / 200e9, rel=1e-3)
+    sources = {p.name: p.source for p in model.parameters()}
+    assert sources["reads_of_x"] == "algorithm" and sources["per_element_s"] == "fitted"
 
 
-def test_the_strided_and_allocation_terms_are_found_with_the_tlb_reach() -> None:
-    # A C-order kernel that reads X up to 3 more times once an example spans more than 2,048 pages, and
-    # pays 20 ns more per example once a (1, m) float64 temporary passes 128 KiB (m >= 16,384).
-    mm, nn = np.meshgrid([1, 10, 100, 1_000, 10_000, 209, 100_000], [1, 10, 100, 1_000, 10_000, 12_288])
-    m, n = mm.ravel().astype(float), nn.ravel().astype(float)
-    strided = 3 * m * n * 8 * _seconds_per_byte(m * n * 8) * _beyond(_span(m, n, 4096), 2048)
-    t = _true_times(m, n) + strided + 2e-8 * m * (m >= 16_384)
-    model = fit_cost_model(m, n, t, bandwidth=CURVE)
-    assert model is not None and model.max_rel_error < 1e-3
-    assert model.shape.tlb_pages == 2048 and model.strided_passes == pytest.approx(3.0, rel=1e-3)
-    assert model.alloc_per_example_s == pytest.approx(2e-8, rel=1e-3)
-    assert pages_per_example(np.array([209.0]), np.array([12_288.0]), 8)[0] == 5016  # the course's array
-    np.testing.assert_allclose(
-        beyond_reach(np.array([1000.0, 2048.0, 2896.3, 4096.0, 9000.0]), 2048), [0, 0, 0.5, 1, 1], atol=1e-4
-    )
-
-
-def test_without_the_bandwidth_term_one_per_element_cost_cannot_follow_the_levels() -> None:
+def test_it_predicts_cells_it_never_saw() -> None:
     m, n = _grid()
-    blind = fit_cost_model(m, n, _true_times(m, n))
-    assert blind is not None and blind.passes == 0.0
-    assert blind.max_rel_error > 0.3  # what the regime term is for
+    t = _times(m, n, reads=1.0, walk=0.5)
+    model = fit_cost_model(m, n, t, bandwidth=CURVE, facts=Facts(reads=1.0, strided_walk=True))
+    assert model is not None
+    mo, no = _off_grid()
+    rel = model.predict_many(mo, no) / _times(mo, no, reads=1.0, walk=0.5) - 1
+    assert np.abs(rel).max() < 1e-3
+
+
+def test_the_walk_term_is_found_only_for_a_strided_walk_in_c_order() -> None:
+    m, n = _grid()
+    t = _times(m, n, reads=1.0, walk=0.5)
+    walking = fit_cost_model(m, n, t, bandwidth=CURVE, facts=Facts(reads=1.0, strided_walk=True))
+    assert walking is not None and walking.walk_stall == pytest.approx(0.5, rel=1e-3)
+    # The same times, declared as a kernel that streams (or walked in F order): no walk term to fit with.
+    for facts, layout in ((Facts(reads=1.0), "C"), (Facts(reads=1.0, strided_walk=True), "F")):
+        plain = fit_cost_model(m, n, t, bandwidth=CURVE, facts=facts, layout=layout)
+        assert plain is not None and plain.walk_stall == 0.0 and plain.max_rel_error > 0.3
+        assert "walk_stall" not in {p.name for p in plain.parameters()}
+
+
+def test_the_allocation_term_needs_temporaries_and_cells_past_the_threshold() -> None:
+    m, n = _grid()
+    t = _times(m, n, alloc=5e-9)
+    model = fit_cost_model(m, n, t, bandwidth=CURVE, facts=Facts(reads=2.0, temporaries=True))
+    assert model is not None and model.alloc_per_example_s == pytest.approx(5e-9, rel=1e-3)
+    small = m < 16_384  # no cell past the threshold: nothing to fit it on
+    none = fit_cost_model(m[small], n[small], t[small], bandwidth=CURVE, facts=Facts(reads=2.0, temporaries=True))
+    assert none is not None and none.alloc_per_example_s == 0.0
 
 
 def test_fit_is_robust_to_one_bad_cell() -> None:
     m, n = _grid()
-    t = _true_times(m, n)
+    t = _times(m, n)
     t[7] *= 5  # one cell disturbed by another process
-    model = fit_cost_model(m, n, t, bandwidth=CURVE)
+    model = fit_cost_model(m, n, t, bandwidth=CURVE, facts=Facts(reads=2.0))
     assert model is not None
-    assert model.passes == pytest.approx(2.0, rel=0.05)
+    assert model.per_element_s == pytest.approx(TRUE["per_element_s"], rel=0.05)
     assert model.max_rel_error == pytest.approx(0.8, abs=0.01)  # the outlier shows here, not in the fit
 
 
@@ -129,93 +117,25 @@ def test_too_few_cells_give_no_model() -> None:
     assert fit_cost_model([1, 1], [1, 1], [1e-6, 1e-6]) is None
 
 
-def test_model_speedup_is_the_ratio_of_predictions() -> None:
-    def model(**terms: float) -> CostModel:
-        values = {name: terms.get(name, 0.0) for name in model_module.TERMS}
-        return CostModel(**values, points=10, median_rel_error=0.0, max_rel_error=0.0)  # type: ignore[arg-type]
-
-    slow = model(per_example_s=1e-7, compute_s=4e-7)  # interpreted: 0.4 µs per element
-    fast = model(call_s=3e-6, compute_s=1e-9)  # NumPy: 3 µs a call + 1 ns per element
-    n = np.array([1.0, 1e3])
-    got = model_speedup(slow, fast, 100.0, n)
-    expected = (1e-5 + 100 * n * 4e-7) / (3e-6 + 100 * n * 1e-9)
-    np.testing.assert_allclose(got, expected)
-    with pytest.raises(ValueError, match="matching"):
-        Bandwidth((1.0,), ())
-
-
-def _wide_grid() -> tuple[np.ndarray, np.ndarray]:
-    mm, nn = np.meshgrid([1, 10, 100, 1_000, 10_000, 100_000], [1, 10, 100, 1_000, 10_000])
-    return mm.ravel().astype(float), nn.ravel().astype(float)
-
-
-def test_each_level_gets_its_own_step_when_a_kernel_slows_more_than_the_bandwidth() -> None:
-    # A kernel that streams X twice, and waits on its reads once X is out of L2: 0.5 ns more per
-    # element from the 40 GB/s level on, and 0.2 more in memory, on top of what the bandwidth costs.
-    m, n = _wide_grid()
-    extra = LEVELED.beyond_levels(m * n * 8) @ np.array([5e-10, 2e-10])
-    t = _true_times(m, n) + m * n * extra
-    model = fit_cost_model(m, n, t, bandwidth=LEVELED)
-    assert model is not None and model.max_rel_error < 1e-3
-    # Within a ramp both the reads and the steps are linear in seconds per byte, so only the cost at
-    # each level is identifiable, not how the fit splits it between passes and steps.
-    costs = [cost for _, _, cost in model.level_costs()]
-    read = [2 * 8 / (g * 1e9) for g in LEVELED.levels_gbps]
-    assert costs == pytest.approx([2e-10 + read[0], 2e-10 + read[1] + 5e-10, 2e-10 + read[2] + 7e-10], rel=1e-3)
-
-
-def test_a_level_step_is_only_fitted_where_enough_cells_lie_beyond_it() -> None:
-    m, n = _wide_grid()
-    small = m * n * 8 < 2.0 * 2**20  # every cell in the first level: nothing to fit a step on
-    model = fit_cost_model(m[small], n[small], _true_times(m[small], n[small]), bandwidth=LEVELED)
-    assert model is not None and model.level_steps_s == ()
-
-
-def test_the_spanned_term_is_found_with_its_reach_in_2_mib_regions() -> None:
-    m, n = _wide_grid()
-    spanned = 4 * m * n * 8 * _seconds_per_byte(m * n * 8) * _beyond(_span(m, n, 2 * 2**20), 32)
-    model = fit_cost_model(m, n, _true_times(m, n) + spanned, bandwidth=CURVE)
-    assert model is not None and model.max_rel_error < 1e-3
-    assert model.shape.region_reach == 32 and model.spanned_passes == pytest.approx(4.0, rel=1e-3)
-    assert regions_per_example(np.array([100_000.0]), np.array([1_000.0]), 8)[0] == 382  # 763 MiB in 2 MiB steps
-
-
-def test_a_second_fixed_cost_is_found_with_where_it_starts() -> None:
-    # A framework whose program gains kernels once m >= 100 or m x n_x >= 1,000: 9 µs more per call.
-    m, n = _wide_grid()
-    t = _true_times(m, n) + 9e-6 * ((m >= 100) | (m * n >= 1_000))
-    model = fit_cost_model(m, n, t, bandwidth=CURVE)
-    assert model is not None and model.max_rel_error < 1e-3
-    assert (model.shape.step_m, model.shape.step_elements) == (100, 1_000)
-    assert model.step_s == pytest.approx(9e-6, rel=1e-3)
-    assert model.held_out_median_error != model.held_out_median_error  # not asked for: NaN
-
-
-def test_a_term_only_one_cell_pays_is_never_offered() -> None:
-    # One slow cell at the largest m: a step from there would fit it exactly, and explain nothing.
-    m, n = _wide_grid()
-    t = _true_times(m, n)
-    t[(m == 100_000) & (n == 10_000)] *= 1.5
-    model = fit_cost_model(m, n, t, bandwidth=CURVE)
-    assert model is not None
-    assert model.shape.step_m != 100_000 and model.shape.step_elements != 1e9
-    assert model.max_rel_error > 0.1  # the cell stays visible as a miss
-
-
 def test_held_out_error_is_small_for_a_true_model_and_large_for_a_memorised_one() -> None:
     m, n = _grid()
-    t = _true_times(m, n)
-    exact = fit_cost_model(m, n, t, bandwidth=CURVE, held_out=True)
+    t = _times(m, n)
+    exact = fit_cost_model(m, n, t, bandwidth=CURVE, facts=Facts(reads=2.0), held_out=True)
     assert exact is not None and exact.held_out_median_error < 1e-3
     rng = np.random.default_rng(5)
-    noisy = fit_cost_model(m, n, t * rng.lognormal(0.0, 0.3, t.size), bandwidth=CURVE, held_out=True)
+    noisy = fit_cost_model(
+        m, n, t * rng.lognormal(0.0, 0.3, t.size), bandwidth=CURVE, facts=Facts(reads=2.0), held_out=True
+    )
     assert noisy is not None and noisy.held_out_median_error > noisy.median_rel_error
+    assert noisy.held_out_max_error >= noisy.held_out_median_error
 
 
-def test_short_rows_are_found_with_where_they_stop() -> None:
-    # A compiled kernel that pays 0.4 ns more per element while rows hold fewer than 100 examples.
-    m, n = _wide_grid()
-    t = _true_times(m, n) + 4e-10 * m * n * (m < 100)
-    model = fit_cost_model(m, n, t, bandwidth=CURVE)
-    assert model is not None and model.max_rel_error < 1e-3
-    assert model.shape.short_rows_below_m == 100 and model.short_row_s == pytest.approx(4e-10, rel=1e-3)
+def test_model_speedup_is_the_ratio_of_predictions() -> None:
+    m, n = _grid()
+    slow = fit_cost_model(m, n, _times(m, n) + 1e-7 * m * n, bandwidth=CURVE, facts=Facts(reads=2.0))
+    fast = fit_cost_model(m, n, _times(m, n), bandwidth=CURVE, facts=Facts(reads=2.0))
+    assert slow is not None and fast is not None
+    n_grid = np.array([1.0, 10.0, 1e4])
+    expected = _times(np.full(3, 100.0), n_grid) + 1e-7 * 100 * n_grid
+    np.testing.assert_allclose(model_speedup(slow, fast, 100.0, n_grid), expected / _times(np.full(3, 100.0), n_grid),
+                               rtol=1e-3)  # fmt: skip

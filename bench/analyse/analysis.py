@@ -21,7 +21,7 @@ from bench.analyse.peers import CSV_FILES as PEER_CSV_FILES
 from bench.analyse.peers import baselines, peer_tables
 from bench.analyse.robustness import IMPACTS_CSV, Robustness, robustness
 from bench.analyse.stability import STABILITY_CSV, UNSTABLE_CSV, Stability, stability
-from bench.analyse.verdicts import VERDICTS_JSON, Verdict, claim_verdicts
+from bench.analyse.verdicts import RULE_CHECKS_CSV, VERDICTS_JSON, Verdict, claim_verdicts, rule_checks
 from bench.analyse.views import claims_table, headline, pair_table
 from bench.base.constants import COURSE_SHAPE
 from bench.base.errors import BenchError
@@ -44,8 +44,11 @@ class Analysis:
     claims: pd.DataFrame  # the note's speed table, measured (views.claims_table)
     verdicts: list[Verdict]  # one per claim, over the note's baseline
     stability: Stability
-    models: dict[str, CostModel]  # headline slice, fitted once
-    model_table: pd.DataFrame
+    models: dict[str, CostModel]  # headline slice of the grid, fitted once
+    model_table: pd.DataFrame  # errors per implementation: on the cells fitted, left out, off the grid
+    parameter_table: pd.DataFrame  # every parameter of every model, with unit and source
+    off_grid: pd.DataFrame  # rows of the cells between the grid's sizes: tested on, never fitted
+    rule_checks: pd.DataFrame  # each verdict's rule against the off-grid cells
     level_table: pd.DataFrame
     partial: explain.Partial | None
     full: explain.Full | None
@@ -62,7 +65,9 @@ class Analysis:
         """File name -> table, for every table the report shows (verdicts go to JSON apart)."""
         out = {
             CLAIMS_CSV: self.claims,
-            explain.MODEL_CSV: self.model_table,
+            explain.MODEL_CSV: self.parameter_table,
+            explain.MODEL_ERRORS_CSV: self.model_table,
+            RULE_CHECKS_CSV: self.rule_checks,
             explain.LEVELS_CSV: self.level_table,
             explain.KERNEL_WINS_CSV: self.kernel_wins,
             explain.PREDICTED_CSV: self.predicted,
@@ -111,10 +116,20 @@ def _other_verdicts(frame: pd.DataFrame) -> list[Verdict]:
     return [v for b in baselines()[1:] if b in measured for v in claim_verdicts(frame, b)]
 
 
+def split_off_grid(frame: pd.DataFrame, meta: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The grid's rows, and the off-grid cells' rows (metadata's off_grid_cells) that no fit or rule sees."""
+    cells = {(int(m), int(n)) for m, n in meta.get("off_grid_cells") or []}
+    off = pd.Series(
+        [(int(m), int(n)) in cells for m, n in zip(frame["m"], frame["n_x"], strict=True)], index=frame.index
+    )
+    return frame[~off], frame[off]
+
+
 def analyse(
     frame: pd.DataFrame, meta: dict[str, Any], lecture: pd.DataFrame | None = None, study_folder: Path | None = None
 ) -> Analysis:
     """The run's analysis; the robustness study is read from `study_folder` when one is there."""
+    frame, off_grid = split_off_grid(frame, meta)
     data = headline(frame)
     verdicts = claim_verdicts(frame)
     models = fit_models(data, curve_of(meta, 1), held_out=True)
@@ -130,7 +145,10 @@ def analyse(
         verdicts=verdicts,
         stability=stability(frame, meta),
         models=models,
-        model_table=explain.model_table(models, data),
+        model_table=explain.model_table(models, data, headline(off_grid)),
+        parameter_table=explain.parameter_table(models),
+        off_grid=off_grid,
+        rule_checks=rule_checks(verdicts, headline(off_grid)),
         level_table=explain.level_table(models),
         partial=explain.partial_figures(models, data, verdicts),
         full=explain.full_figures(models, meta, hierarchy, verdicts),

@@ -17,12 +17,13 @@ from bench.analyse.model import CostModel
 from bench.analyse.verdicts import Verdict
 from bench.analyse.views import fmt_bytes, fmt_seconds, headline
 from bench.base.claims import CLAIMS
-from bench.base.hierarchy import Hierarchy, out_of_cache_bytes
+from bench.base.hierarchy import Bandwidth, Hierarchy, out_of_cache_bytes
 from bench.base.results import STATUS_FAILED_CHECK, STATUS_OK
 from bench.measure.lecture import LECTURE_SECONDS
 from implementations import BASELINE, REFERENCE, REGISTRY
 
-MODEL_CSV = "model.csv"
+MODEL_CSV = "model.csv"  # every parameter: value, unit, source
+MODEL_ERRORS_CSV = "model_errors.csv"  # per implementation: errors on seen, left-out and off-grid cells
 LEVELS_CSV = "model_levels.csv"
 KERNEL_WINS_CSV = "kernel_wins.csv"
 PREDICTED_CSV = "predicted.csv"
@@ -37,69 +38,57 @@ def _size(nbytes: float) -> str:
     return fmt_bytes(nbytes) if np.isfinite(nbytes) else "memory"
 
 
-def _threshold(model: CostModel) -> str:
-    parts = []
-    if np.isfinite(model.shape.step_m):
-        parts.append(f"m >= {model.shape.step_m:,.0f}")
-    if np.isfinite(model.shape.step_elements):
-        parts.append(f"m x n_x >= {model.shape.step_elements:,.0f}")
-    return " or ".join(parts)
-
-
-def _call(model: CostModel) -> str:
-    text = f"call {fmt_seconds(model.call_s)}"
-    if model.step_s > 0 and _threshold(model):
-        text += f" (+{fmt_seconds(model.step_s)} from {_threshold(model)})"
-    return text
-
-
-def _count(value: float) -> str:
-    return f"{value:,.0f}" if value >= 100 else f"{value:.2g}"
+def level_points(model: CostModel) -> list[tuple[float, float]]:
+    """(a working set at the middle of each measured level, its largest size or inf) for the per-level costs."""
+    bw = model.bandwidth
+    if bw is None or not bw.level_bytes:
+        return []
+    out, low = [], float(min(bw.sizes))
+    for size in bw.level_bytes:
+        mid = np.sqrt(low * size) if np.isfinite(size) else max(low * 4, float(max(bw.sizes)))
+        out.append((float(mid), float(size)))
+        low = float(size) if np.isfinite(size) else low
+    return out
 
 
 def _extras(model: CostModel) -> str:
     text = ""
-    if model.strided_passes > 0:
+    if model.walk_stall > 0:
         text += (
-            f"; up to {_count(model.strided_passes)} more reads of X once an example spans over "
-            f"{model.shape.tlb_pages:,.0f} pages (all of them from twice that)"
+            f"; a strided walk waits {model.walk_stall:.2g} of a line read per element once its n_x lines "
+            "outgrow L1 (all of it at L2's capacity)"
         )
-    if model.spanned_passes > 0:
-        text += (
-            f"; up to {_count(model.spanned_passes)} more reads once an example spans over "
-            f"{model.shape.region_reach:,.0f} 2 MiB regions"
-        )
-    if model.short_row_s > 0 and model.shape.short_rows_below_m > 0:
-        text += f"; {model.short_row_s * 1e9:.2g} ns more per element while m < {model.shape.short_rows_below_m:,.0f}"
     if model.alloc_per_example_s > 0:
-        text += f"; {fmt_seconds(model.alloc_per_example_s)} more per example from m x itemsize >= 128 KiB"
+        text += f"; {fmt_seconds(model.alloc_per_example_s)} more per example past glibc's mmap threshold"
     return text
 
 
 def readable(name: str, model: CostModel) -> str:
-    """The model in the unit that explains each implementation best (model.csv's `readable`)."""
-    call = _call(model)
+    """The model in the unit that explains each implementation best (model_errors.csv's `readable`)."""
+    call = f"call {fmt_seconds(model.call_s)}"
     impl = REGISTRY.get(name)
     loops = impl is not None and impl.python_loops
-    if loops and model.per_example_s < 10 * model.per_element_s(1e4):
-        # Two interpreted multiply-adds per element (one for z, one for dw), each a few bytecodes;
-        # out of cache each also waits for X, which no prefetcher hides behind the interpreter.
+    if loops and model.per_example_s < 10 * model.per_element_s:
+        # Two interpreted multiply-adds per element (one for z, one for dw), each a few bytecodes.
         return (
-            f"{model.per_element_s(1e4) * 1e9 / 2:.0f} ns per interpreted multiply-add (2 per element) with X in "
-            f"cache, {model.per_element_s(1e12) * 1e9 / 2:.0f} ns in main memory; {call}" + _extras(model)
+            f"{model.per_element_s * 1e9 / 2:.0f} ns per interpreted multiply-add (2 per element), "
+            f"{fmt_seconds(model.per_example_s)} per example; {call}" + _extras(model)
         )
     if loops:
         return (
-            f"{model.per_example_s * 1e6:.2f} µs per Python-level iteration (example), "
-            f"+ {model.compute_s * 1e9:.2g} ns per element; {call}" + _extras(model)
+            f"{fmt_seconds(model.per_example_s)} per Python-level iteration (example), "
+            f"+ {model.per_element_s * 1e9:.2g} ns per element; {call}" + _extras(model)
         )
-    levels = model.level_costs()
-    if levels:
-        sizes = " / ".join(("in " if not np.isfinite(b) else "") + _size(b) for b, _, _ in levels)
-        costs = " / ".join(f"{c * 1e9:.2g}" for _, _, c in levels)
-        text = f"{call}; per element {costs} ns with X up to {sizes}"
+    points = level_points(model)
+    if points:
+        sizes = " / ".join(("in " if not np.isfinite(b) else "") + _size(b) for _, b in points)
+        costs = " / ".join(f"{model.element_s(mid) * 1e9:.2g}" for mid, _ in points)
+        reads = f"{model.facts.reads:g} read" + ("" if model.facts.reads == 1 else "s")
+        text = f"{call}; per element {costs} ns with X up to {sizes} ({reads} of X)"
     else:
-        text = f"{call}; {model.compute_s * 1e9:.2g} ns per element"
+        text = f"{call}; {model.per_element_s * 1e9:.2g} ns per element"
+    if model.per_example_s > 0:
+        text += f"; {fmt_seconds(model.per_example_s)} per example"
     return text + _extras(model)
 
 
@@ -107,62 +96,79 @@ def _finite(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def _worst_cell(data: pd.DataFrame, name: str, model: CostModel) -> tuple[int, int, float]:
-    """The measured cell the model misses most: (m, n_x, predicted / measured - 1)."""
-    rows = data[(data["status"] == STATUS_OK) & (data["implementation"] == name)]
-    rel = model.predict_many(rows["m"].to_numpy(float), rows["n_x"].to_numpy(float)) / rows["median_s"].to_numpy() - 1
-    i = int(np.argmax(np.abs(rel)))
-    return int(rows["m"].iloc[i]), int(rows["n_x"].iloc[i]), float(rel[i])
+def _signed(model: CostModel, rows: pd.DataFrame) -> np.ndarray:
+    """predicted / measured - 1 on the ok rows given."""
+    predicted = model.predict_many(rows["m"].to_numpy(float), rows["n_x"].to_numpy(float))
+    return np.asarray(predicted / rows["median_s"].to_numpy(float) - 1.0)
+
+
+def _gbps(bandwidth: Bandwidth | None, nbytes: float) -> float | None:
+    return float(1e-9 / bandwidth.seconds_per_byte(np.array([nbytes]))[0]) if bandwidth is not None else None
 
 
 def level_table(models: dict[str, CostModel]) -> pd.DataFrame:
-    """model_levels.csv: each implementation's fitted cost per element at each measured level of the memory."""
+    """model_levels.csv: each implementation's cost per element streamed from each measured level of the memory."""
     rows = [
-        {"implementation": name, "level": k + 1, "up_to_bytes": _finite(size), "read_gbps": gbps, "per_element_s": cost}
+        {
+            "implementation": name,
+            "level": k + 1,
+            "up_to_bytes": _finite(size),
+            "read_gbps": float(1e-9 / model.bandwidth.seconds_per_byte(np.array([mid]))[0])
+            if model.bandwidth
+            else None,
+            "per_element_s": model.element_s(mid),
+        }
         for name, model in models.items()
-        for k, (size, gbps, cost) in enumerate(model.level_costs())
+        for k, (mid, size) in enumerate(level_points(model))
     ]
     return pd.DataFrame(rows, columns=["implementation", "level", "up_to_bytes", "read_gbps", "per_element_s"])
 
 
-def _constants(model: CostModel) -> dict[str, Any]:
-    return {
-        "call_s": model.call_s,
-        "per_example_s": model.per_example_s,
-        "per_feature_s": model.per_feature_s,
-        "step_s": model.step_s,
-        "step_from_m": _finite(model.shape.step_m),
-        "step_from_elements": _finite(model.shape.step_elements),
-        "compute_s_per_element": model.compute_s,
-        "short_row_s_per_element": model.short_row_s,
-        "short_rows_below_m": model.shape.short_rows_below_m or None,
-        "passes_over_x": model.passes,
-        "strided_passes_over_x": model.strided_passes,
-        "tlb_reach_pages": _finite(model.shape.tlb_pages),
-        "spanned_passes_over_x": model.spanned_passes,
-        "region_reach_2mib": _finite(model.shape.region_reach),
-        "alloc_per_example_s": model.alloc_per_example_s,
-        "per_element_s_in_cache": model.per_element_s(1e4),
-        "per_element_s_in_memory": model.per_element_s(1e12),
-    }
+def parameter_table(models: dict[str, CostModel]) -> pd.DataFrame:
+    """model.csv: every number of every model, with its unit, its source and what it is."""
+    rows = [
+        {"implementation": name, "parameter": p.name, "value": p.value, "unit": p.unit, "source": p.source,
+         "meaning": p.meaning}
+        for name, model in models.items()
+        for p in model.parameters()
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=["implementation", "parameter", "value", "unit", "source", "meaning"])
 
 
-def model_table(models: dict[str, CostModel], data: pd.DataFrame) -> pd.DataFrame:
-    """model.csv: the fit's constants and errors per implementation, and the cell it misses most."""
+def _errors(rel: np.ndarray) -> tuple[float, float]:
+    return (float(np.median(np.abs(rel))), float(np.abs(rel).max())) if rel.size else (np.nan, np.nan)
+
+
+def model_table(models: dict[str, CostModel], data: pd.DataFrame, off_grid: pd.DataFrame) -> pd.DataFrame:
+    """model_errors.csv: per implementation, the errors on the cells fitted, left out one by one, and never fitted.
+
+    `data` holds the cells the fit saw, `off_grid` the cells it did not (measured in the same run).
+    """
     rows = []
     for name, model in models.items():
-        worst_m, worst_n, worst_rel = _worst_cell(data, name, model)
+        seen = data[(data["status"] == STATUS_OK) & (data["implementation"] == name)]
+        unseen = off_grid[(off_grid["status"] == STATUS_OK) & (off_grid["implementation"] == name)]
+        rel, rel_off = _signed(model, seen), _signed(model, unseen)
+        worst = int(np.argmax(np.abs(rel)))
+        off_median, off_worst = _errors(rel_off)
+        worst_off = unseen.iloc[int(np.argmax(np.abs(rel_off)))] if rel_off.size else None
         rows.append(
             {
                 "implementation": name,
+                "parameters": model.fitted_count,
+                "cells": model.points,
                 "median_rel_error": model.median_rel_error,
                 "worst_rel_error": model.max_rel_error,
-                "worst_m": worst_m,
-                "worst_n_x": worst_n,
-                "worst_signed_error": worst_rel,
-                "cells": model.points,
-                **_constants(model),
+                "worst_m": int(seen["m"].iloc[worst]),
+                "worst_n_x": int(seen["n_x"].iloc[worst]),
+                "worst_signed_error": float(rel[worst]),
                 "held_out_median_error": model.held_out_median_error,
+                "held_out_worst_error": model.held_out_max_error,
+                "off_grid_cells": int(rel_off.size),
+                "off_grid_median_error": off_median,
+                "off_grid_worst_error": off_worst,
+                "off_grid_worst_m": int(worst_off["m"]) if worst_off is not None else None,
+                "off_grid_worst_n_x": int(worst_off["n_x"]) if worst_off is not None else None,
                 "meets_targets": model.median_rel_error <= TARGET_MEDIAN_ERROR
                 and model.max_rel_error <= TARGET_WORST_ERROR,
                 "readable": readable(name, model),
@@ -228,8 +234,8 @@ def partial_figures(models: dict[str, CostModel], data: pd.DataFrame, verdicts: 
     return Partial(
         implementation=name,
         per_example_s=fv.per_example_s,
-        per_madd_s=base.compute_s / 2,
-        break_even_n_x=fv.per_example_s / max(base.compute_s, 1e-30),
+        per_madd_s=base.per_element_s / 2,
+        break_even_n_x=fv.per_example_s / max(base.per_element_s, 1e-30),
         reach_n_x=float(reach[0]) if reach.size else None,
         at_m=big_m,
         rule=_rule(verdicts, name),
@@ -243,20 +249,20 @@ def full_figures(
     base, full = models.get(BASELINE), models.get(name or "")
     if base is None or full is None or name is None:
         return None
-    margin = base.per_element_s(1e4) - FULL_THRESHOLD * full.per_element_s(1e4)
-    in_memory = full.per_element_s(1e12)
+    margin = base.element_s(1e4) - FULL_THRESHOLD * full.element_s(1e4)
+    in_memory = full.element_s(1e12)
     reads = (
         in_memory * hierarchy.memory_gbps * 1e9 / full.itemsize if hierarchy is not None else float("nan")
     )  # fmt: skip
     return Full(
         implementation=name,
         call_s=full.call_s,
-        per_element_in_cache_s=full.per_element_s(1e4),
-        baseline_per_element_s=base.compute_s,
+        per_element_in_cache_s=full.element_s(1e4),
+        baseline_per_element_s=base.per_element_s,
         elements_for_threshold=FULL_THRESHOLD * full.call_s / margin if margin > 0 else float("inf"),
         out_of_cache_bytes=out_of_cache_bytes(meta),
         reads_at_memory_speed=reads,
-        cap=base.per_element_s(1e12) / in_memory if in_memory > 0 else float("inf"),
+        cap=base.element_s(1e12) / in_memory if in_memory > 0 else float("inf"),
         alloc_per_example_s=full.alloc_per_example_s,
         rule=_rule(verdicts, name),
     )

@@ -1,42 +1,29 @@
-"""A cost model per implementation whose per-element cost depends on where X lives.
+"""A cost model of one gradient step with few physical parameters, each named, with a unit and a source.
 
-    t(m, n_x) = call + step [m >= M or m x n_x >= E]
-                + m * (per_example + alloc [m x itemsize >= 128 KiB]) + n_x * per_feature
-                + m * n_x * (per_element(bytes of X) + short [m < S]
-                             + (strided * beyond(pages per example) + spanned * beyond(2 MiB regions per example))
-                               * itemsize / bandwidth(bytes of X))
+    t(m, n_x) = call + m x per_example + n_x x per_feature
+                + m x n_x x (per_element + reads x itemsize x [read time per byte of X's level - of L1]
+                             + walk_stall x [a line's read time from X's level] x outgrown(n_x lines, L1 -> L2))
+                + m x alloc_per_example x past(m x itemsize, glibc's mmap threshold)
 
-    per_element(B) = compute + passes * itemsize / bandwidth(B) + sum of the level steps X has gone past
+- `reads` is how many times the algorithm reads X (Implementation.reads_of_x: the note's full
+  vectorisation 2, a fused kernel 1), priced by this machine's measured read bandwidth for a
+  working set of X's size (the memory sweep), over what L1 costs: nothing is fitted there.
+- `walk_stall` only for an implementation that walks one example's features at a time
+  (Implementation.strided_walk) in C order, where those features lie m x itemsize bytes apart:
+  a walk touches n_x cache lines, and the next examples reuse them only while they stay in L1.
+  Once n_x lines outgrow L1's measured capacity (fully at L2's), each element waits for part of
+  a line read from where X lives; walk_stall is that part (dimensionless).
+- `alloc_per_example` only for an implementation with (1, m) temporaries (Implementation.temporaries):
+  past glibc's mmap threshold they are page-faulted in again on every step (the robustness study).
 
-bandwidth(B) is this machine's measured read bandwidth for a working set of B bytes (the memory
-sweep in metadata.json), so `passes` (how many times a step reads X at that speed) follows the
-step from L1 to main memory. Not every kernel streams: one that waits on each read, or a library
-that switches algorithm, slows by more or less than the bandwidth does when X leaves a level. So
-each measured level boundary has its own nonnegative step in the per-element cost, fitted where
-enough cells lie beyond it (a larger working set never makes an element cheaper). Along the
-curve, reads and steps are both linear in seconds per byte, so where every boundary has its step
-only each level's cost is identifiable (`level_costs`, model_levels.csv), not how the fit splits
-it; `passes` carries the cost into levels no cell has reached yet (the cut-off). The interpreted
-loops keep their reading: `compute` is the interpreter's cost per element, the same at every level.
-
-Terms only some cells pay, each with a reach or threshold the fit chooses (at least two measured
-cells must pay it, and two not):
-- walking one example's features in C order visits n_x rows m x itemsize bytes apart; once they
-  span more 4 KiB pages, or more 2 MiB regions (the span of one page-directory entry, and of a
-  huge page), than the translation caches hold, every element costs more reads;
-- a second fixed cost per call from some size on: a framework that compiles per shape (XLA)
-  emits a different program, with more kernels to launch, once its loops get long;
-- more per element while the rows of X (m elements each in C order) are shorter than S: a
-  compiled loop over a row pays its vector prologue and remainder once per row.
-
-Fitted with nonnegative coefficients and a robust (Huber) loss on the relative error, so
-microsecond cells count as much as second-long ones and a few noisy cells do not drag the fit.
-Runs made before the sweep get the same model without the bandwidth terms.
+The rest (call, per_example, per_feature, per_element) is fitted, nonnegative, with a robust
+(Huber) loss on the relative error, so microsecond cells count as much as second-long ones.
+At most six fitted numbers per implementation; a model is tested on cells it did not see.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -45,239 +32,244 @@ from scipy.optimize import nnls
 
 from bench.base.constants import DEFAULT_MMAP_THRESHOLD_BYTES
 from bench.base.hierarchy import Bandwidth
+from implementations import REGISTRY
 
 MIN_POINTS = 3
 HUBER_DELTA = 0.1  # relative residuals beyond 10% count linearly, not quadratically
-TERMS = (
-    "call_s",
-    "step_s",
-    "per_example_s",
-    "per_feature_s",
-    "compute_s",
-    "short_row_s",
-    "passes",
-    "strided_passes",
-    "spanned_passes",
-    "alloc_per_example_s",
-)
 PAGE = 4096
-REGION = 2 * 2**20  # what one page-directory entry maps, and a huge page
-# Reaches the fit chooses from, per implementation: in 4 KiB pages and in 2 MiB regions per example.
-TLB_REACH_PAGES = (512, 1024, 1536, 2048, 3072, 4096, 8192)
-REGION_REACH = (16, 32, 64, 128, 256)
+LINE = 64  # bytes of a cache line
 NEVER = float("inf")
-# glibc mmaps blocks of 128 KiB and more by default and gives freed memory back, so once a (1, m)
-# temporary passes this, every step page-faults its temporaries in again (the robustness study
-# measures it): a per-example cost that only large m pays.
-MMAP_THRESHOLD = DEFAULT_MMAP_THRESHOLD_BYTES
-# A level's own step is fitted only where at least this many cells have X beyond it: with fewer,
-# one cell would set it, and the next level out is extrapolated by the bandwidth alone.
-MIN_CELLS_PER_STEP = 2
-SEARCH_ITERATIONS = 4  # reweighting steps per candidate shape in the search
+MIN_CELLS_PAST = 2  # a term some cells pay is offered only where at least this many measured cells pay it
+# The allocation term grows from glibc's default mmap threshold to 8 times it: the dynamic threshold
+# follows the sizes freed, so only some steps fault their temporaries in just past it.
+ALLOC_RAMP = 3.0
+FloatArray = NDArray[np.float64]
 
 
 @dataclass(frozen=True)
-class Shape:
-    """The discrete choices of one fit: the two reaches and where the second fixed cost starts (NEVER: nowhere)."""
+class Facts:
+    """What the model takes from the implementation rather than from the fit."""
 
-    tlb_pages: float = NEVER
-    region_reach: float = NEVER
-    step_m: float = NEVER
-    step_elements: float = NEVER
-    short_rows_below_m: float = 0.0  # rows of X (m elements in C order) shorter than this cost more per element
+    reads: float = 1.0  # reads of X per step, by the algorithm
+    strided_walk: bool = False  # walks one example's features at a time (strided in C order)
+    temporaries: bool = False  # allocates (1, m) temporaries every step
+
+    @staticmethod
+    def of(name: str) -> Facts:
+        impl = REGISTRY.get(name)
+        if impl is None:
+            return Facts()
+        return Facts(
+            reads=float(impl.reads_of_x) if impl.reads_of_x is not None else 1.0,
+            strided_walk=impl.strided_walk,
+            temporaries=impl.temporaries == "examples",
+        )
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One number of a model: its value, unit, where it came from and what it is."""
+
+    name: str
+    value: float
+    unit: str
+    source: str  # "fitted", "algorithm" or "measured (memory sweep)"
+    meaning: str
+
+
+FITTED = ("call_s", "per_example_s", "per_feature_s", "per_element_s", "walk_stall", "alloc_per_example_s")
+MEANINGS = {
+    "call_s": ("s", "fixed cost of one call"),
+    "per_example_s": ("s", "cost per example (a Python-level iteration, a (1, m) temporary's element)"),
+    "per_feature_s": ("s", "cost per feature ((n_x, 1) arrays: w, dw)"),
+    "per_element_s": ("s", "cost per element of X with X in L1 (the arithmetic and an L1 read)"),
+    "walk_stall": ("lines", "share of a line read each element of a strided walk waits for, once n_x lines outgrow L1"),
+    "alloc_per_example_s": ("s", "more per example once (1, m) temporaries pass glibc's mmap threshold"),
+}
 
 
 @dataclass(frozen=True)
 class CostModel:
-    """Seconds per call as a function of (m, n_x), and how well it fits the measured cells."""
+    """A fitted model for one implementation in one setting; errors are relative, |predicted / measured - 1|."""
 
     call_s: float
-    step_s: float  # more per call from m >= step_m or m x n_x >= step_elements
     per_example_s: float
     per_feature_s: float
-    compute_s: float  # per element, wherever X lives
-    short_row_s: float  # more per element while m < short_rows_below_m: rows too short for the vector loops
-    passes: float  # reads of X per step at the measured bandwidth for its size
-    strided_passes: float  # more such reads, once one example's features span more pages than the TLB holds
-    spanned_passes: float  # more again, once they span more 2 MiB regions than the translation caches hold
-    alloc_per_example_s: float  # per example, once a (1, m) temporary is past glibc's mmap threshold
+    per_element_s: float
+    walk_stall: float
+    alloc_per_example_s: float
+    walks: bool  # the walk term applies (a strided walk in C order)
+    facts: Facts
+    itemsize: int
+    bandwidth: Bandwidth | None
     points: int
     median_rel_error: float
     max_rel_error: float
-    itemsize: int = 8
-    bandwidth: Bandwidth | None = None
-    shape: Shape = field(default_factory=Shape)
-    level_steps_s: tuple[float, ...] = ()  # per element, once X is past each measured level boundary
-    held_out_median_error: float = float("nan")  # each cell predicted by a fit that did not see it
+    held_out_median_error: float = float("nan")  # leave one cell out, predict it
+    held_out_max_error: float = float("nan")
+
+    def predict_many(self, m: ArrayLike, n_x: ArrayLike) -> FloatArray:
+        m_arr, n_arr = np.asarray(m, dtype=float), np.asarray(n_x, dtype=float)
+        coef = np.array([getattr(self, name) for name in FITTED])
+        columns = _columns(m_arr, n_arr, self.itemsize, self.bandwidth, self.walks)
+        return np.asarray(columns @ coef + _reads_s(m_arr, n_arr, self.itemsize, self.bandwidth, self.facts))
 
     def predict(self, m: float, n_x: float) -> float:
-        return float(self.predict_many(np.array([m], dtype=float), np.array([n_x], dtype=float))[0])
+        return float(self.predict_many(np.array([m]), np.array([n_x]))[0])
 
-    def predict_many(self, m: NDArray[np.float64], n_x: NDArray[np.float64]) -> NDArray[np.float64]:
-        m, n_x = np.asarray(m, float), np.asarray(n_x, float)
-        coef = np.array([getattr(self, term) for term in TERMS])
-        t = _design(m, n_x, self.itemsize, self.bandwidth, self.shape) @ coef
-        return np.asarray(t + self._level_steps(m * n_x * self.itemsize) * m * n_x, dtype=np.float64)
+    def element_s(self, nbytes: float) -> float:
+        """Seconds per element of X streamed from a working set of nbytes (no walk or allocation term)."""
+        extra = _extra_s_per_byte(np.array([nbytes]), self.bandwidth)[0]
+        return self.per_element_s + self.facts.reads * self.itemsize * float(extra)
 
-    def _level_steps(self, nbytes: NDArray[np.float64]) -> NDArray[np.float64]:
-        if self.bandwidth is None or not self.level_steps_s:
-            return np.zeros(np.shape(nbytes))
-        beyond = self.bandwidth.beyond_levels(np.atleast_1d(np.asarray(nbytes, dtype=float)))
-        return np.asarray(beyond[:, : len(self.level_steps_s)] @ np.asarray(self.level_steps_s), dtype=np.float64)
-
-    def per_element_s(self, nbytes: float) -> float:
-        """Seconds per element of X for a working set of nbytes, streamed: compute, reads and level steps."""
-        if self.bandwidth is None:
-            return self.compute_s
-        read = float(self.bandwidth.seconds_per_byte(np.array([nbytes]))[0])
-        return self.compute_s + self.passes * self.itemsize * read + float(self._level_steps(np.array([nbytes]))[0])
-
-    def level_costs(self) -> list[tuple[float, float, float]]:
-        """Per measured level: (its largest working set in bytes, inf for memory; GB/s; seconds per element there)."""
-        if self.bandwidth is None:
-            return []
-        bw = self.bandwidth
-        steps = np.concatenate([[0.0], np.cumsum(self.level_steps_s)])
-        out = []
-        for k, (gbps, size) in enumerate(zip(bw.levels_gbps, bw.level_bytes, strict=True)):
-            read = self.passes * self.itemsize / (gbps * 1e9)
-            out.append((size, gbps, self.compute_s + read + float(steps[min(k, len(steps) - 1)])))
+    def parameters(self) -> list[Parameter]:
+        """The model's numbers, fitted and given, with units and sources (model.csv)."""
+        out = [Parameter(name, float(getattr(self, name)), *_unit_meaning(name, "fitted")) for name in FITTED]
+        out = [p for p in out if p.name not in self._unused()]
+        out.append(Parameter("reads_of_x", self.facts.reads, "reads per step", "algorithm",
+                             "how many times a step reads X, priced by the measured read bandwidth"))  # fmt: skip
         return out
 
+    def _unused(self) -> set[str]:
+        unused = set()
+        if not self.walks:
+            unused.add("walk_stall")
+        if not self.facts.temporaries:
+            unused.add("alloc_per_example_s")
+        return unused
 
-def pages_per_example(m: np.ndarray, n_x: np.ndarray, itemsize: int) -> np.ndarray:
+    @property
+    def fitted_count(self) -> int:
+        return len(FITTED) - len(self._unused())
+
+
+def _unit_meaning(name: str, source: str) -> tuple[str, str, str]:
+    unit, meaning = MEANINGS[name]
+    return unit, source, meaning
+
+
+def pages_per_example(m: FloatArray, n_x: FloatArray, itemsize: int) -> FloatArray:
     """Distinct pages one example's features span in a C-ordered (n_x, m) array."""
     return np.asarray(np.minimum(n_x, np.ceil(n_x * m * itemsize / PAGE)), dtype=float)
 
 
-def regions_per_example(m: np.ndarray, n_x: np.ndarray, itemsize: int) -> np.ndarray:
-    """Distinct 2 MiB regions one example's features span in a C-ordered (n_x, m) array."""
-    return np.asarray(np.minimum(n_x, np.ceil(n_x * m * itemsize / REGION)), dtype=float)
+def beyond_reach(count: FloatArray, reach: float, doublings: float = 1.0) -> FloatArray:
+    """The share past a reach: none up to it, all from `doublings` doublings on, log-linear between.
 
-
-def beyond_reach(pages: np.ndarray, reach: float) -> np.ndarray:
-    """The share of an example's page walks the TLB cannot serve: none up to its reach, all from twice it.
-
-    Linear in log2(pages / reach) in between, since the TLB is not a strict LRU over one example's pages.
+    For the TLB, since it is not a strict LRU over one example's pages; for glibc's threshold, since
+    it moves with the sizes a process frees (the dynamic mmap threshold).
     """
     if not np.isfinite(reach):
-        return np.zeros(np.shape(pages))
-    return np.asarray(np.clip(np.log2(np.maximum(pages, 1.0) / reach), 0.0, 1.0), dtype=float)
+        return np.zeros(np.shape(count))
+    return np.asarray(np.clip(np.log2(np.maximum(count, 1.0) / reach) / doublings, 0.0, 1.0), dtype=float)
 
 
-def _design(m: np.ndarray, n_x: np.ndarray, itemsize: int, bandwidth: Bandwidth | None, shape: Shape) -> np.ndarray:
-    """One column per term of TERMS (the level steps are apart: how many depends on the machine)."""
+def _extra_s_per_byte(nbytes: FloatArray, bandwidth: Bandwidth | None) -> FloatArray:
+    """Read time per byte of a working set of nbytes over that of the fastest level (0 without a sweep)."""
+    if bandwidth is None:
+        return np.zeros(np.shape(nbytes))
+    spb = bandwidth.seconds_per_byte(np.maximum(np.asarray(nbytes, dtype=float), 1.0))
+    fastest = float(bandwidth.seconds_per_byte(np.array([min(bandwidth.sizes)]))[0])
+    return np.asarray(np.maximum(spb - fastest, 0.0), dtype=float)
+
+
+def _reads_s(m: FloatArray, n_x: FloatArray, itemsize: int, bandwidth: Bandwidth | None, facts: Facts) -> FloatArray:
+    """The measured part: the algorithm's reads of X at the sweep's bandwidth for X's size, beyond L1."""
     elements = m * n_x
-    if bandwidth is None:
-        read = np.zeros_like(elements)
-    else:
-        read = elements * itemsize * bandwidth.seconds_per_byte(elements * itemsize)
-    strided = read * beyond_reach(pages_per_example(m, n_x, itemsize), shape.tlb_pages)
-    spanned = read * beyond_reach(regions_per_example(m, n_x, itemsize), shape.region_reach)
-    step = (m >= shape.step_m) | (elements >= shape.step_elements)
-    short = elements * (m < shape.short_rows_below_m)
-    alloc = m * (m * itemsize >= MMAP_THRESHOLD)
-    columns = [np.ones_like(m), step, m, n_x, elements, short, read, strided, spanned, alloc]
-    return np.column_stack(columns).astype(float)
+    return np.asarray(facts.reads * itemsize * elements * _extra_s_per_byte(elements * itemsize, bandwidth))
 
 
-def _level_columns(m: np.ndarray, n_x: np.ndarray, itemsize: int, bandwidth: Bandwidth | None) -> np.ndarray:
-    """elements x how far past each level boundary X is, for the boundaries enough cells have passed."""
-    if bandwidth is None:
-        return np.zeros((len(m), 0))
-    beyond = bandwidth.beyond_levels(m * n_x * itemsize)
-    cells_past = (beyond >= 1.0).sum(axis=0)
-    # Only a prefix: a step is fitted where the cells reach beyond it, never for a level they skip past.
-    fitted = int(np.argmin(np.append(cells_past >= MIN_CELLS_PER_STEP, False)))
-    return np.asarray(beyond[:, :fitted] * (m * n_x)[:, None], dtype=float)
+def walk_share(n_x: FloatArray, bandwidth: Bandwidth | None) -> FloatArray:
+    """How far the lines one walk touches (n_x of them) have outgrown L1: 0 within it, 1 at L2's capacity.
 
-
-def _huber_fit(
-    A: np.ndarray, iterations: int = 50, weights: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Nonnegative coefficients minimising a Huber loss of A @ coef - 1 (rows already divided by their time).
-
-    Iteratively reweighted least squares, from the given weights (all ones by default).
-    Returns the coefficients, |relative errors| and the final weights.
+    Both capacities are the sweep's measured levels; log-linear between, as a cache is not a strict LRU.
     """
-    scale = A.max(axis=0)
-    scale[scale == 0] = 1.0
-    A_scaled = A / scale
-    weights = np.ones(A.shape[0]) if weights is None else weights
+    caps = [c for c in (bandwidth.level_bytes if bandwidth is not None else ()) if np.isfinite(c)]
+    if len(caps) < 2:
+        return np.zeros(np.shape(n_x))
+    return beyond_reach(n_x * LINE, caps[0], float(np.log2(caps[1] / caps[0])))
+
+
+def _columns(
+    m: FloatArray, n_x: FloatArray, itemsize: int, bandwidth: Bandwidth | None, walk: bool = True
+) -> FloatArray:
+    """One column per FITTED term; the walk column only for a strided walk (C order, a loop over examples)."""
+    elements = m * n_x
+    line_s = LINE * _extra_s_per_byte(elements * itemsize, bandwidth)
+    walk_col = elements * line_s * walk_share(n_x, bandwidth) if walk else np.zeros_like(elements)
+    alloc = m * beyond_reach(m * itemsize, DEFAULT_MMAP_THRESHOLD_BYTES, ALLOC_RAMP)
+    return np.column_stack([np.ones_like(m), m, n_x, elements, walk_col, alloc]).astype(float)
+
+
+def _huber_fit(A: FloatArray, iterations: int = 50) -> tuple[FloatArray, FloatArray]:
+    """Nonnegative coefficients minimising a Huber loss of A @ coef - 1 (rows already divided by their time)."""
+    b = np.ones(A.shape[0])
+    weights = np.ones(A.shape[0])
     coef = np.zeros(A.shape[1])
     for _ in range(iterations):
-        coef, _ = nnls(A_scaled * weights[:, None], weights)
-        residual = A_scaled @ coef - 1.0
-        new_weights = np.sqrt(np.minimum(1.0, HUBER_DELTA / np.maximum(np.abs(residual), 1e-12)))
-        if np.allclose(new_weights, weights, atol=1e-6):
+        sw = np.sqrt(weights)
+        coef, _ = nnls(A * sw[:, None], b * sw)
+        residual = np.abs(A @ coef - b)
+        new = np.where(residual <= HUBER_DELTA, 1.0, HUBER_DELTA / np.maximum(residual, 1e-300))
+        if np.allclose(new, weights, rtol=1e-6, atol=1e-9):
             break
-        weights = new_weights
-    values = coef / scale
-    return values, np.abs(A @ values - 1.0), weights
+        weights = new
+    return coef, np.abs(A @ coef - b)
 
 
-def _huber_loss(rel: np.ndarray) -> float:
-    return float(np.where(rel <= HUBER_DELTA, rel**2 / 2, HUBER_DELTA * (rel - HUBER_DELTA / 2)).sum())
+def _loss(rel: FloatArray) -> float:
+    return float(np.sum(np.where(rel <= HUBER_DELTA, rel**2 / 2, HUBER_DELTA * (rel - HUBER_DELTA / 2))))
 
 
-def _choices(m: np.ndarray, n_x: np.ndarray, itemsize: int, bandwidth: Bandwidth | None) -> dict[str, list[float]]:
-    """The values each field of Shape may take for these cells (NEVER: the term is left out).
+@dataclass(frozen=True)
+class _Cells:
+    m: FloatArray
+    n_x: FloatArray
+    t: FloatArray
+    itemsize: int
+    bandwidth: Bandwidth | None
+    facts: Facts
+    layout: str
 
-    Thresholds sit at measured sizes, and a value is offered only where at least
-    MIN_CELLS_PER_STEP cells pay the term (at least half of it, for the reaches) and as many do
-    not: a term one cell alone supports would fit that cell, not explain it.
-    """
-
-    def supported(paying: np.ndarray) -> bool:
-        return MIN_CELLS_PER_STEP <= int(np.sum(paying)) <= len(paying) - MIN_CELLS_PER_STEP
-
-    choices: dict[str, list[float]] = {"tlb_pages": [NEVER], "region_reach": [NEVER]}
-    if bandwidth is not None:  # the strided terms are priced by the bandwidth
-        pages, regions = pages_per_example(m, n_x, itemsize), regions_per_example(m, n_x, itemsize)
-        choices["tlb_pages"] += [r for r in TLB_REACH_PAGES if supported(beyond_reach(pages, r) >= 0.5)]
-        choices["region_reach"] += [r for r in REGION_REACH if supported(beyond_reach(regions, r) >= 0.5)]
-    elements = m * n_x
-    choices["step_m"] = [NEVER, *(v for v in sorted(set(m.tolist())) if supported(m >= v))]
-    choices["step_elements"] = [NEVER, *(v for v in sorted(set(elements.tolist())) if supported(elements >= v))]
-    choices["short_rows_below_m"] = [0.0, *(v for v in sorted(set(m.tolist())) if supported(m < v))]
-    return choices
+    def take(self, keep: NDArray[np.bool_]) -> _Cells:
+        return replace(self, m=self.m[keep], n_x=self.n_x[keep], t=self.t[keep])
 
 
-def _search_shape(m: np.ndarray, n_x: np.ndarray, t: np.ndarray, itemsize: int, bandwidth: Bandwidth | None) -> Shape:
-    """Coordinate descent over the Shape's fields, each candidate scored by its Huber loss.
-
-    A candidate's fit starts from the current shape's robust weights and takes a few steps
-    only: near enough to rank candidates, and cheap enough for the cut-off to refit per row.
-    """
-    levels = _level_columns(m, n_x, itemsize, bandwidth)
-
-    def design(shape: Shape) -> np.ndarray:
-        return np.asarray(np.hstack([_design(m, n_x, itemsize, bandwidth, shape), levels]) / t[:, None])
-
-    shape = Shape()
-    choices = _choices(m, n_x, itemsize, bandwidth)
-    _, rel, weights = _huber_fit(design(shape))
-    best = _huber_loss(rel)
-    for _ in range(4):
-        changed = False
-        for name, values in choices.items():
-            for value in values:
-                candidate = replace(shape, **{name: value})
-                _, rel, new_weights = _huber_fit(design(candidate), SEARCH_ITERATIONS, weights)
-                loss = _huber_loss(rel)
-                if loss < best * (1 - 1e-9):
-                    shape, best, weights, changed = candidate, loss, new_weights, True
-        if not changed:
-            break
-    return shape
+def _walks(cells: _Cells) -> bool:
+    return cells.facts.strided_walk and cells.layout == "C"
 
 
-def _fit(
-    m: np.ndarray, n_x: np.ndarray, t: np.ndarray, itemsize: int, bandwidth: Bandwidth | None, shape: Shape
-) -> tuple[np.ndarray, np.ndarray]:
-    A = np.hstack([_design(m, n_x, itemsize, bandwidth, shape), _level_columns(m, n_x, itemsize, bandwidth)])
-    values, rel, _ = _huber_fit(A / t[:, None])
-    return values, rel
+def _offered(cells: _Cells) -> NDArray[np.bool_]:
+    """Which FITTED terms this implementation may use on these cells (enough cells pay each)."""
+    cols = _columns(cells.m, cells.n_x, cells.itemsize, cells.bandwidth, _walks(cells))
+    paying = (cols > 0).sum(axis=0)
+    offered = np.ones(len(FITTED), dtype=bool)
+    offered[4] = _walks(cells) and paying[4] >= MIN_CELLS_PAST
+    offered[5] = cells.facts.temporaries and paying[5] >= MIN_CELLS_PAST
+    return offered
+
+
+def _fit(cells: _Cells) -> CostModel:
+    """Nonnegative coefficients (zero where a term is not offered) and the relative errors on the cells."""
+    fixed = _reads_s(cells.m, cells.n_x, cells.itemsize, cells.bandwidth, cells.facts)
+    cols = _columns(cells.m, cells.n_x, cells.itemsize, cells.bandwidth, _walks(cells))
+    offered = _offered(cells)
+    # t = cols @ coef + fixed, relative: (cols / t) @ coef = 1 - fixed / t.
+    scale = np.maximum(1.0 - fixed / cells.t, 1e-6)
+    part, _ = _huber_fit(cols[:, offered] / (cells.t * scale)[:, None])
+    coef = np.zeros(len(FITTED))
+    coef[offered] = part
+    rel = np.abs((cols @ coef + fixed) / cells.t - 1.0)
+    return CostModel(
+        **{name: float(c) for name, c in zip(FITTED, coef, strict=True)},
+        walks=_walks(cells),
+        facts=cells.facts,
+        itemsize=cells.itemsize,
+        bandwidth=cells.bandwidth,
+        points=len(cells.t),
+        median_rel_error=float(np.median(rel)),
+        max_rel_error=float(rel.max()),
+    )
 
 
 def fit_cost_model(
@@ -287,50 +279,30 @@ def fit_cost_model(
     *,
     itemsize: int = 8,
     bandwidth: Bandwidth | None = None,
+    facts: Facts | None = None,
+    layout: str = "C",
     held_out: bool = False,
 ) -> CostModel | None:
-    """Robust nonnegative fit of the relative error; None with fewer than MIN_POINTS distinct cells.
+    """The model of one implementation's cells; None with fewer than MIN_POINTS distinct cells.
 
-    With held_out, each cell is also predicted by a fit (of the same shape) without it.
+    With held_out, each cell is also predicted by a fit that did not see it.
     """
-    m_arr = np.asarray(m, dtype=float)
-    n_arr = np.asarray(n_x, dtype=float)
-    t = np.asarray(seconds, dtype=float)
-    if len({(a, b) for a, b in zip(m_arr, n_arr, strict=True)}) < MIN_POINTS:
+    cells = _Cells(
+        np.asarray(m, dtype=float), np.asarray(n_x, dtype=float), np.asarray(seconds, dtype=float), itemsize,
+        bandwidth, facts or Facts(), layout,
+    )  # fmt: skip
+    if len(set(zip(cells.m, cells.n_x, strict=True))) < MIN_POINTS:
         return None
-    shape = _search_shape(m_arr, n_arr, t, itemsize, bandwidth)
-    values, rel = _fit(m_arr, n_arr, t, itemsize, bandwidth, shape)
-    held = float("nan")
-    if held_out and len(t) > MIN_POINTS:
-        errors = []
-        for i in range(len(t)):
-            keep = np.arange(len(t)) != i
-            part, _ = _fit(m_arr[keep], n_arr[keep], t[keep], itemsize, bandwidth, shape)
-            one = _model(part, len(t) - 1, itemsize, bandwidth, shape, rel)
-            errors.append(abs(one.predict(m_arr[i], n_arr[i]) / t[i] - 1.0))
-        held = float(np.median(errors))
-    return replace(_model(values, len(t), itemsize, bandwidth, shape, rel), held_out_median_error=held)
-
-
-def _model(
-    values: np.ndarray,
-    points: int,
-    itemsize: int,
-    bandwidth: Bandwidth | None,
-    shape: Shape,
-    rel: np.ndarray,
-) -> CostModel:
-    scalars = {term: float(v) for term, v in zip(TERMS, values[: len(TERMS)], strict=True)}
-    return CostModel(
-        **scalars,
-        points=points,
-        median_rel_error=float(np.median(rel)),
-        max_rel_error=float(rel.max()),
-        itemsize=itemsize,
-        bandwidth=bandwidth,
-        shape=shape,
-        level_steps_s=tuple(float(v) for v in values[len(TERMS) :]),
-    )
+    model = _fit(cells)
+    if not held_out or len(cells.t) <= MIN_POINTS:
+        return model
+    errors = []
+    for i in range(len(cells.t)):
+        keep = np.arange(len(cells.t)) != i
+        part = cells.take(keep)
+        one = _fit(part)
+        errors.append(abs(one.predict(cells.m[i], cells.n_x[i]) / cells.t[i] - 1.0))
+    return replace(model, held_out_median_error=float(np.median(errors)), held_out_max_error=float(max(errors)))
 
 
 def fit_models(
@@ -347,6 +319,8 @@ def fit_models(
             rows["median_s"].to_numpy(),
             itemsize=itemsize,
             bandwidth=bandwidth,
+            facts=Facts.of(str(name)),
+            layout=str(rows["layout"].iloc[0]) if "layout" in rows else "C",
             held_out=held_out,
         )
         if model is not None:
@@ -354,7 +328,7 @@ def fit_models(
     return models
 
 
-def model_speedup(slow: CostModel, fast: CostModel, m: float, n_x: NDArray[np.float64]) -> NDArray[np.float64]:
+def model_speedup(slow: CostModel, fast: CostModel, m: float, n_x: FloatArray) -> FloatArray:
     """Model speedup of `fast` over `slow` at one m, against n_x."""
     ms = np.full_like(n_x, m, dtype=float)
-    return slow.predict_many(ms, n_x) / fast.predict_many(ms, n_x)
+    return np.asarray(slow.predict_many(ms, n_x) / fast.predict_many(ms, n_x))

@@ -24,6 +24,7 @@ from implementations import BASELINE
 VARIABLES = ("n_x", "m", "m*n_x", "bytes_x")  # on a tie, earlier variables are preferred
 OPS = (">=", "<=")
 VERDICTS_JSON = "verdicts.json"
+RULE_CHECKS_CSV = "rule_checks.csv"  # each rule against the cells between the grid's sizes
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,8 @@ class Verdict:
         if other.size == 0 or condition.variable == "bytes_x":
             return ""
         nearest = float(other.max() if condition.op == ">=" else other.min())
-        return f" (no cell measured between {nearest:,.0f} and {condition.value:,.0f})"
+        factor = max(nearest, condition.value) / max(min(nearest, condition.value), 1.0)
+        return f" (located within {factor:.3g}x: no cell measured between {nearest:,.0f} and {condition.value:,.0f})"
 
     def sentence(self) -> str:
         """The verdict, its agreement and every exception, in one line."""
@@ -293,3 +295,44 @@ def claim_verdicts(frame: pd.DataFrame, baseline: str = BASELINE) -> list[Verdic
         doubtful = uncertain_cells(data, name) if baseline == BASELINE else set()
         out.append(verdict_for(column, name, approach, claimed, baseline, itemsize, doubtful))
     return out
+
+
+def rule_checks(verdicts: Sequence[Verdict], off_grid: pd.DataFrame) -> pd.DataFrame:
+    """Each verdict's rule on the off-grid cells (headline rows the rule never saw): agreement and exceptions.
+
+    A cell agrees when the rule says "holds" exactly where the measured speedup reaches the threshold;
+    uncertain cells are listed apart and do not count, as on the grid.
+    """
+    columns = ["implementation", "claimed", "threshold", "rule", "cells", "agree", "exceptions", "uncertain"]
+    rows = []
+    for v in verdicts:
+        speed = speedups(off_grid, v.baseline) if not off_grid.empty else pd.DataFrame()
+        if v.implementation not in speed or (v.rule is None and v.cells == 0):
+            rows.append({"implementation": v.implementation, "claimed": v.claimed, "threshold": v.threshold,
+                         "rule": v.rule_text, "cells": 0, "agree": 0, "exceptions": "", "uncertain": ""})  # fmt: skip
+            continue
+        doubtful = uncertain_cells(off_grid, v.implementation) if v.baseline == BASELINE else set()
+        items = [(m, n, s) for m, n, s in cell_items(speed[v.implementation].dropna())]
+        counted = [(m, n, s) for m, n, s in items if (m, n) not in doubtful]
+        said = _says(v.rule, [(m, n) for m, n, _ in counted], 8)  # the headline setting is float64
+        wrong = [(m, n, s) for (m, n, s), r in zip(counted, said, strict=True) if bool(r) != (s >= v.threshold)]
+        rows.append(
+            {
+                "implementation": v.implementation,
+                "claimed": v.claimed,
+                "threshold": v.threshold,
+                "rule": v.rule_text,
+                "cells": len(counted),
+                "agree": len(counted) - len(wrong),
+                "exceptions": "; ".join(f"{m}x{n}: {s:.3g}" for m, n, s in wrong),
+                "uncertain": "; ".join(f"{m}x{n}" for m, n, _ in items if (m, n) in doubtful),
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _says(rule: Rule | None, cells: list[tuple[int, int]], itemsize: int) -> np.ndarray:
+    """Where a rule says the claim holds (nowhere for a verdict without a rule)."""
+    if rule is None or not cells:
+        return np.zeros(len(cells), dtype=bool)
+    return rule.mask(cell_variables(cells, itemsize))

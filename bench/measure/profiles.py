@@ -14,6 +14,12 @@ from dataclasses import dataclass
 
 from bench.base.constants import COURSE_SHAPE
 
+OFF_GRID = (
+    (3, 3), (3, 30), (30, 3), (3, 300), (30, 30), (300, 3), (3, 3_000), (30, 300), (300, 30), (3_000, 3),
+    (30, 3_000), (300, 300), (3_000, 30), (30_000, 3), (300, 3_000), (3_000, 300), (30_000, 30),
+    (3_000, 3_000), (30_000, 300), (30_000, 3_000),
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -35,6 +41,9 @@ class Profile:
     remeasure_s: float = 90.0  # time for more rounds of groups whose answer is in doubt, after the sweep
     lecture_repeats: int = 5  # rounds of the lecture's 1e6-element dot-product demo
     sweep_top_bytes: int | None = None  # the memory sweep's largest read; None: far enough to find memory
+    # Cells between the grid's sizes, timed in the headline setting only and left out of every fit and
+    # rule: the model and the verdicts are tested on them (model_errors.csv, verdicts.json's off_grid).
+    off_grid: tuple[tuple[int, int], ...] = ()
 
     def cells(self, m: tuple[int, ...] | None = None, n_x: tuple[int, ...] | None = None) -> list[tuple[int, int]]:
         """The (m, n_x) cells, smallest first; m or n_x given replace the profile's axes."""
@@ -61,6 +70,7 @@ PROFILES: dict[str, Profile] = {
             max_rounds=7,
             remeasure_s=8.0,
             lecture_repeats=3,
+            off_grid=((3, 30), (30, 3_000)),
             sweep_top_bytes=256 * 2**20,  # far enough past most laptops' and VMs' last cache
         ),
         Profile(
@@ -69,6 +79,8 @@ PROFILES: dict[str, Profile] = {
             "float64 and float32, 1 and all threads; under 10 minutes on 2 cores without the peers",
             m=(1, 10, 100, 1_000, 10_000, 100_000),
             n_x=(1, 10, 100, 1_000, 10_000),
+            # Sizes of 3 x a power of ten on anti-diagonals of m x n_x = 9 x 10^k, from both sides.
+            off_grid=OFF_GRID,
         ),
         Profile(
             name="full",

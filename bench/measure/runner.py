@@ -119,6 +119,7 @@ class RunConfig:
     lecture: bool = True
     size_for_cache: bool = True  # add a cell if the grid stops short of 4x the measured last cache
     sweep: bool = True  # measure the memory hierarchy first (tens of seconds); without it, no bandwidth figures
+    off_grid: tuple[tuple[int, int], ...] = ()  # headline-setting cells the analysis keeps out of its fits
 
 
 @dataclass
@@ -133,23 +134,37 @@ class RunSummary:
     noisy: str | None = None  # one line for stderr when the machine was unstable during the run
 
 
+def _settings(config: RunConfig, impl: Implementation) -> Iterator[tuple[str, str, int]]:
+    """(dtype, layout, threads) of one implementation on a grid cell."""
+    for dtype, layout in itertools.product(config.dtypes, config.layouts):
+        if impl.python_loops and dtype != config.dtypes[0]:
+            continue
+        thread_counts = (1,) if impl.threading == "none" else config.threads
+        for threads in dict.fromkeys(thread_counts):
+            yield dtype, layout, threads
+
+
 def plan(config: RunConfig) -> list[Task]:
     """Every row the run will produce, cell by cell, smallest cell first.
 
     Interpreted implementations are timed in the first dtype only (float32 changes nothing
     for the interpreter); implementations that use no thread pool run at 1 thread only.
+    Off-grid cells get the headline setting only, where the run has it.
     """
+    headline = (HEADLINE["dtype"], HEADLINE["layout"], HEADLINE["threads"])
+    off_grid = [c for c in config.off_grid if c not in set(config.cells)]
+    cells = sorted({*config.cells, *off_grid}, key=lambda c: (c[0] * c[1], c[0]))
     tasks = []
-    for m, n_x in config.cells:
-        for dtype, layout in itertools.product(config.dtypes, config.layouts):
-            for impl in config.implementations:
-                if impl.python_loops and dtype != config.dtypes[0]:
+    for m, n_x in cells:
+        for impl in config.implementations:
+            for dtype, layout, threads in _settings(config, impl):
+                if (m, n_x) in off_grid and (dtype, layout, threads) != headline:
                     continue
-                thread_counts = (1,) if impl.threading == "none" else config.threads
-                for threads in dict.fromkeys(thread_counts):
-                    must = (m, n_x) == COURSE_SHAPE and (dtype, layout, threads) == tuple(HEADLINE.values())
-                    tasks.append(Task(impl.name, m, n_x, dtype, layout, threads, config.seed, impl, must=must))
-    return tasks
+                must = (m, n_x) == COURSE_SHAPE and (dtype, layout, threads) == headline
+                tasks.append(Task(impl.name, m, n_x, dtype, layout, threads, config.seed, impl, must=must))
+    # One cell's rows together, grouped by setting as the sweep times them.
+    order = {s: k for k, s in enumerate(itertools.product(config.dtypes, config.layouts, config.threads))}
+    return sorted(tasks, key=lambda t: (t.m * t.n_x, t.m, t.n_x, order.get((t.dtype, t.layout, t.threads), 0)))
 
 
 def _cell_bytes(m: int, n_x: int, variants: set[tuple[str, str]]) -> int:
@@ -296,6 +311,7 @@ def _run_meta(
         "memory": memory,
         "bandwidth_gbps": bandwidth,
         "sizing": sizing,
+        "off_grid_cells": [list(c) for c in config.off_grid if c not in set(config.cells)],
     }
 
 

@@ -16,6 +16,7 @@ from bench.analyse.explain import (
     KERNEL_WINS_CSV,
     LEVELS_CSV,
     MODEL_CSV,
+    MODEL_ERRORS_CSV,
     PARTIAL_REACH,
     PREDICTED_CSV,
     TARGET_MEDIAN_ERROR,
@@ -34,62 +35,69 @@ def _percent(value: float) -> str:
     return f"{value * 100:.0f}%" if np.isfinite(value) else "n/a"
 
 
-MODEL_TEXT = "t = call + m x per-example + n_x x per-feature + m x n_x x per-element(bytes of X)"
-SWEEP_TEXT = (
-    ", where the per-element cost is a compute term plus reads of X priced by this machine's measured "
-    "read bandwidth for a working set of that size (the memory sweep), plus a step of its own at each "
-    "measured level boundary, since a kernel that waits on its reads, or a library that switches "
-    "algorithm, slows by more or less than the bandwidth does when X leaves a level. "
+MODEL_TEXT = (
+    "t = call + m x per-example + n_x x per-feature + m x n_x x (per-element + reads x itemsize x [read time "
+    "per byte where X lives, over L1's]), with at most two more terms an implementation's own facts call for: "
+    "a strided walk (one example's features at a time, in C order) waits walk-stall of a line read per element "
+    "once its n_x lines outgrow L1 (fully at L2's capacity); (1, m) temporaries cost alloc per example past glibc's "
+    "mmap threshold. `reads` is the algorithm's (two matrix-vector products read X twice, a fused kernel once) and "
+    "the read times and cache capacities are this machine's measured sweep: neither is fitted. The rest is fitted, "
+    "nonnegative, with a robust (Huber) loss on the relative error, on the grid's cells only."
 )
-TERMS_TEXT = (
-    "Terms that only some cells pay, each kept only where at least two measured cells pay it: more reads "
-    "per element once one example's features (a column of the C-ordered X) span more 4 KiB pages, or more "
-    "2 MiB regions, than the translation caches hold; a second fixed cost per call from some size on (a "
-    "framework that compiles per shape emits a different program once its loops get long); more per "
-    "element while the rows of X (m elements in C order) are too short for a compiled loop's vector "
-    "prologue and remainder to vanish; a cost per "
-    "example once the (1, m) temporaries pass glibc's mmap threshold (m x itemsize >= 128 KiB). "
-    "Nonnegative terms, a robust (Huber) loss on the relative error; errors are over the measured cells, "
-    "and the held-out error predicts each cell from a fit of the same terms that did not see it (a model "
-    "that only memorised the cells would fail there; the terms themselves were chosen on all cells). "
+ERRORS_TEXT = (
+    "Errors are |predicted / measured - 1|: on the cells fitted; held out (each cell predicted by a fit without "
+    "it); and off the grid, on cells between the grid's sizes measured in this run and never fitted, the test "
+    "of a model that claims to explain rather than memorise."
 )
+
+
+def _range(median: float, worst: float) -> str:
+    return f"{_percent(median)} / {_percent(worst)}"
 
 
 def _model_rows(table: pd.DataFrame) -> list[list[str]]:
-    return [
-        [
-            f"`{r['implementation']}`",
-            str(r["readable"]),
-            f"{r['median_rel_error'] * 100:.0f}% / {r['worst_rel_error'] * 100:.0f}%",
-            _percent(r["held_out_median_error"]),
-            f"{r['worst_m']:,}, {r['worst_n_x']:,} ({r['worst_signed_error'] * 100:+.0f}%)",
-            str(r["cells"]),
-            "met" if r["meets_targets"] else "**missed**",
-        ]
-        for _, r in table.iterrows()
-    ]
+    rows = []
+    for _, r in table.iterrows():
+        off = "n/a"
+        if r["off_grid_cells"]:
+            off = f"{_range(r['off_grid_median_error'], r['off_grid_worst_error'])} ({r['off_grid_cells']} cells)"
+        rows.append(
+            [
+                f"`{r['implementation']}`",
+                str(r["readable"]),
+                str(r["parameters"]),
+                _range(r["median_rel_error"], r["worst_rel_error"]),
+                _range(r["held_out_median_error"], r["held_out_worst_error"]),
+                off,
+                f"{r['worst_m']:,}, {r['worst_n_x']:,} ({r['worst_signed_error'] * 100:+.0f}%)",
+                "met" if r["meets_targets"] else "**missed**",
+            ]
+        )
+    return rows
 
 
 def why_section(a: Analysis) -> list[str]:
     lines = ["", "## Why the speedups are what they are", ""]
     if a.models:
-        no_sweep = " (this run has no memory sweep, so the per-element cost is one constant). "
-        sweep = SWEEP_TEXT if a.hierarchy is not None else no_sweep
+        no_sweep = " This run has no memory sweep, so the per-element cost is one constant. "
+        sweep = " " if a.hierarchy is not None else no_sweep
         lines += [
             f"Each implementation's measured times ({setting_label(headline(a.frame))}) are fitted by {MODEL_TEXT}"
             + sweep
-            + TERMS_TEXT
-            + f"Targets: median error <= {TARGET_MEDIAN_ERROR:.0%}, worst <= {TARGET_WORST_ERROR:.0%}. "
-            f"Also in `{MODEL_CSV}`, with each level's per-element cost in `{LEVELS_CSV}`.",
+            + ERRORS_TEXT
+            + f" Targets on the fitted cells: median <= {TARGET_MEDIAN_ERROR:.0%}, worst <= {TARGET_WORST_ERROR:.0%}. "
+            f"Every parameter with its unit and source in `{MODEL_CSV}`, the errors in `{MODEL_ERRORS_CSV}`, each "
+            f"level's per-element cost in `{LEVELS_CSV}`.",
             "",
             md_rows(
                 [
                     "implementation",
                     "model, in readable units",
-                    "median / worst fit error",
-                    "held-out median",
-                    "worst cell (m, n_x)",
-                    "cells",
+                    "fitted parameters",
+                    "fit error: median / worst",
+                    "held out: median / worst",
+                    "off the grid: median / worst",
+                    "worst fitted cell (m, n_x)",
                     "targets",
                 ],
                 _model_rows(a.model_table),
