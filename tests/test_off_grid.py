@@ -57,7 +57,7 @@ def test_the_analysis_fits_the_grid_and_tests_on_the_off_grid_cells() -> None:
     a = analyse(frame, meta)
     errors = a.model_table.set_index("implementation")
     assert errors.loc["two_loop", "off_grid_cells"] == 3
-    assert float(errors.loc["two_loop", "off_grid_worst_error"]) < 0.01  # the times are the model's own form
+    assert errors["off_grid_worst_error"].to_numpy(float).max() < 0.01  # the times are the models' own form
     assert set(zip(a.frame["m"], a.frame["n_x"], strict=True)) == set(grid)  # verdicts and plots: the grid only
     checks = a.rule_checks.set_index("implementation")
     # On the grid ~300x (150x or more) holds from m x n_x = 100,000: 1e-2 / 2e-5 = 500x, and 1e-3 / 1.1e-5 = 91x
