@@ -163,3 +163,29 @@ def crossovers_figure(frame: pd.DataFrame) -> Figure | None:
 
     a = analyse(frame, frame.attrs.get("meta", {}))
     return _closed(draw(a.frame, a.meta, a.crossovers))
+
+
+def predict(
+    results: str | Path,
+    m: int | Sequence[int],
+    n_x: int | Sequence[int],
+    implementations: Sequence[str] | None = None,
+    iterations: int = 1,
+) -> pd.DataFrame:
+    """Predicted seconds per gradient step (and for `iterations` steps) at every m x n_x, from a run's models.
+
+    The same table as `python -m bench predict`: implementation, m, n_x, predicted_s, low_s, high_s, the
+    totals for `iterations` steps, the error that sets the range and where it was measured. Predicted,
+    not measured: the range is the model's worst error on cells it never saw.
+    """
+    from bench.analyse.analysis import analyse
+    from bench.analyse.predict import predictions
+
+    ms = [m] if isinstance(m, int) else list(m)
+    ns = [n_x] if isinstance(n_x, int) else list(n_x)
+    if not ms or not ns or any(int(v) < 1 for v in [*ms, *ns]) or iterations < 1:
+        raise BenchError(f"sizes and iterations must be positive integers, got m={ms}, n_x={ns}, {iterations}")
+    folder = Path(results)
+    a = analyse(load_results(folder), load_metadata(folder))
+    cells = [(int(a_), int(b)) for a_ in ms for b in ns]
+    return predictions(a.models, a.model_table, cells, implementations, iterations, largest=a.largest_fitted)

@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_estimate(sub)
     _add_plot_and_report(sub)
     _add_compare(sub)
+    _add_predict(sub)
     return parser
 
 
@@ -231,6 +232,55 @@ def _add_compare(sub: argparse._SubParsersAction[OneLineParser]) -> None:
         help="exit 1 if an implementation is more than PCT%% slower than in the first run, beyond noise (for CI)",
     )
     compare.set_defaults(handler=_cmd_compare)
+
+
+def _add_predict(sub: argparse._SubParsersAction[OneLineParser]) -> None:
+    predict = sub.add_parser(
+        "predict",
+        help="predict seconds per gradient step at sizes a run did not measure, from its cost models",
+        description="Each implementation's cost model, fitted on the run's grid (float64, C order, 1 thread), "
+        "predicts one step at every m x n_x asked for; the range is the model's worst error on cells it never saw.",
+    )
+    predict.add_argument(
+        "--results", type=Path, default=Path("results/local"), help="a run's folder (default results/local)"
+    )
+    predict.add_argument("--m", type=_positive_ints, required=True, help="comma-separated m values (examples)")
+    predict.add_argument("--n-x", type=_positive_ints, required=True, help="comma-separated n_x values (features)")
+    predict.add_argument("--implementations", help="comma-separated subset (default: every one the run measured)")
+    predict.add_argument(
+        "--iterations", type=_positive_int, default=1, help="gradient steps to price as well (e.g. 2000; default 1)"
+    )
+    predict.add_argument("--out", type=Path, help="also write the predictions to this CSV file")
+    predict.set_defaults(handler=_cmd_predict)
+
+
+def _positive_int(text: str) -> int:
+    if "," in text:
+        raise argparse.ArgumentTypeError(f"one positive integer, got {text!r}")
+    return _positive_ints(text)[0]
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from bench.analyse.analysis import analyse
+    from bench.analyse.predict import predictions
+    from bench.base.results import load_metadata, load_results, write_csv_atomic
+    from bench.present.predict_report import predictions_text
+
+    if args.out is not None:  # before anything is computed: an unwritable path is one line
+        ensure_writable_dir(args.out.parent if str(args.out.parent) else Path("."))
+    frame, meta = load_results(args.results), load_metadata(args.results)
+    a = analyse(frame, meta)
+    names = [n.strip() for n in args.implementations.split(",") if n.strip()] if args.implementations else None
+    cells = [(m, n) for m in args.m for n in args.n_x]
+    table = predictions(a.models, a.model_table, cells, names, args.iterations, largest=a.largest_fitted)
+    print(predictions_text(table, a.meta))
+    if args.out is not None:
+        try:
+            write_csv_atomic(args.out, table)
+        except OSError as exc:
+            raise BenchError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
 
 
 def _no_cells_message(args: argparse.Namespace) -> str:

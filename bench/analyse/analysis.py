@@ -49,6 +49,7 @@ class Analysis:
     parameter_table: pd.DataFrame  # every parameter of every model, with unit and source
     off_grid: pd.DataFrame  # rows of the cells between the grid's sizes: tested on, never fitted
     rule_checks: pd.DataFrame  # each verdict's rule against the off-grid cells
+    largest_fitted: float  # the most elements of any cell the models saw: predictions beyond it extrapolate
     level_table: pd.DataFrame
     partial: explain.Partial | None
     full: explain.Full | None
@@ -149,6 +150,7 @@ def analyse(
         parameter_table=explain.parameter_table(models),
         off_grid=off_grid,
         rule_checks=rule_checks(verdicts, headline(off_grid)),
+        largest_fitted=float((data["m"] * data["n_x"]).max()) if not data.empty else 0.0,
         level_table=explain.level_table(models),
         partial=explain.partial_figures(models, data, verdicts),
         full=explain.full_figures(models, meta, hierarchy, verdicts),

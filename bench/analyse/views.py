@@ -121,6 +121,9 @@ def fmt_bytes(nbytes: float) -> str:
 def fmt_seconds(seconds: float) -> str:
     if not np.isfinite(seconds):
         return "n/a"
+    for unit, scale in (("h", 3600.0), ("min", 60.0)):
+        if seconds >= 2 * scale:
+            return f"{seconds / scale:.3g} {unit}"
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
         if seconds >= scale:
             return f"{seconds / scale:.3g} {unit}"
