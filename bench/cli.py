@@ -304,6 +304,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = _run_config(args, cells)  # imports the user's functions: a bad target fails before the folder is touched
     with claimed(args.out, resume=args.resume):
         summary = run(config)
+        if not summary.interrupted and args.m is None and args.n_x is None:
+            summary = _locate(config, profile.locate_rounds, summary)
     verb = "interrupted after" if summary.interrupted else "done:"
     why = ""
     if summary.timed == 0 and not summary.interrupted:
@@ -326,6 +328,40 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+# Re-measuring groups in doubt after a locating round: a short budget, the sweep had its own.
+LOCATE_REMEASURE_S = 10.0
+
+
+def _locate(config: RunConfig, rounds: int, summary: Any) -> Any:
+    """Rounds of cells between the grid's sizes where a verdict's threshold is not yet within 1.5x of a cell."""
+    from dataclasses import replace
+
+    from bench.analyse.analysis import analyse
+    from bench.analyse.locate import locate_targets
+    from bench.base.results import load_metadata, load_results
+    from bench.measure.runner import run
+
+    profile = replace(config.profile, remeasure_s=min(config.profile.remeasure_s, LOCATE_REMEASURE_S))
+    for k in range(rounds):
+        frame = load_results(config.out)
+        a = analyse(frame, load_metadata(config.out))
+        measured = {(int(m), int(n)) for m, n in zip(frame["m"], frame["n_x"], strict=True)}
+        cells = locate_targets(a.verdicts, a.models, measured)
+        if not cells:
+            break
+        shown = "; ".join(f"{m:,} x {n:,}" for m, n in cells)
+        print(f"locating the verdicts' thresholds, round {k + 1}: {shown}", file=sys.stderr, flush=True)
+        config = replace(config, located=(*config.located, *cells), resume=True, profile=profile)
+        more = run(config)
+        summary.timed += more.timed
+        summary.skipped += more.skipped
+        summary.noisy = more.noisy or summary.noisy
+        if more.interrupted:
+            summary.interrupted = True
+            break
+    return summary
 
 
 def _run_config(args: argparse.Namespace, cells: list[tuple[int, int]]) -> RunConfig:

@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from bench.analyse.analysis import analyse, split_off_grid
+from bench.analyse.locate import locate_targets
 from bench.base.results import COLUMNS
 from bench.measure.profiles import PROFILES
 from bench.measure.runner import RunConfig, plan
@@ -66,3 +67,26 @@ def test_the_analysis_fits_the_grid_and_tests_on_the_off_grid_cells() -> None:
     assert (full["cells"], full["agree"], full["exceptions"]) == (3, 3, "")
     assert "100,000" in full["rule"]
     assert a.claims.set_index("implementation").loc["fully_vectorized", "cells"] == 16
+
+
+def test_locating_proposes_cells_where_the_models_cross_the_threshold_inside_the_gap() -> None:
+    grid = [(m, n) for m in (1, 10, 100, 1_000) for n in (1, 10, 100, 1_000)]
+    rows = []
+    for m, n in grid:
+        rows += [_row("two_loop", m, n, 1e-6 + 1e-7 * m * n), _row("fully_vectorized", m, n, 1e-5 + 1e-10 * m * n)]
+    a = analyse(pd.DataFrame(rows, columns=list(COLUMNS)), {})
+    full = next(v for v in a.verdicts if v.implementation == "fully_vectorized")
+    assert full.rule is not None and full.rule.text() == "m x n_x >= 100,000"
+    assert "located within 10x" in full.headline()
+    targets = locate_targets(a.verdicts, a.models, set(grid))
+    # (1e-6 + 1e-7 e) / (1e-5 + 1e-10 e) = 150 at e = 17,635 elements: inside the gap (10,000, 100,000).
+    products = [m * n for m, n in targets]
+    assert products and all(abs(p / 17_635 - 1) < 0.3 for p in products)
+    assert not set(targets) & set(grid)
+    # Cells on each side within 1.5x: 17,000 elements give 145x, 18,000 give 153x; the rule moves, nothing is left.
+    for m, n in ((100, 170), (100, 180)):
+        rows += [_row("two_loop", m, n, 1e-6 + 1e-7 * m * n), _row("fully_vectorized", m, n, 1e-5 + 1e-10 * m * n)]
+    b = analyse(pd.DataFrame(rows, columns=list(COLUMNS)), {})
+    located = next(v for v in b.verdicts if v.implementation == "fully_vectorized")
+    assert located.rule is not None and located.rule.text() == "m x n_x >= 18,000"
+    assert locate_targets(b.verdicts, b.models, {*grid, (100, 170), (100, 180)}) == []

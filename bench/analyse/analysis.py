@@ -48,6 +48,7 @@ class Analysis:
     model_table: pd.DataFrame  # errors per implementation: on the cells fitted, left out, off the grid
     parameter_table: pd.DataFrame  # every parameter of every model, with unit and source
     off_grid: pd.DataFrame  # rows of the cells between the grid's sizes: tested on, never fitted
+    located: pd.DataFrame  # rows of the cells measured to locate the thresholds: in the fits and rules, not plots
     rule_checks: pd.DataFrame  # each verdict's rule against the off-grid cells
     largest_fitted: float  # the most elements of any cell the models saw: predictions beyond it extrapolate
     level_table: pd.DataFrame
@@ -117,22 +118,27 @@ def _other_verdicts(frame: pd.DataFrame) -> list[Verdict]:
     return [v for b in baselines()[1:] if b in measured for v in claim_verdicts(frame, b)]
 
 
+def split_cells(frame: pd.DataFrame, cells: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of cells not listed, and those of the listed (m, n_x) cells."""
+    wanted = {(int(m), int(n)) for m, n in cells or []}
+    pairs = zip(frame["m"], frame["n_x"], strict=True)
+    listed = pd.Series([(int(m), int(n)) in wanted for m, n in pairs], index=frame.index, dtype=bool)
+    return frame[~listed], frame[listed]
+
+
 def split_off_grid(frame: pd.DataFrame, meta: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The grid's rows, and the off-grid cells' rows (metadata's off_grid_cells) that no fit or rule sees."""
-    cells = {(int(m), int(n)) for m, n in meta.get("off_grid_cells") or []}
-    off = pd.Series(
-        [(int(m), int(n)) in cells for m, n in zip(frame["m"], frame["n_x"], strict=True)], index=frame.index
-    )
-    return frame[~off], frame[off]
+    """The rows the analysis fits on, and the off-grid cells' rows (metadata's off_grid_cells) none sees."""
+    return split_cells(frame, meta.get("off_grid_cells"))
 
 
 def analyse(
     frame: pd.DataFrame, meta: dict[str, Any], lecture: pd.DataFrame | None = None, study_folder: Path | None = None
 ) -> Analysis:
     """The run's analysis; the robustness study is read from `study_folder` when one is there."""
-    frame, off_grid = split_off_grid(frame, meta)
-    data = headline(frame)
-    verdicts = claim_verdicts(frame)
+    seen, off_grid = split_off_grid(frame, meta)
+    frame, located = split_cells(seen, meta.get("located_cells"))
+    data = headline(seen)  # the grid's cells and those measured to locate thresholds: what fits and rules see
+    verdicts = claim_verdicts(seen)
     models = fit_models(data, curve_of(meta, 1), held_out=True)
     hierarchy = hierarchy_of(meta)
     study, problem = load_study(study_folder)
@@ -149,6 +155,7 @@ def analyse(
         model_table=explain.model_table(models, data, headline(off_grid)),
         parameter_table=explain.parameter_table(models),
         off_grid=off_grid,
+        located=located,
         rule_checks=rule_checks(verdicts, headline(off_grid)),
         largest_fitted=float((data["m"] * data["n_x"]).max()) if not data.empty else 0.0,
         level_table=explain.level_table(models),

@@ -120,18 +120,21 @@ class Verdict:
         return f"holds where {self.rule.text()}{self._gap()}"
 
     def _gap(self) -> str:
-        """Where between the measured cells a one-condition boundary lies: the grid cannot say closer."""
-        if self.rule is None or len(self.rule.conditions) != 1:
+        """How tightly each threshold is located: the nearest measured cell on the other side of it."""
+        if self.rule is None:
             return ""
-        condition = self.rule.conditions[0]
-        itemsize = 8
-        values = cell_variables([(m, n) for m, n, _ in self.speedups], itemsize)[condition.variable]
-        other = values[values < condition.value] if condition.op == ">=" else values[values > condition.value]
-        if other.size == 0 or condition.variable == "bytes_x":
-            return ""
-        nearest = float(other.max() if condition.op == ">=" else other.min())
-        factor = max(nearest, condition.value) / max(min(nearest, condition.value), 1.0)
-        return f" (located within {factor:.3g}x: no cell measured between {nearest:,.0f} and {condition.value:,.0f})"
+        values = cell_variables([(m, n) for m, n, _ in self.speedups], 8)
+        parts = []
+        for condition in self.rule.conditions:
+            column = values[condition.variable]
+            other = column[column < condition.value] if condition.op == ">=" else column[column > condition.value]
+            if other.size == 0 or condition.variable == "bytes_x":
+                continue
+            nearest = float(other.max() if condition.op == ">=" else other.min())
+            factor = max(nearest, condition.value) / max(min(nearest, condition.value), 1.0)
+            name = condition.text().split(" ")[0] if condition.variable != "m*n_x" else "m x n_x"
+            parts.append(f"{name} located within {factor:.3g}x, between {nearest:,.0f} and {condition.value:,.0f}")
+        return f" ({'; '.join(parts)})" if parts else ""
 
     def sentence(self) -> str:
         """The verdict, its agreement and every exception, in one line."""

@@ -44,6 +44,8 @@ class Profile:
     # Cells between the grid's sizes, timed in the headline setting only and left out of every fit and
     # rule: the model and the verdicts are tested on them (model_errors.csv, verdicts.json's off_grid).
     off_grid: tuple[tuple[int, int], ...] = ()
+    # Rounds of cells timed after the sweep to bring each verdict's threshold within 1.5x of a measured cell.
+    locate_rounds: int = 0
 
     def cells(self, m: tuple[int, ...] | None = None, n_x: tuple[int, ...] | None = None) -> list[tuple[int, int]]:
         """The (m, n_x) cells, smallest first; m or n_x given replace the profile's axes."""
@@ -71,6 +73,7 @@ PROFILES: dict[str, Profile] = {
             remeasure_s=8.0,
             lecture_repeats=3,
             off_grid=((3, 30), (30, 3_000)),
+            locate_rounds=1,
             sweep_top_bytes=256 * 2**20,  # far enough past most laptops' and VMs' last cache
         ),
         Profile(
@@ -81,6 +84,7 @@ PROFILES: dict[str, Profile] = {
             n_x=(1, 10, 100, 1_000, 10_000),
             # Sizes of 3 x a power of ten on anti-diagonals of m x n_x = 9 x 10^k, from both sides.
             off_grid=OFF_GRID,
+            locate_rounds=3,
         ),
         Profile(
             name="full",
@@ -93,6 +97,7 @@ PROFILES: dict[str, Profile] = {
             round_s=0.02,
             max_rounds=20,
             remeasure_s=600.0,
+            locate_rounds=4,
         ),
     )
 }

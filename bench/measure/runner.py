@@ -120,6 +120,7 @@ class RunConfig:
     size_for_cache: bool = True  # add a cell if the grid stops short of 4x the measured last cache
     sweep: bool = True  # measure the memory hierarchy first (tens of seconds); without it, no bandwidth figures
     off_grid: tuple[tuple[int, int], ...] = ()  # headline-setting cells the analysis keeps out of its fits
+    located: tuple[tuple[int, int], ...] = ()  # headline-setting cells measured to locate a verdict's threshold
 
 
 @dataclass
@@ -149,10 +150,10 @@ def plan(config: RunConfig) -> list[Task]:
 
     Interpreted implementations are timed in the first dtype only (float32 changes nothing
     for the interpreter); implementations that use no thread pool run at 1 thread only.
-    Off-grid cells get the headline setting only, where the run has it.
+    Off-grid and located cells get the headline setting only, where the run has it.
     """
     headline = (HEADLINE["dtype"], HEADLINE["layout"], HEADLINE["threads"])
-    off_grid = [c for c in config.off_grid if c not in set(config.cells)]
+    off_grid = [c for c in (*config.off_grid, *config.located) if c not in set(config.cells)]
     cells = sorted({*config.cells, *off_grid}, key=lambda c: (c[0] * c[1], c[0]))
     tasks = []
     for m, n_x in cells:
@@ -312,6 +313,7 @@ def _run_meta(
         "bandwidth_gbps": bandwidth,
         "sizing": sizing,
         "off_grid_cells": [list(c) for c in config.off_grid if c not in set(config.cells)],
+        "located_cells": [list(c) for c in config.located if c not in {*config.cells, *config.off_grid}],
     }
 
 
