@@ -44,11 +44,11 @@ def test_predict_writes_the_model_s_seconds_for_every_size_and_implementation(tm
     assert code == 0
     table = pd.read_csv(out)
     assert len(table) == 4 and set(table["implementation"]) == {"two_loop", "fully_vectorized"}
-    for r in table.itertuples():
-        expected = _step(str(r.implementation), float(r.m), float(r.n_x))
-        assert r.predicted_s == pytest.approx(expected, rel=1e-3)  # the times follow the model's form
-        assert r.low_s <= r.predicted_s <= r.high_s and r.total_s == pytest.approx(2000 * r.predicted_s)
-        assert bool(r.extrapolated)  # 50,000 x 784 elements: beyond the 1,000 x 1,000 the fit saw
+    for r in table.to_dict("records"):
+        predicted, low, high = float(r["predicted_s"]), float(r["low_s"]), float(r["high_s"])
+        assert predicted == pytest.approx(_step(str(r["implementation"]), float(r["m"]), float(r["n_x"])), rel=1e-3)
+        assert low <= predicted <= high and float(r["total_s"]) == pytest.approx(2000 * predicted)
+        assert bool(r["extrapolated"])  # 50,000 x 784 elements: beyond the 1,000 x 1,000 the fit saw
     same = api.predict(run, [50_000, 60_000], 784, iterations=2000)
     pd.testing.assert_frame_equal(same.reset_index(drop=True), table, check_dtype=False)
 
