@@ -12,7 +12,9 @@ def machine_line(meta: dict[str, Any]) -> str:
     cores = machine.get("cores", "?")
     mem = machine.get("memory_gib", "?")
     numpy_version = machine.get("versions", {}).get("numpy", "?")
-    blas: dict[str, Any] = next((b for b in machine.get("blas", []) if b.get("internal_api")), {})
+    # threadpoolctl lists OpenMP runtimes beside the BLAS libraries (a framework may load one first).
+    pools = [b for b in machine.get("blas", []) if b.get("internal_api") and b.get("internal_api") != "openmp"]
+    blas: dict[str, Any] = pools[0] if pools else {}
     blas_name = f"{blas.get('internal_api', '?')} {blas.get('version') or ''}".strip()
     date = str(machine.get("date", "?"))[:10]
     return f"{cpu}, {cores} cores, {mem} GiB; NumPy {numpy_version} ({blas_name}); {date}"

@@ -8,6 +8,7 @@ the bandwidth limit); why (fitted cost model, crossovers, the lecture's demo); t
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bench.analyse.analysis import Analysis
-from bench.analyse.verdicts import VERDICTS_JSON
+from bench.analyse.verdicts import RULE_CHECKS_CSV, VERDICTS_JSON
 from bench.analyse.views import (
     fmt_bytes,
     fmt_seconds,
@@ -240,12 +241,27 @@ def _claims_section(a: Analysis) -> list[str]:
         f"Also in `{VERDICTS_JSON}`.",
         "",
     ]
+    checks = {str(r["implementation"]): r for r in a.rule_checks.to_dict("records")}
     for verdict in a.verdicts:
         lines.append(
             f"- **~{verdict.claimed:.0f}x, {verdict.approach}, `{verdict.implementation}`: {verdict.headline()}.** "
             + verdict.sentence()
+            + _off_grid_text(checks.get(verdict.implementation))
         )
     return lines
+
+
+def _off_grid_text(check: Mapping[Any, Any] | None) -> str:
+    """The rule against the cells between the grid's sizes, which it was not found on."""
+    if check is None or not check["cells"]:
+        return ""
+    text = f" Off the grid (cells it was not found on): the rule agrees with {check['agree']} of {check['cells']}"
+    wrong = check["exceptions"] if isinstance(check["exceptions"], str) and check["exceptions"] else ""
+    return (
+        text
+        + (f"; exceptions: {wrong} (m x n_x: speedup)." if wrong else "; no exceptions.")
+        + (f" Also in `{RULE_CHECKS_CSV}`.")
+    )
 
 
 def _plots_section(plots: Path, out: Path) -> list[str]:
