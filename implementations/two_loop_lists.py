@@ -67,4 +67,5 @@ IMPLEMENTATION = Implementation(
     role="baseline",
     layout_note="the step reads Python lists made in set-up, so the layout of X is gone before timing",
     temporaries="none",
+    strided_walk=True,  # each example walks n_x row lists and their float objects, scattered in memory
 )
