@@ -35,15 +35,19 @@ class Goal:
 
     speedup: (layout, the least median speedup out of cache); in a layout not named, and at the
     course shape, the goal is never to be slower. all_threads: judged at every thread the run has,
-    else at 1. roof_share: the least share of the measured read bandwidth it should reach out of cache.
+    else at 1. roof_share: (layout, the least share of the roof, the sweep's one-pass read of X in
+    that layout's pattern, it should reach out of cache).
     """
 
     speedup: tuple[tuple[str, float], ...] = ()
     all_threads: bool = False
-    roof_share: float | None = None
+    roof_share: tuple[tuple[str, float], ...] = ()
 
     def speedup_in(self, layout: str) -> float | None:
         return dict(self.speedup).get(layout)
+
+    def roof_in(self, layout: str) -> float | None:
+        return dict(self.roof_share).get(layout)
 
 
 class Gradients(NamedTuple):

@@ -123,3 +123,9 @@ def curve_of(meta: dict[str, Any], threads: int = 1) -> Bandwidth | None:
         levels_gbps=tuple(lv.gbps for lv in levels),
         level_bytes=tuple(float("inf") if lv.capacity_bytes is None else float(lv.capacity_bytes) for lv in levels),
     )
+
+
+def roof_of(meta: dict[str, Any], layout: str, threads: int) -> float | None:
+    """GB/s of the sweep's one-pass read of X in this layout's access pattern (None for runs without it)."""
+    value = ((meta.get("memory") or {}).get("roof") or {}).get(layout, {}).get(str(threads))
+    return float(value) if value else None

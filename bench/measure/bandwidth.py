@@ -196,7 +196,7 @@ def sweep(threads: int, top: int, buffer: NDArray[np.float64] | None = None) -> 
 
 
 def measure_hierarchy(thread_counts: list[int], top: int | None = None) -> dict[str, Any]:
-    """The sweep and the levels found in it, per thread count, for metadata.json."""
+    """The sweep and the levels found in it, per thread count, and the roof of a one-pass read of X."""
     top = top or sweep_top_bytes()
     buffer = np.ones(top // 8)
     out: dict[str, Any] = {"top_bytes": top, "reported_llc_bytes": last_level_cache_bytes(), "threads": {}}
@@ -204,6 +204,65 @@ def measure_hierarchy(thread_counts: list[int], top: int | None = None) -> dict[
         points = sweep(threads, top, buffer)
         hierarchy = find_levels([p[0] for p in points], [p[1] for p in points])
         out["threads"][str(threads)] = {"sweep": [[s, g] for s, g in points], **hierarchy.to_json()}
+    out["roof"] = measure_roof(buffer, thread_counts)
+    return out
+
+
+# The roof's X: this many features, as many examples as the sweep's largest read holds.
+ROOF_N_X = 4096
+
+
+def _row_segments(X: NDArray[np.float64], block: int, first: int, step: int, reps: int) -> float:
+    """Read blocks first, first + step, ... of `block` examples of C-ordered X, row segment by row segment."""
+    n_x, m = X.shape
+    s = 0.0
+    for _ in range(reps):
+        for start in range(first, m, step):
+            stop = min(start + block, m)
+            for j in range(n_x):
+                row = X[j, start:stop]
+                for i in range(row.size):
+                    s += row[i]
+    return s
+
+
+_segments_jit: Any = numba.njit(fastmath={"reassoc"}, nogil=True)(_row_segments)
+
+
+def _best_of(pool: ThreadPoolExecutor, calls: list[Any], repeats: int = 5) -> float:
+    """Seconds of the fastest of `repeats` runs of the calls, one per thread, after an untimed one."""
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        for future in [pool.submit(*call) for call in calls]:
+            future.result()
+        times.append(time.perf_counter() - start)
+    return min(times[1:])
+
+
+def measure_roof(buffer: NDArray[np.float64], thread_counts: list[int]) -> dict[str, dict[str, float]]:
+    """GB/s of a compiled one-pass read of an X out of cache, in each layout's access pattern, per thread count.
+
+    Examples-major (F): each thread streams its contiguous share. Features-major (C): the
+    fused kernels' access, blocks of examples read row segment by row segment, blocks dealt
+    out in turn to the threads (numba_fused.block_size). The best streaming rate code reaches
+    here, against which the report measures the kernels.
+    """
+    from implementations.numba_fused import block_size
+
+    m = buffer.size // ROOF_N_X
+    X = buffer[: ROOF_N_X * m].reshape(ROOF_N_X, m)
+    nbytes = X.size * 8
+    out: dict[str, dict[str, float]] = {"F": {}, "C": {}}
+    for threads in thread_counts:
+        parts = np.array_split(X.reshape(-1), threads)
+        block = block_size(ROOF_N_X, m, 8, threads)
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            _best_of(pool, [(_segments_jit, X[:, :8], 8, 0, 8, 1)], 1)  # compile, untimed
+            flat = _best_of(pool, [(_sum_reps_jit, part, 1) for part in parts])
+            blocks = _best_of(pool, [(_segments_jit, X, block, t * block, threads * block, 1) for t in range(threads)])
+        out["F"][str(threads)] = nbytes / flat / 1e9
+        out["C"][str(threads)] = nbytes / blocks / 1e9
     return out
 
 
