@@ -50,11 +50,12 @@ def figures_table(b: Beyond) -> str:
 
 def _check_text(r: pd.Series) -> str:
     name, threads = r["implementation"], int(r["threads"])
+    where = f"{LAYOUT_LABEL[r['layout']]}, {r['scope']}: "
     if r["what"] == "roof share":
-        what = f"{name} reaches >= {r['target']:.0%} of the roof at {threads} threads"
+        what = f"{where}{name} reaches >= {r['target']:.0%} of the roof at {threads} threads"
     elif r["what"] == "speedup":
-        where = "on 1 thread" if threads == 1 else f"at {threads} threads"
-        what = f"{name} >= {r['target']:g}x {REFERENCE} {where}"
+        on = "on 1 thread" if threads == 1 else f"at {threads} threads"
+        what = f"{where}{name} >= {r['target']:g}x {REFERENCE} {on}"
     else:
         on = "1 thread" if threads == 1 else f"{threads} threads"
         what = f"{LAYOUT_LABEL[r['layout']]}, {r['scope']}: {name} ({on}) not slower than {REFERENCE}"
