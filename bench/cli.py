@@ -1,4 +1,4 @@
-"""Command line: `python -m bench run | check | robustness | plot | report | compare`.
+"""Command line: `python -m bench run | check | robustness | estimate | plot | report | compare | predict`.
 
 Bad input is one line on stderr and exit 2.
 """
