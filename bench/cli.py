@@ -267,7 +267,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from bench.present.predict_report import predictions_text
 
     if args.out is not None:  # before anything is computed: an unwritable path is one line
-        ensure_writable_dir(args.out.parent if str(args.out.parent) else Path("."))
+        ensure_writable_dir(args.out.parent)
     frame, meta = load_results(args.results), load_metadata(args.results)
     a = analyse(frame, meta)
     names = [n.strip() for n in args.implementations.split(",") if n.strip()] if args.implementations else None
@@ -338,17 +338,13 @@ def _locate(config: RunConfig, rounds: int, summary: Any) -> Any:
     """Rounds of cells between the grid's sizes where a verdict's threshold is not yet within 1.5x of a cell."""
     from dataclasses import replace
 
-    from bench.analyse.analysis import analyse
-    from bench.analyse.locate import locate_targets
+    from bench.analyse.locate import locate_run
     from bench.base.results import load_metadata, load_results
     from bench.measure.runner import run
 
     profile = replace(config.profile, remeasure_s=min(config.profile.remeasure_s, LOCATE_REMEASURE_S))
     for k in range(rounds):
-        frame = load_results(config.out)
-        a = analyse(frame, load_metadata(config.out))
-        measured = {(int(m), int(n)) for m, n in zip(frame["m"], frame["n_x"], strict=True)}
-        cells = locate_targets(a.verdicts, a.models, measured)
+        cells = locate_run(load_results(config.out), load_metadata(config.out))
         if not cells:
             break
         shown = "; ".join(f"{m:,} x {n:,}" for m, n in cells)

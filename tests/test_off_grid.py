@@ -7,8 +7,9 @@ from typing import Any
 
 import pandas as pd
 
-from bench.analyse.analysis import analyse, split_off_grid
+from bench.analyse.analysis import analyse
 from bench.analyse.locate import locate_targets
+from bench.analyse.views import split_off_grid
 from bench.base.results import COLUMNS
 from bench.measure.profiles import PROFILES
 from bench.measure.runner import RunConfig, plan

@@ -22,12 +22,12 @@ from bench.analyse.peers import baselines, peer_tables
 from bench.analyse.robustness import IMPACTS_CSV, Robustness, robustness
 from bench.analyse.stability import STABILITY_CSV, UNSTABLE_CSV, Stability, stability
 from bench.analyse.verdicts import RULE_CHECKS_CSV, VERDICTS_JSON, Verdict, claim_verdicts, rule_checks
-from bench.analyse.views import claims_table, headline, pair_table
+from bench.analyse.views import claims_table, headline, pair_table, split_cells, split_off_grid
 from bench.base.constants import COURSE_SHAPE
 from bench.base.errors import BenchError
 from bench.base.hierarchy import Hierarchy, curve_of, hierarchy_of
-from bench.base.results import write_csv_atomic, write_json_list_atomic
-from bench.measure.robustness import ROBUSTNESS_CSV, STATUS_OK, load_robustness
+from bench.base.results import STATUS_OK, write_csv_atomic, write_json_list_atomic
+from bench.measure.robustness import ROBUSTNESS_CSV, load_robustness
 
 CLAIMS_CSV = "claims.csv"
 
@@ -118,19 +118,6 @@ def _other_verdicts(frame: pd.DataFrame) -> list[Verdict]:
     return [v for b in baselines()[1:] if b in measured for v in claim_verdicts(frame, b)]
 
 
-def split_cells(frame: pd.DataFrame, cells: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The rows of cells not listed, and those of the listed (m, n_x) cells."""
-    wanted = {(int(m), int(n)) for m, n in cells or []}
-    pairs = zip(frame["m"], frame["n_x"], strict=True)
-    listed = pd.Series([(int(m), int(n)) in wanted for m, n in pairs], index=frame.index, dtype=bool)
-    return frame[~listed], frame[listed]
-
-
-def split_off_grid(frame: pd.DataFrame, meta: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The rows the analysis fits on, and the off-grid cells' rows (metadata's off_grid_cells) none sees."""
-    return split_cells(frame, meta.get("off_grid_cells"))
-
-
 def analyse(
     frame: pd.DataFrame, meta: dict[str, Any], lecture: pd.DataFrame | None = None, study_folder: Path | None = None
 ) -> Analysis:
@@ -140,6 +127,7 @@ def analyse(
     data = headline(seen)  # the grid's cells and those measured to locate thresholds: what fits and rules see
     verdicts = claim_verdicts(seen)
     models = fit_models(data, curve_of(meta, 1), held_out=True)
+    fitted = data[data["status"] == STATUS_OK]
     hierarchy = hierarchy_of(meta)
     study, problem = load_study(study_folder)
     return Analysis(
@@ -157,7 +145,7 @@ def analyse(
         off_grid=off_grid,
         located=located,
         rule_checks=rule_checks(verdicts, headline(off_grid)),
-        largest_fitted=float((data["m"] * data["n_x"]).max()) if not data.empty else 0.0,
+        largest_fitted=max((m * n for m, n in zip(fitted["m"], fitted["n_x"], strict=True)), default=0.0),
         level_table=explain.level_table(models),
         partial=explain.partial_figures(models, data, verdicts),
         full=explain.full_figures(models, meta, hierarchy, verdicts),

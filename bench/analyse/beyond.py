@@ -23,7 +23,8 @@ BEYOND_CHECKS_CSV = "beyond_checks.csv"
 LAYOUTS_CSV = "layouts.csv"
 TABLE_COLUMNS = ["layout", "scope", "implementation", "threads", "what", "cells", "median", "min", "max"]
 CHECK_COLUMNS = ["layout", "scope", "implementation", "threads", "what", "value", "target", "met"]
-LAYOUT_COLUMNS = ["implementation", "cells", "c_over_f_median", "c_over_f_min", "c_over_f_max", "note"]
+LAYOUT_COLUMNS = ["implementation", "cells", "c_over_f_median", "c_over_f_min", "c_over_f_max", "faster", "note"]
+SAME_LAYOUT = 1.1  # C/F time ratios at the median within this factor: neither layout is faster
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Beyond:
     any_out_of_cache: bool
     table: pd.DataFrame  # TABLE_COLUMNS: a kernel's speedup over the reference, or its share of the roof
     checks: pd.DataFrame  # CHECK_COLUMNS: each goal, met (True), missed (False) or not measured (None)
-    layouts: pd.DataFrame  # LAYOUT_COLUMNS: C/F time ratio per implementation at 1 thread, and why
+    layouts: pd.DataFrame  # LAYOUT_COLUMNS: C/F time ratio per implementation at 1 thread, the faster one, why
 
 
 def kernels_with_goals(names: set[str]) -> list[Implementation]:
@@ -122,6 +123,8 @@ def layout_table(ok: pd.DataFrame) -> pd.DataFrame:
             continue
         ratio = t["C"] / t["F"]
         impl = REGISTRY.get(str(name))
+        median = float(ratio.median())
+        faster = "F" if median >= SAME_LAYOUT else "C" if median <= 1 / SAME_LAYOUT else ""
         rows.append(
             {
                 "implementation": name,
@@ -129,6 +132,7 @@ def layout_table(ok: pd.DataFrame) -> pd.DataFrame:
                 "c_over_f_median": float(ratio.median()),
                 "c_over_f_min": float(ratio.min()),
                 "c_over_f_max": float(ratio.max()),
+                "faster": faster,
                 "note": impl.layout_note if impl is not None else "",
             }
         )

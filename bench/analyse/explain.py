@@ -113,9 +113,7 @@ def level_table(models: dict[str, CostModel]) -> pd.DataFrame:
             "implementation": name,
             "level": k + 1,
             "up_to_bytes": _finite(size),
-            "read_gbps": float(1e-9 / model.bandwidth.seconds_per_byte(np.array([mid]))[0])
-            if model.bandwidth
-            else None,
+            "read_gbps": _gbps(model.bandwidth, mid),
             "per_element_s": model.element_s(mid),
         }
         for name, model in models.items()

@@ -10,10 +10,15 @@ and the rule is found again over every measured cell.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
-from bench.analyse.model import CostModel
-from bench.analyse.verdicts import Condition, Rule, Verdict, cell_variables
+import numpy as np
+import pandas as pd
+
+from bench.analyse.model import CostModel, fit_models
+from bench.analyse.verdicts import Condition, Rule, Verdict, cell_variables, claim_verdicts
+from bench.analyse.views import headline, split_off_grid
+from bench.base.hierarchy import curve_of
 from implementations import BASELINE
 
 MAX_GAP = 1.5  # a threshold is located when the nearest cell on the other side is within this factor
@@ -23,11 +28,9 @@ Cell = tuple[int, int]
 
 def _gap(v: Verdict, c: Condition) -> tuple[float, float] | None:
     """(nearest value on the other side, the threshold) when they are more than MAX_GAP apart."""
-    values = cell_variables([(m, n) for m, n, _ in v.speedups], 8)[c.variable]
-    other = values[values < c.value] if c.op == ">=" else values[values > c.value]
-    if other.size == 0 or c.variable == "bytes_x":
+    nearest = v.nearest_beyond(c)
+    if nearest is None:
         return None
-    nearest = float(other.max() if c.op == ">=" else other.min())
     low, high = sorted((nearest, c.value))
     return (nearest, c.value) if high / max(low, 1.0) > MAX_GAP else None
 
@@ -82,3 +85,15 @@ def locate_targets(verdicts: list[Verdict], models: dict[str, CostModel], measur
                 if cell not in measured and cell not in out:
                     out.append(cell)
     return out
+
+
+def locate_run(frame: pd.DataFrame, meta: dict[str, Any]) -> list[Cell]:
+    """The cells a run should time next to locate its verdicts' thresholds (none when all are located).
+
+    Only what locating needs: the verdicts and the models over the cells the analysis fits on
+    (off-grid cells left out), without the held-out refits the report's errors need.
+    """
+    seen, _ = split_off_grid(frame, meta)
+    models = fit_models(headline(seen), curve_of(meta, 1))
+    measured = {(int(m), int(n)) for m, n in zip(frame["m"], frame["n_x"], strict=True)}
+    return locate_targets(claim_verdicts(seen), models, measured)

@@ -36,9 +36,7 @@ from implementations import REGISTRY
 
 MIN_POINTS = 3
 HUBER_DELTA = 0.1  # relative residuals beyond 10% count linearly, not quadratically
-PAGE = 4096
 LINE = 64  # bytes of a cache line
-NEVER = float("inf")
 MIN_CELLS_PAST = 2  # a term some cells pay is offered only where at least this many measured cells pay it
 # The allocation term grows from glibc's default mmap threshold to 8 times it: the dynamic threshold
 # follows the sizes freed, so only some steps fault their temporaries in just past it.
@@ -148,16 +146,11 @@ def _unit_meaning(name: str, source: str) -> tuple[str, str, str]:
     return unit, source, meaning
 
 
-def pages_per_example(m: FloatArray, n_x: FloatArray, itemsize: int) -> FloatArray:
-    """Distinct pages one example's features span in a C-ordered (n_x, m) array."""
-    return np.asarray(np.minimum(n_x, np.ceil(n_x * m * itemsize / PAGE)), dtype=float)
-
-
 def beyond_reach(count: FloatArray, reach: float, doublings: float = 1.0) -> FloatArray:
     """The share past a reach: none up to it, all from `doublings` doublings on, log-linear between.
 
-    For the TLB, since it is not a strict LRU over one example's pages; for glibc's threshold, since
-    it moves with the sizes a process frees (the dynamic mmap threshold).
+    For a walk's lines outgrowing L1 (a cache is not a strict LRU), and for glibc's threshold (it
+    moves with the sizes a process frees: the dynamic mmap threshold).
     """
     if not np.isfinite(reach):
         return np.zeros(np.shape(count))
@@ -215,10 +208,6 @@ def _huber_fit(A: FloatArray, iterations: int = 50) -> tuple[FloatArray, FloatAr
             break
         weights = new
     return coef, np.abs(A @ coef - b)
-
-
-def _loss(rel: FloatArray) -> float:
-    return float(np.sum(np.where(rel <= HUBER_DELTA, rel**2 / 2, HUBER_DELTA * (rel - HUBER_DELTA / 2))))
 
 
 @dataclass(frozen=True)

@@ -119,18 +119,23 @@ class Verdict:
             return f"holds in {len(held)} of {self.cells} cells only ({where}): no general rule"
         return f"holds where {self.rule.text()}{self._gap()}"
 
+    def nearest_beyond(self, condition: Condition) -> float | None:
+        """The measured value of the condition's variable nearest its threshold on the side where it fails."""
+        column = cell_variables([(m, n) for m, n, _ in self.speedups], 8)[condition.variable]
+        other = column[column < condition.value] if condition.op == ">=" else column[column > condition.value]
+        if other.size == 0 or condition.variable == "bytes_x":
+            return None
+        return float(other.max() if condition.op == ">=" else other.min())
+
     def _gap(self) -> str:
         """How tightly each threshold is located: the nearest measured cell on the other side of it."""
         if self.rule is None:
             return ""
-        values = cell_variables([(m, n) for m, n, _ in self.speedups], 8)
         parts = []
         for condition in self.rule.conditions:
-            column = values[condition.variable]
-            other = column[column < condition.value] if condition.op == ">=" else column[column > condition.value]
-            if other.size == 0 or condition.variable == "bytes_x":
+            nearest = self.nearest_beyond(condition)
+            if nearest is None:
                 continue
-            nearest = float(other.max() if condition.op == ">=" else other.min())
             factor = max(nearest, condition.value) / max(min(nearest, condition.value), 1.0)
             name = condition.text().split(" ")[0] if condition.variable != "m*n_x" else "m x n_x"
             parts.append(f"{name} located within {factor:.3g}x, between {nearest:,.0f} and {condition.value:,.0f}")

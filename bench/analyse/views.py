@@ -227,3 +227,16 @@ def pair_table(frame: pd.DataFrame) -> pd.DataFrame:
         if column not in table.columns:
             table[column] = np.nan
     return table[keep]
+
+
+def split_cells(frame: pd.DataFrame, cells: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of cells not listed, and those of the listed (m, n_x) cells."""
+    wanted = {(int(m), int(n)) for m, n in cells or []}
+    pairs = zip(frame["m"], frame["n_x"], strict=True)
+    listed = pd.Series([(int(m), int(n)) in wanted for m, n in pairs], index=frame.index, dtype=bool)
+    return frame[~listed], frame[listed]
+
+
+def split_off_grid(frame: pd.DataFrame, meta: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows the analysis fits on, and the off-grid cells' rows (metadata's off_grid_cells) none sees."""
+    return split_cells(frame, meta.get("off_grid_cells"))

@@ -29,7 +29,7 @@ import numpy as np
 from bench.base.constants import KEEP_MAPPED_ENV
 from bench.base.errors import BenchError
 from bench.base.records import Cell
-from bench.base.results import rows_csv, write_text_atomic
+from bench.base.results import STATUS_OK, STATUS_SKIPPED_UNAVAILABLE, rows_csv, write_text_atomic
 from bench.measure.worker import WorkerRequest, WorkerResult, time_in_worker
 
 if TYPE_CHECKING:  # pandas is imported only where the table is read
@@ -37,8 +37,6 @@ if TYPE_CHECKING:  # pandas is imported only where the table is read
 
 ROBUSTNESS_CSV = "robustness.csv"
 EFFECTS = ("allocator", "power_of_two", "baseline_style", "process")
-STATUS_OK = "ok"
-STATUS_SKIPPED_UNAVAILABLE = "skipped_unavailable"
 
 COLUMNS = (
     "effect",

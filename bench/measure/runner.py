@@ -153,13 +153,13 @@ def plan(config: RunConfig) -> list[Task]:
     Off-grid and located cells get the headline setting only, where the run has it.
     """
     headline = (HEADLINE["dtype"], HEADLINE["layout"], HEADLINE["threads"])
-    off_grid = [c for c in (*config.off_grid, *config.located) if c not in set(config.cells)]
-    cells = sorted({*config.cells, *off_grid}, key=lambda c: (c[0] * c[1], c[0]))
+    headline_only = [c for c in (*config.off_grid, *config.located) if c not in set(config.cells)]
+    cells = sorted({*config.cells, *headline_only}, key=lambda c: (c[0] * c[1], c[0]))
     tasks = []
     for m, n_x in cells:
         for impl in config.implementations:
             for dtype, layout, threads in _settings(config, impl):
-                if (m, n_x) in off_grid and (dtype, layout, threads) != headline:
+                if (m, n_x) in headline_only and (dtype, layout, threads) != headline:
                     continue
                 must = (m, n_x) == COURSE_SHAPE and (dtype, layout, threads) == headline
                 tasks.append(Task(impl.name, m, n_x, dtype, layout, threads, config.seed, impl, must=must))

@@ -7,13 +7,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.analyse.beyond import BEYOND_CHECKS_CSV, BEYOND_CSV, LAYOUTS_CSV, Beyond
+from bench.analyse.beyond import BEYOND_CHECKS_CSV, BEYOND_CSV, LAYOUTS_CSV, SAME_LAYOUT, Beyond
 from bench.analyse.views import fmt_speedup
 from bench.present.tables import md_table
 from implementations import REFERENCE, REGISTRY
 
 LAYOUT_LABEL = {"F": "examples-major (F)", "C": "features-major (C)"}
-SAME_LAYOUT = 1.1  # C/F time ratios within this factor read "the two layouts are within 10%"
 
 
 def _pct(value: float) -> str:
@@ -71,8 +70,8 @@ def _check_text(r: pd.Series) -> str:
 def _layout_line(r: pd.Series) -> str:
     med = float(r["c_over_f_median"])
     factor = med if med > 1 else 1 / med
-    faster = "F (examples-major)" if med > 1 else "C (features-major)"
-    verdict = "the two layouts are within 10%" if factor < SAME_LAYOUT else f"{faster} is faster by {factor:.2g}x"
+    label = {"F": "F (examples-major)", "C": "C (features-major)"}.get(str(r["faster"] or ""))
+    verdict = f"{label} is faster by {factor:.2g}x" if label else f"the two layouts are within {SAME_LAYOUT - 1:.0%}"
     why = f"; {r['note']}" if r["note"] else ""
     return (
         f"- `{r['implementation']}`: {verdict} at the median cell "

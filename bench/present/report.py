@@ -149,8 +149,20 @@ def _header(a: Analysis) -> list[str]:
             if STATUS_SKIPPED_UNAVAILABLE in counts
             else ""
         )
+        + _beside_the_grid(a)
     )
     return lines
+
+
+def _beside_the_grid(a: Analysis) -> str:
+    """The rows results.csv holds besides the grid's: off-grid cells and cells that locate thresholds."""
+    off, located = (int((rows["status"] == STATUS_OK).sum()) for rows in (a.off_grid, a.located))
+    if not off and not located:
+        return ""
+    return (
+        f"; besides the grid, in the headline setting, {off} rows at cells between its sizes (tested on, never "
+        f"fitted) and {located} at cells measured to locate the verdicts' thresholds"
+    )
 
 
 def _failed_section(frame: pd.DataFrame) -> list[str]:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from bench.analyse.stability import STABILITY_CSV, UNSTABLE_CSV, Stability
 from bench.analyse.views import fmt_seconds, fmt_speedup
-from bench.base.results import write_csv_atomic
 from bench.measure.estimates import CANARY_SLOW, CANARY_SPREAD, MIN_PAIRS, SUSPECT_FACTOR, WIDE_INTERVAL
 
 
@@ -57,10 +54,3 @@ def stability_section(state: Stability) -> list[str]:
         )
         lines.append(f"Uncertain claim cells of the headline setting, left out of the verdicts: {cells}.")
     return lines
-
-
-def write_stability_tables(state: Stability, out: Path) -> list[Path]:
-    paths = [out / STABILITY_CSV, out / UNSTABLE_CSV]
-    write_csv_atomic(paths[0], state.summary)
-    write_csv_atomic(paths[1], state.unstable)
-    return paths

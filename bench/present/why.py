@@ -25,6 +25,7 @@ from bench.analyse.explain import (
     Lecture,
     Partial,
 )
+from bench.analyse.model import ALLOC_RAMP
 from bench.analyse.views import fmt_seconds, fmt_speedup, headline, setting_label
 from bench.base.constants import DEFAULT_MMAP_THRESHOLD_BYTES as MMAP_THRESHOLD
 from bench.present.tables import md_rows
@@ -142,7 +143,8 @@ def _allocator_line(f: Full) -> str:
         "so every step page-faults them in again. The grid measures in that default state, the one a training "
         "loop in a default Python process is in, and the model has an allocation term for it: "
         + (
-            f"{fmt_seconds(f.alloc_per_example_s)} more per example past the threshold, by the fit."
+            f"{fmt_seconds(f.alloc_per_example_s)} more per example, growing from the threshold to its full size at "
+            f"{2**ALLOC_RAMP:g} times the threshold, by the fit."
             if f.alloc_per_example_s > 0
             else "the fit found no cost there in this run."
         )
