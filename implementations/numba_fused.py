@@ -49,6 +49,10 @@ FASTMATH = {"reassoc", "contract"}
 # a little, and its segments are as long as n_x allows.
 BLOCK_BYTES = 32 * 1024 * 1024
 MIN_BLOCK = 16  # examples: two 512-bit vectors of float64 per row segment
+# Examples per block at most: the block's z (reused for dz) stays at 64 KiB, below glibc's
+# 128 KiB mmap threshold, so it is not mapped and page-faulted in again at every call, and
+# row segments of 8,192 examples are long enough for the prefetchers.
+MAX_BLOCK = 8192
 
 
 def _columns(
@@ -118,15 +122,14 @@ def _blocks(
     Returns (sum dz, sum loss) over those examples.
     """
     n_x = X.shape[0]
-    z = np.empty(block)
-    dz = np.empty(block)
+    z = np.empty(block)  # z of the block's examples, then their dz in place
     db = 0.0
     cost = 0.0
     for start in range(first, hi, step):
         stop = min(start + block, hi)
         nb = stop - start
         zb = z[:nb]
-        dzb = dz[:nb]
+        dzb = zb
         zb[:] = b
         # z, eight rows at a time: one load and store of zb per eight rows, and eight
         # streams from memory in flight. Every inner loop runs over a slice from 0: over
@@ -239,12 +242,12 @@ _kernel_blocks: Any = numba.njit(nogil=True, fastmath=FASTMATH)(_propagate_block
 
 
 def block_size(n_x: int, m: int, itemsize: int, parts: int = 1) -> int:
-    """Examples per block of the features-major kernel: up to about BLOCK_BYTES of X.
+    """Examples per block of the features-major kernel: up to about BLOCK_BYTES of X and MAX_BLOCK examples.
 
     The m examples are cut into equal blocks, a multiple of `parts` of them (one share per
     thread), so no thread is left with a short last block; B is rounded up to a multiple of 8.
     """
-    most = max(MIN_BLOCK, BLOCK_BYTES // (n_x * itemsize))
+    most = max(MIN_BLOCK, min(MAX_BLOCK, BLOCK_BYTES // (n_x * itemsize)))
     count = -(-m // most)  # ceil
     count = -(-count // parts) * parts
     per_block = -(-m // count)
