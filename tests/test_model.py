@@ -46,13 +46,38 @@ def _extra_per_byte(nbytes: np.ndarray) -> np.ndarray:
     return _seconds_per_byte(nbytes) - 1.0 / 200e9
 
 
-def _times(m: np.ndarray, n: np.ndarray, reads: float = 2.0, walk: float = 0.0, alloc: float = 0.0) -> np.ndarray:
+def _sets_factor(m: np.ndarray) -> np.ndarray:
+    """A row stride of 2^k times an odd number of 64-byte lines uses 1/2^k of the sets."""
+    out = []
+    for value in m:
+        stride = int(value) * 8
+        lines = stride // 64 if stride % 64 == 0 else 1
+        k = len(bin(lines)) - len(bin(lines).rstrip("0"))  # trailing zero bits
+        out.append(2.0**k)
+    return np.array(out)
+
+
+def _walk_share(m: np.ndarray, n: np.ndarray, compiled: bool) -> np.ndarray:
+    """Interpreted: log-linear from L1 to L2. Compiled: from L2 / 4 to L2 / 2, times min(1, stride / 4 KiB)."""
+    lines_bytes = np.maximum(n * 64 * _sets_factor(m), 1.0)
+    if not compiled:
+        return np.clip(np.log2(lines_bytes / L1) / np.log2(L2 / L1), 0.0, 1.0)
+    return np.clip(np.log2(lines_bytes / (L2 / 4)), 0.0, 1.0) * np.minimum(1.0, m * 8 / 4096)
+
+
+def _times(
+    m: np.ndarray,
+    n: np.ndarray,
+    reads: float = 2.0,
+    walk: float = 0.0,
+    alloc: float = 0.0,
+    compiled: bool = False,
+) -> np.ndarray:
     elements = m * n
     t = TRUE["call_s"] + TRUE["per_example_s"] * m + TRUE["per_feature_s"] * n + TRUE["per_element_s"] * elements
     t = t + reads * 8 * elements * _extra_per_byte(elements * 8)
-    # A strided walk: once n lines of 64 bytes outgrow L1, a share (log-linear up to L2) of a line read per element.
-    share = np.clip(np.log2(np.maximum(n * 64, 1.0) / L1) / np.log2(L2 / L1), 0.0, 1.0)
-    t = t + walk * elements * 64 * _extra_per_byte(elements * 8) * share
+    # A strided walk: once its lines outgrow the cache, a share of a line read per element.
+    t = t + walk * elements * 64 * _extra_per_byte(elements * 8) * _walk_share(m, n, compiled)
     # Temporaries past glibc's 128 KiB threshold, all of it from 8 times the threshold on.
     past = np.clip(np.log2(np.maximum(m * 8, 1.0) / 2**17) / 3.0, 0.0, 1.0)
     return np.asarray(t + alloc * m * past)
@@ -79,6 +104,26 @@ def test_it_predicts_cells_it_never_saw() -> None:
     mo, no = _off_grid()
     rel = model.predict_many(mo, no) / _times(mo, no, reads=1.0, walk=0.5) - 1
     assert np.abs(rel).max() < 1e-3
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_a_walk_compiled_or_interpreted_is_recovered_and_predicted_between_the_grid(compiled: bool) -> None:
+    m, n = _grid((1, 10, 100, 1_000, 8_192, 10_000, 100_000))
+    t = _times(m, n, reads=1.0, walk=2.0, compiled=compiled)
+    model = fit_cost_model(m, n, t, bandwidth=CURVE, facts=Facts(reads=1.0, strided_walk=True, compiled=compiled))
+    assert model is not None and model.walk_stall == pytest.approx(2.0, rel=1e-3)
+    mo, no = _off_grid()
+    rel = model.predict_many(mo, no) / _times(mo, no, reads=1.0, walk=2.0, compiled=compiled) - 1
+    assert np.abs(rel).max() < 1e-3
+
+
+def test_a_power_of_two_stride_walks_slower_than_its_neighbour() -> None:
+    m, n = _grid((1, 10, 100, 1_000, 8_192, 10_000, 100_000))
+    facts = Facts(reads=1.0, strided_walk=True, compiled=True)
+    model = fit_cost_model(m, n, _times(m, n, reads=1.0, walk=2.0, compiled=True), bandwidth=CURVE, facts=facts)
+    assert model is not None
+    per_element = model.predict_many([4_096.0, 4_000.0], [1_000.0, 1_000.0]) / np.array([4_096.0, 4_000.0])
+    assert per_element[0] > 1.5 * per_element[1]
 
 
 def test_the_walk_term_is_found_only_for_a_strided_walk_in_c_order() -> None:

@@ -2,7 +2,7 @@
 
     t(m, n_x) = call + m x per_example + n_x x per_feature
                 + m x n_x x (per_element + reads x itemsize x [read time per byte of X's level - of L1]
-                             + walk_stall x [a line's read time from X's level] x outgrown(n_x lines, L1 -> L2))
+                             + walk_stall x [a line's read time from X's level] x lost(n_x lines, stride))
                 + m x alloc_per_example x past(m x itemsize, glibc's mmap threshold)
 
 - `reads` is how many times the algorithm reads X (Implementation.reads_of_x: the note's full
@@ -10,9 +10,17 @@
   working set of X's size (the memory sweep), over what L1 costs: nothing is fitted there.
 - `walk_stall` only for an implementation that walks one example's features at a time
   (Implementation.strided_walk) in C order, where those features lie m x itemsize bytes apart:
-  a walk touches n_x cache lines, and the next examples reuse them only while they stay in L1.
-  Once n_x lines outgrow L1's measured capacity (fully at L2's), each element waits for part of
-  a line read from where X lives; walk_stall is that part (dimensionless).
+  a walk touches n_x cache lines, and the next examples reuse them only while they stay in
+  cache. walk_stall is the part of a line read from where X lives that each element then waits
+  for (dimensionless). How many lines outgrew the cache (a share, 0 to 1):
+  - a stride that is 2^k lines maps the lines to 1/2^k of a cache's sets (aliasing), so the
+    walk fills the cache as if it had 2^k times as many lines (the power-of-two effect);
+  - a compiled walk (Implementation.jit) keeps its lines while they fill up to a quarter of L2's
+    measured capacity (the adjacent-line prefetch doubles each row's footprint and replacement
+    is not LRU), and all are lost at half of it; the prefetchers follow the walk's stride
+    within a 4 KiB page, so a stride of s bytes waits min(1, s / 4096) of it;
+  - an interpreted walk does the interpreter's own work between two examples, which evicts
+    lines: the share grows from L1's measured capacity to L2's.
 - `alloc_per_example` only for an implementation with (1, m) temporaries (Implementation.temporaries):
   past glibc's mmap threshold they are page-faulted in again on every step (the robustness study).
 
@@ -37,6 +45,11 @@ from implementations import REGISTRY
 MIN_POINTS = 3
 HUBER_DELTA = 0.1  # relative residuals beyond 10% count linearly, not quadratically
 LINE = 64  # bytes of a cache line
+PAGE = 4096  # bytes: hardware prefetchers do not cross a 4 KiB page
+# A compiled walk's lines stay in L2 while they fill up to this share of its measured capacity
+# (measured on an AMD EPYC with numba_loop at an odd stride of 125 lines: 1.4 ns per element
+# with 3,000 lines, 19% of L2; 3.9 ns with 10,000, 61%).
+L2_SHARE_KEPT = 0.25
 MIN_CELLS_PAST = 2  # a term some cells pay is offered only where at least this many measured cells pay it
 # The allocation term grows from glibc's default mmap threshold to 8 times it: the dynamic threshold
 # follows the sizes freed, so only some steps fault their temporaries in just past it.
@@ -51,6 +64,7 @@ class Facts:
     reads: float = 1.0  # reads of X per step, by the algorithm
     strided_walk: bool = False  # walks one example's features at a time (strided in C order)
     temporaries: bool = False  # allocates (1, m) temporaries every step
+    compiled: bool = False  # machine code between two examples of a walk, no interpreter
 
     @staticmethod
     def of(name: str) -> Facts:
@@ -61,6 +75,7 @@ class Facts:
             reads=float(impl.reads_of_x) if impl.reads_of_x is not None else 1.0,
             strided_walk=impl.strided_walk,
             temporaries=impl.temporaries == "examples",
+            compiled=impl.jit,
         )
 
 
@@ -109,7 +124,7 @@ class CostModel:
     def predict_many(self, m: ArrayLike, n_x: ArrayLike) -> FloatArray:
         m_arr, n_arr = np.asarray(m, dtype=float), np.asarray(n_x, dtype=float)
         coef = np.array([getattr(self, name) for name in FITTED])
-        columns = _columns(m_arr, n_arr, self.itemsize, self.bandwidth, self.walks)
+        columns = _columns(m_arr, n_arr, self.itemsize, self.bandwidth, self.walks, self.facts.compiled)
         return np.asarray(columns @ coef + _reads_s(m_arr, n_arr, self.itemsize, self.bandwidth, self.facts))
 
     def predict(self, m: float, n_x: float) -> float:
@@ -172,24 +187,42 @@ def _reads_s(m: FloatArray, n_x: FloatArray, itemsize: int, bandwidth: Bandwidth
     return np.asarray(facts.reads * itemsize * elements * _extra_s_per_byte(elements * itemsize, bandwidth))
 
 
-def walk_share(n_x: FloatArray, bandwidth: Bandwidth | None) -> FloatArray:
-    """How far the lines one walk touches (n_x of them) have outgrown L1: 0 within it, 1 at L2's capacity.
+def aliasing(m: FloatArray, itemsize: int) -> FloatArray:
+    """2^k for a row stride of 2^k x an odd number of lines (1 for a stride that is not whole lines).
 
-    Both capacities are the sweep's measured levels; log-linear between, as a cache is not a strict LRU.
+    Consecutive features then fall in 1/2^k of a cache's sets: a walk fills it 2^k times as fast.
+    """
+    stride = np.round(np.asarray(m, dtype=float) * itemsize).astype(np.int64)
+    lines = np.where(stride % LINE == 0, stride // LINE, 1)
+    lowest = lines & -lines  # the largest power of two dividing it
+    return np.asarray(np.minimum(lowest, 1 << 20), dtype=float)
+
+
+def walk_share(m: FloatArray, n_x: FloatArray, itemsize: int, bandwidth: Bandwidth | None, compiled: bool) -> FloatArray:
+    """How much of a strided walk's reuse is lost: 0 while its n_x lines stay in cache, up to 1.
+
+    The capacities are the sweep's measured levels; see the module's docstring for the two kinds of walk.
     """
     caps = [c for c in (bandwidth.level_bytes if bandwidth is not None else ()) if np.isfinite(c)]
     if len(caps) < 2:
         return np.zeros(np.shape(n_x))
-    return beyond_reach(n_x * LINE, caps[0], float(np.log2(caps[1] / caps[0])))
+    footprint = n_x * LINE * aliasing(m, itemsize)
+    if not compiled:
+        return beyond_reach(footprint, caps[0], float(np.log2(caps[1] / caps[0])))
+    prefetched = np.minimum(1.0, m * itemsize / PAGE)
+    return np.asarray(beyond_reach(footprint, caps[1] * L2_SHARE_KEPT) * prefetched)
 
 
 def _columns(
-    m: FloatArray, n_x: FloatArray, itemsize: int, bandwidth: Bandwidth | None, walk: bool = True
+    m: FloatArray, n_x: FloatArray, itemsize: int, bandwidth: Bandwidth | None, walk: bool, compiled: bool = False
 ) -> FloatArray:
     """One column per FITTED term; the walk column only for a strided walk (C order, a loop over examples)."""
     elements = m * n_x
-    line_s = LINE * _extra_s_per_byte(elements * itemsize, bandwidth)
-    walk_col = elements * line_s * walk_share(n_x, bandwidth) if walk else np.zeros_like(elements)
+    if walk:
+        line_s = LINE * _extra_s_per_byte(elements * itemsize, bandwidth)
+        walk_col = elements * line_s * walk_share(m, n_x, itemsize, bandwidth, compiled)
+    else:
+        walk_col = np.zeros_like(elements)
     alloc = m * beyond_reach(m * itemsize, DEFAULT_MMAP_THRESHOLD_BYTES, ALLOC_RAMP)
     return np.column_stack([np.ones_like(m), m, n_x, elements, walk_col, alloc]).astype(float)
 
@@ -230,7 +263,7 @@ def _walks(cells: _Cells) -> bool:
 
 def _offered(cells: _Cells) -> NDArray[np.bool_]:
     """Which FITTED terms this implementation may use on these cells (enough cells pay each)."""
-    cols = _columns(cells.m, cells.n_x, cells.itemsize, cells.bandwidth, _walks(cells))
+    cols = _columns(cells.m, cells.n_x, cells.itemsize, cells.bandwidth, _walks(cells), cells.facts.compiled)
     paying = (cols > 0).sum(axis=0)
     offered = np.ones(len(FITTED), dtype=bool)
     offered[4] = _walks(cells) and paying[4] >= MIN_CELLS_PAST
@@ -241,7 +274,7 @@ def _offered(cells: _Cells) -> NDArray[np.bool_]:
 def _fit(cells: _Cells) -> CostModel:
     """Nonnegative coefficients (zero where a term is not offered) and the relative errors on the cells."""
     fixed = _reads_s(cells.m, cells.n_x, cells.itemsize, cells.bandwidth, cells.facts)
-    cols = _columns(cells.m, cells.n_x, cells.itemsize, cells.bandwidth, _walks(cells))
+    cols = _columns(cells.m, cells.n_x, cells.itemsize, cells.bandwidth, _walks(cells), cells.facts.compiled)
     offered = _offered(cells)
     # t = cols @ coef + fixed, relative: (cols / t) @ coef = 1 - fixed / t.
     scale = np.maximum(1.0 - fixed / cells.t, 1e-6)
