@@ -58,11 +58,11 @@ def _sets_factor(m: np.ndarray) -> np.ndarray:
 
 
 def _walk_share(m: np.ndarray, n: np.ndarray, compiled: bool) -> np.ndarray:
-    """Interpreted: log-linear from L1 to L2. Compiled: from L2 / 4 to L2 / 2, times min(1, stride / 4 KiB)."""
+    """Interpreted: log-linear from L1 to L2. Compiled: from L2 / 4 to L2, times min(1, stride / 4 KiB)."""
     lines_bytes = np.maximum(n * 64 * _sets_factor(m), 1.0)
     if not compiled:
-        return np.clip(np.log2(lines_bytes / L1) / np.log2(L2 / L1), 0.0, 1.0)
-    return np.clip(np.log2(lines_bytes / (L2 / 4)), 0.0, 1.0) * np.minimum(1.0, m * 8 / 4096)
+        return np.asarray(np.clip(np.log2(lines_bytes / L1) / np.log2(L2 / L1), 0.0, 1.0))
+    return np.asarray(np.clip(np.log2(lines_bytes / (L2 / 4)) / 2, 0.0, 1.0) * np.minimum(1.0, m * 8 / 4096))
 
 
 def _times(

@@ -54,9 +54,10 @@ def level_points(model: CostModel) -> list[tuple[float, float]]:
 def _extras(model: CostModel) -> str:
     text = ""
     if model.walk_stall > 0:
-        text += (
-            f"; a strided walk waits {model.walk_stall:.2g} of a line read per element once its n_x lines "
-            "outgrow L1 (all of it at L2's capacity)"
+        text += f"; a strided walk waits {model.walk_stall:.2g} of a line read per element once its n_x lines " + (
+            "outgrow a quarter of L2 (all of it at L2's capacity; a power-of-two stride fills it sooner)"
+            if model.facts.compiled
+            else "outgrow L1 (all of it at L2's capacity; a power-of-two stride fills them sooner)"
         )
     if model.alloc_per_example_s > 0:
         text += f"; {fmt_seconds(model.alloc_per_example_s)} more per example past glibc's mmap threshold"

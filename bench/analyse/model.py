@@ -17,7 +17,7 @@
     walk fills the cache as if it had 2^k times as many lines (the power-of-two effect);
   - a compiled walk (Implementation.jit) keeps its lines while they fill up to a quarter of L2's
     measured capacity (the adjacent-line prefetch doubles each row's footprint and replacement
-    is not LRU), and all are lost at half of it; the prefetchers follow the walk's stride
+    is not LRU), and loses all of them at its full capacity; the prefetchers follow the walk's stride
     within a 4 KiB page, so a stride of s bytes waits min(1, s / 4096) of it;
   - an interpreted walk does the interpreter's own work between two examples, which evicts
     lines: the share grows from L1's measured capacity to L2's.
@@ -46,9 +46,11 @@ MIN_POINTS = 3
 HUBER_DELTA = 0.1  # relative residuals beyond 10% count linearly, not quadratically
 LINE = 64  # bytes of a cache line
 PAGE = 4096  # bytes: hardware prefetchers do not cross a 4 KiB page
-# A compiled walk's lines stay in L2 while they fill up to this share of its measured capacity
-# (measured on an AMD EPYC with numba_loop at an odd stride of 125 lines: 1.4 ns per element
-# with 3,000 lines, 19% of L2; 3.9 ns with 10,000, 61%).
+# A compiled walk's lines stay in L2 while they fill up to this share of its measured capacity,
+# and are lost log-linearly up to all of it (measured on an AMD EPYC with numba_loop at an odd
+# stride of 125 lines: 1.4 ns per element with 3,000 lines, 19% of L2; 3.9 ns with 10,000, 61%).
+# A ramp over two doublings rather than one: the measured L2 capacity moves by up to 30% from
+# run to run on a VM, and a steep ramp turned that into 80% errors.
 L2_SHARE_KEPT = 0.25
 MIN_CELLS_PAST = 2  # a term some cells pay is offered only where at least this many measured cells pay it
 # The allocation term grows from glibc's default mmap threshold to 8 times it: the dynamic threshold
@@ -198,7 +200,9 @@ def aliasing(m: FloatArray, itemsize: int) -> FloatArray:
     return np.asarray(np.minimum(lowest, 1 << 20), dtype=float)
 
 
-def walk_share(m: FloatArray, n_x: FloatArray, itemsize: int, bandwidth: Bandwidth | None, compiled: bool) -> FloatArray:
+def walk_share(
+    m: FloatArray, n_x: FloatArray, itemsize: int, bandwidth: Bandwidth | None, compiled: bool
+) -> FloatArray:
     """How much of a strided walk's reuse is lost: 0 while its n_x lines stay in cache, up to 1.
 
     The capacities are the sweep's measured levels; see the module's docstring for the two kinds of walk.
@@ -210,7 +214,7 @@ def walk_share(m: FloatArray, n_x: FloatArray, itemsize: int, bandwidth: Bandwid
     if not compiled:
         return beyond_reach(footprint, caps[0], float(np.log2(caps[1] / caps[0])))
     prefetched = np.minimum(1.0, m * itemsize / PAGE)
-    return np.asarray(beyond_reach(footprint, caps[1] * L2_SHARE_KEPT) * prefetched)
+    return np.asarray(beyond_reach(footprint, caps[1] * L2_SHARE_KEPT, np.log2(1 / L2_SHARE_KEPT)) * prefetched)
 
 
 def _columns(

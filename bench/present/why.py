@@ -40,10 +40,13 @@ MODEL_TEXT = (
     "t = call + m x per-example + n_x x per-feature + m x n_x x (per-element + reads x itemsize x [read time "
     "per byte where X lives, over L1's]), with at most two more terms an implementation's own facts call for: "
     "a strided walk (one example's features at a time, in C order) waits walk-stall of a line read per element "
-    "once its n_x lines outgrow L1 (fully at L2's capacity); (1, m) temporaries cost alloc per example past glibc's "
-    "mmap threshold. `reads` is the algorithm's (two matrix-vector products read X twice, a fused kernel once) and "
-    "the read times and cache capacities are this machine's measured sweep: neither is fitted. The rest is fitted, "
-    "nonnegative, with a robust (Huber) loss on the relative error, on the grid's cells only."
+    "once its n_x lines no longer stay in cache (an interpreted walk from L1's capacity to L2's, a compiled one "
+    "from a quarter of L2's to all of it, and only min(1, stride / 4 KiB) of it, as the prefetchers follow "
+    "strides within a page; a stride of 2^k x an odd number of lines fills the caches 2^k times as fast); "
+    "(1, m) temporaries cost alloc per example past glibc's mmap threshold. `reads` is the algorithm's (two "
+    "matrix-vector products read X twice, a fused kernel once) and the read times and cache capacities are this "
+    "machine's measured sweep: neither is fitted. The rest is fitted, nonnegative, with a robust (Huber) loss on "
+    "the relative error, on the grid's cells only."
 )
 ERRORS_TEXT = (
     "Errors are |predicted / measured - 1|: on the cells fitted; held out (each cell predicted by a fit without "
