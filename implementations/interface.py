@@ -36,12 +36,14 @@ class Goal:
     speedup: (layout, the least median speedup out of cache); in a layout not named, and at the
     course shape, the goal is never to be slower. all_threads: judged at every thread the run has,
     else at 1. roof_share: (layout, the least share of the roof, the sweep's one-pass read of X in
-    that layout's pattern, it should reach out of cache).
+    that layout's pattern, it should reach out of cache). steady: out of cache, its spread over a
+    cell's repeated rounds (slowest / fastest) is no wider than the reference's, at the median.
     """
 
     speedup: tuple[tuple[str, float], ...] = ()
     all_threads: bool = False
     roof_share: tuple[tuple[str, float], ...] = ()
+    steady: bool = False
 
     def speedup_in(self, layout: str) -> float | None:
         return dict(self.speedup).get(layout)

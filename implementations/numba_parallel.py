@@ -106,5 +106,7 @@ IMPLEMENTATION = Implementation(
     reads_of_x=1,
     strided_walk=True,  # in C order each block of examples walks all n_x rows
     layout_note="as the one-thread fused kernel, split over threads",
-    goal=Goal(speedup=(("F", 1.75), ("C", 1.15)), all_threads=True, roof_share=(("F", 0.9),)),
+    # One even split per thread waits for the slower core: on a shared host that can make its
+    # step less steady than the BLAS pool's, which the report checks (steady).
+    goal=Goal(speedup=(("F", 1.75), ("C", 1.15)), all_threads=True, roof_share=(("F", 0.9),), steady=True),
 )

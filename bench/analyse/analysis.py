@@ -26,7 +26,7 @@ from bench.analyse.views import claims_table, headline, pair_table, split_cells,
 from bench.base.constants import COURSE_SHAPE
 from bench.base.errors import BenchError
 from bench.base.hierarchy import Hierarchy, curve_of, hierarchy_of
-from bench.base.results import STATUS_OK, write_csv_atomic, write_json_list_atomic
+from bench.base.results import ROUNDS_CSV, STATUS_OK, load_beside, write_csv_atomic, write_json_list_atomic
 from bench.measure.robustness import ROBUSTNESS_CSV, load_robustness
 
 CLAIMS_CSV = "claims.csv"
@@ -112,6 +112,16 @@ def load_study(folder: Path | None) -> tuple[pd.DataFrame | None, str | None]:
     return study.reset_index(drop=True), None
 
 
+def load_rounds(folder: Path | None) -> pd.DataFrame | None:
+    """The run's every timed round (rounds.csv), or None where the run kept none or it cannot be read."""
+    if folder is None:
+        return None
+    try:
+        return load_beside(folder, ROUNDS_CSV, ("implementation", "m", "n_x", "dtype", "layout", "threads", "seconds"))
+    except BenchError:
+        return None  # the spreads are then not measured, and the report says so
+
+
 def _other_verdicts(frame: pd.DataFrame) -> list[Verdict]:
     """The claims judged over every other baseline the run measured in the headline setting."""
     measured = set(headline(frame)["implementation"])
@@ -121,7 +131,7 @@ def _other_verdicts(frame: pd.DataFrame) -> list[Verdict]:
 def analyse(
     frame: pd.DataFrame, meta: dict[str, Any], lecture: pd.DataFrame | None = None, study_folder: Path | None = None
 ) -> Analysis:
-    """The run's analysis; the robustness study is read from `study_folder` when one is there."""
+    """The run's analysis; the robustness study and the rounds are read from `study_folder` when they are there."""
     seen, off_grid = split_off_grid(frame, meta)
     frame, located = split_cells(seen, meta.get("located_cells"))
     data = headline(seen)  # the grid's cells and those measured to locate thresholds: what fits and rules see
@@ -153,7 +163,7 @@ def analyse(
         predicted=explain.predicted_cells(frame),
         crossovers=crossover_table(data, models),
         pairs=pair_table(frame),
-        beyond=beyond(frame, meta),
+        beyond=beyond(frame, meta, load_rounds(study_folder)),
         robustness=robustness(study, frame, verdicts, _other_verdicts(frame)) if study is not None else None,
         robustness_problem=problem,
         peers=peer_tables(frame),

@@ -25,6 +25,7 @@ TABLE_COLUMNS = ["layout", "scope", "implementation", "threads", "what", "cells"
 CHECK_COLUMNS = ["layout", "scope", "implementation", "threads", "what", "value", "target", "met"]
 LAYOUT_COLUMNS = ["implementation", "cells", "c_over_f_median", "c_over_f_min", "c_over_f_max", "faster", "note"]
 SAME_LAYOUT = 1.1  # C/F time ratios at the median within this factor: neither layout is faster
+MIN_SPREAD_ROUNDS = 5  # a cell's slowest / fastest round needs this many rounds to mean anything
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,26 @@ def _median(values: pd.Series) -> float:
     return float(values.median()) if not values.empty else np.nan
 
 
-def _check(row: dict[str, Any], what: str, value: float, target: float) -> dict[str, Any]:
-    met = bool(value >= target) if np.isfinite(value) else None
+def _check(row: dict[str, Any], what: str, value: float, target: float, at_most: bool = False) -> dict[str, Any]:
+    met = bool(value <= target if at_most else value >= target) if np.isfinite(value) and np.isfinite(target) else None
     return {**row, "what": what, "value": value, "target": target, "met": met}
+
+
+def _spreads(rounds: pd.DataFrame | None, cells: pd.DataFrame, name: str, layout: str, threads: int) -> pd.Series:
+    """Slowest / fastest round of each of these cells (float64) for one implementation; empty without rounds."""
+    if rounds is None or cells.empty:
+        return pd.Series(dtype=float)
+    mine = rounds[
+        (rounds["implementation"] == name)
+        & (rounds["layout"] == layout)
+        & (rounds["threads"] == threads)
+        & (rounds["dtype"] == "float64")
+    ]
+    keys = set(zip(cells["m"], cells["n_x"], strict=True))
+    mine = mine[[(m, n) in keys for m, n in zip(mine["m"], mine["n_x"], strict=True)]]
+    per_cell = mine.groupby(["m", "n_x"])["seconds"].agg(["min", "max", "count"])
+    per_cell = per_cell[per_cell["count"] >= MIN_SPREAD_ROUNDS]
+    return (per_cell["max"] / per_cell["min"]).dropna()
 
 
 def _scope_rows(
@@ -72,6 +90,7 @@ def _scope_rows(
     kernels: list[Implementation],
     all_threads: int,
     roofs: dict[tuple[str, int], float | None],
+    rounds: pd.DataFrame | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The table's rows and the checks of one layout and scope."""
     rows, checks = [], []
@@ -95,6 +114,13 @@ def _scope_rows(
         roof_target = goal.roof_in(layout)
         if judged and roof_target is not None:
             checks.append(_check(base, "roof share", _median(share), roof_target))
+        if judged and goal.steady:
+            cells = _rows(data, impl.name, layout, threads)
+            kernel_spreads = _spreads(rounds, cells, impl.name, layout, threads)
+            reference_spreads = _spreads(rounds, cells, REFERENCE, layout, threads)
+            if not kernel_spreads.empty:
+                rows.append({**base, "what": "spread", **spread(kernel_spreads)})
+            checks.append(_check(base, "spread", _median(kernel_spreads), _median(reference_spreads), at_most=True))
         if judged and target is not None:
             checks.append(_check(base, "speedup", _median(speed), target))
         elif not speed.empty:
@@ -107,7 +133,8 @@ def _order_checks(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The out-of-cache goals first (roof shares, then speedups, the most ambitious kernel first), then the rest."""
     order = list(REGISTRY)
     goals = [c for c in checks if c["what"] != "worst speedup"]
-    goals.sort(key=lambda c: (c["what"] != "roof share", -order.index(c["implementation"])))
+    rank = {"roof share": 0, "speedup": 1, "spread": 2}
+    goals.sort(key=lambda c: (rank.get(c["what"], 3), -order.index(c["implementation"])))
     return goals + [c for c in checks if c["what"] == "worst speedup"]
 
 
@@ -139,8 +166,11 @@ def layout_table(ok: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=LAYOUT_COLUMNS)
 
 
-def beyond(frame: pd.DataFrame, meta: dict[str, Any]) -> Beyond | None:
-    """The section's figures, or None when the run has no reference or no kernel with a goal."""
+def beyond(frame: pd.DataFrame, meta: dict[str, Any], rounds: pd.DataFrame | None = None) -> Beyond | None:
+    """The section's figures, or None when the run has no reference or no kernel with a goal.
+
+    rounds (the run's rounds.csv) gives the spread of each cell's rounds, for the goals that ask for it.
+    """
     ok = frame[(frame["status"] == STATUS_OK) & (frame["dtype"] == "float64")]
     names = set(ok["implementation"])
     kernels = kernels_with_goals(names)
@@ -154,7 +184,7 @@ def beyond(frame: pd.DataFrame, meta: dict[str, Any]) -> Beyond | None:
     rows, checks = [], []
     for layout in sorted(set(ok["layout"])):
         for scope, data in (("out of cache", big), (f"course shape {COURSE_SHAPE[0]} x {COURSE_SHAPE[1]:,}", course)):
-            more_rows, more_checks = _scope_rows(data, layout, scope, kernels, all_threads, roofs)
+            more_rows, more_checks = _scope_rows(data, layout, scope, kernels, all_threads, roofs, rounds)
             rows += more_rows
             checks += more_checks
     return Beyond(

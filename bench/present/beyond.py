@@ -19,6 +19,13 @@ def _pct(value: float) -> str:
     return f"{value * 100:.0f}%"
 
 
+def _ratio(value: float) -> str:
+    return f"{value:.2f}"
+
+
+_FORMATS = {"roof share": _pct, "spread": _ratio}
+
+
 def _range(row: pd.Series, fmt: Any) -> str:
     if not row["cells"]:
         return "n/a"
@@ -32,6 +39,8 @@ def _times(reads: int | None) -> str:
 def _column(name: str, threads: int, what: str) -> str:
     if what == "roof share":
         return f"{name}, share of the roof"
+    if what == "spread":
+        return f"{name}, slowest / fastest round"
     return f"{name} / {REFERENCE}, " + ("1 thread" if threads == 1 else "all threads")
 
 
@@ -39,7 +48,7 @@ def figures_table(b: Beyond) -> str:
     """One row per layout and scope, one column per kernel's speedup (and roof share where it has a goal for it)."""
     cells = b.table.assign(
         column=[_column(r["implementation"], int(r["threads"]), r["what"]) for _, r in b.table.iterrows()],
-        text=[_range(r, _pct if r["what"] == "roof share" else fmt_speedup) for _, r in b.table.iterrows()],
+        text=[_range(r, _FORMATS.get(str(r["what"]), fmt_speedup)) for _, r in b.table.iterrows()],
         layout=b.table["layout"].map(LAYOUT_LABEL),
     )
     wide = cells.pivot_table(index=["layout", "scope"], columns="column", values="text", aggfunc="first", sort=False)
@@ -50,6 +59,8 @@ def figures_table(b: Beyond) -> str:
 def _check_text(r: pd.Series) -> str:
     name, threads = r["implementation"], int(r["threads"])
     where = f"{LAYOUT_LABEL[r['layout']]}, {r['scope']}: "
+    if r["what"] == "spread":
+        return _spread_text(r, f"{where}{name}'s slowest / fastest round at {threads} threads, at the median")
     if r["what"] == "roof share":
         what = f"{where}{name} reaches >= {r['target']:.0%} of the roof at {threads} threads"
     elif r["what"] == "speedup":
@@ -65,6 +76,15 @@ def _check_text(r: pd.Series) -> str:
     if r["met"]:
         return f"- {what}: met ({figure} {value:.2f} >= {target:g})"
     return f"- {what}: **missed** by {(1 - value / target) * 100:.0f}% ({figure} {value:.2f} < {target:g})"
+
+
+def _spread_text(r: pd.Series, what: str) -> str:
+    value, target = float(r["value"]), float(r["target"])
+    if not (np.isfinite(value) and np.isfinite(target)):
+        return f"- {what}, no wider than {REFERENCE}'s: not measured (no rounds.csv beside the results)"
+    verdict = "met" if r["met"] else "**missed**"
+    sign = "<=" if r["met"] else ">"
+    return f"- {what}, no wider than {REFERENCE}'s: {verdict} ({value:.2f} {sign} {target:.2f})"
 
 
 def _layout_line(r: pd.Series) -> str:

@@ -1,0 +1,75 @@
+"""Beyond the note's steadiness goal: a kernel's slowest / fastest round against the reference's, from rounds.csv."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.analyse.beyond import beyond
+from bench.base.results import COLUMNS
+from implementations import REFERENCE, REGISTRY, Goal, Implementation, registry
+
+LLC = 1 << 20  # a machine whose last-level cache is 1 MiB: out of cache from 4 MiB of X
+META = {"last_level_cache_bytes": LLC}
+CELLS = ((1_000, 1_000), (2_000, 1_000), (4_000, 1_000))  # 8, 16 and 32 MB of X
+
+
+@pytest.fixture(autouse=True)
+def steady_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    kernel = Implementation(
+        name="steady_kernel",
+        propagate=REGISTRY[REFERENCE].propagate,
+        summary="A kernel that exists only in this test.",
+        threading="numba",
+        goal=Goal(all_threads=True, steady=True),
+    )
+    monkeypatch.setitem(registry._BY_NAME, kernel.name, kernel)
+
+
+def _frame() -> pd.DataFrame:
+    rows: list[dict[str, Any]] = []
+    for m, n_x in CELLS:
+        for name in (REFERENCE, "steady_kernel"):
+            row: dict[str, Any] = dict.fromkeys(COLUMNS)
+            row |= {"implementation": name, "m": m, "n_x": n_x, "dtype": "float64", "layout": "C", "threads": 2}
+            row |= {"status": "ok", "median_s": 1e-3, "iqr_s": 1e-5, "min_s": 1e-3, "rounds": 8}
+            rows.append(row | {"loops": 1, "bytes_x": m * n_x * 8, "bw_fraction": 0.5})
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _rounds(kernel_spread: float, reference_spread: float, count: int = 8) -> pd.DataFrame:
+    """Rounds from 1 ms up to spread x 1 ms for each cell, evenly, for both implementations."""
+    rows = []
+    for m, n_x in CELLS:
+        for name, widest in ((REFERENCE, reference_spread), ("steady_kernel", kernel_spread)):
+            for k, seconds in enumerate(np.linspace(1e-3, widest * 1e-3, count)):
+                rows.append({"implementation": name, "m": m, "n_x": n_x, "dtype": "float64", "layout": "C",
+                             "threads": 2, "pass": 0, "round": k, "seconds": seconds})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _check(rounds: pd.DataFrame | None) -> pd.Series:
+    found = beyond(_frame(), META, rounds)
+    assert found is not None
+    checks = found.checks[(found.checks["implementation"] == "steady_kernel") & (found.checks["what"] == "spread")]
+    assert len(checks) == 1
+    return checks.iloc[0]
+
+
+def test_a_kernel_steadier_than_the_reference_meets_its_goal() -> None:
+    check = _check(_rounds(kernel_spread=1.1, reference_spread=1.4))
+    assert check["value"] == pytest.approx(1.1) and check["target"] == pytest.approx(1.4)
+    assert bool(check["met"]) is True
+
+
+def test_a_kernel_with_a_wider_spread_misses_it() -> None:
+    check = _check(_rounds(kernel_spread=1.8, reference_spread=1.2))
+    assert check["value"] == pytest.approx(1.8) and bool(check["met"]) is False
+
+
+def test_cells_with_too_few_rounds_and_runs_without_rounds_are_not_measured() -> None:
+    assert _check(_rounds(1.1, 1.4, count=3))["met"] is None
+    assert _check(None)["met"] is None
