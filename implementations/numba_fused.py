@@ -260,13 +260,13 @@ weights_float64: Any = numba.njit(inline="always")(_weights_float64)
 finish: Callable[..., StepResult] = numba.njit(inline="always")(_finish)
 
 
-def block_size(n_x: int, m: int, itemsize: int, parts: int = 1) -> int:
-    """Examples per block of the features-major kernel: up to about BLOCK_BYTES of X and MAX_BLOCK examples.
+def block_size(n_x: int, m: int, itemsize: int, parts: int = 1, block_bytes: int = BLOCK_BYTES) -> int:
+    """Examples per block of the features-major kernel: up to about block_bytes of X and MAX_BLOCK examples.
 
     The m examples are cut into equal blocks, a multiple of `parts` of them (one share per
     thread), so no thread is left with a short last block; B is rounded up to a multiple of 8.
     """
-    most = max(MIN_BLOCK, min(MAX_BLOCK, BLOCK_BYTES // (n_x * itemsize)))
+    most = max(MIN_BLOCK, min(MAX_BLOCK, block_bytes // (n_x * itemsize)))
     count = -(-m // most)  # ceil
     count = -(-count // parts) * parts
     per_block = -(-m // count)

@@ -245,10 +245,10 @@ def measure_roof(buffer: NDArray[np.float64], thread_counts: list[int]) -> dict[
 
     Examples-major (F): each thread streams its contiguous share. Features-major (C): the
     fused kernels' access, blocks of examples read row segment by row segment, blocks dealt
-    out in turn to the threads (numba_fused.block_size). The best streaming rate code reaches
+    out in turn to the threads (numba_parallel.thread_block). The best streaming rate code reaches
     here, against which the report measures the kernels.
     """
-    from implementations.numba_fused import block_size
+    from implementations.numba_parallel import thread_block
 
     m = buffer.size // ROOF_N_X
     X = buffer[: ROOF_N_X * m].reshape(ROOF_N_X, m)
@@ -256,7 +256,7 @@ def measure_roof(buffer: NDArray[np.float64], thread_counts: list[int]) -> dict[
     out: dict[str, dict[str, float]] = {"F": {}, "C": {}}
     for threads in thread_counts:
         parts = np.array_split(X.reshape(-1), threads)
-        block = block_size(ROOF_N_X, m, 8, threads)
+        block = thread_block(ROOF_N_X, m, 8, threads)
         with ThreadPoolExecutor(max_workers=threads) as pool:
             _best_of(pool, [(_segments_jit, X[:, :8], 8, 0, 8, 1)], 1)  # compile, untimed
             flat = _best_of(pool, [(_sum_reps_jit, part, 1) for part in parts])
