@@ -10,7 +10,8 @@ are shaped depends on X's layout, checked once per call (examples_major):
   four columns share each load of w and each load and store of dw.
 - features-major (each feature's row contiguous) and any other strides: blocks of B
   examples (block_size: up to BLOCK_BYTES of X). z for the block with the loop over its
-  examples innermost, eight rows at a time; then a, dz and the loss per example; then dw,
+  examples innermost, eight rows at a time; then a, dz and the loss of the block in one
+  vectorised loop (logistic.sigmoid_and_loss_block); then dw,
   a dot product of each row's segment with dz, eight rows at a time and last rows first
   (those are the ones still in L2).
 
@@ -28,7 +29,7 @@ import numba
 import numpy as np
 
 from implementations.interface import FloatArray, Goal, Gradients, Implementation, summary_of
-from implementations.logistic import sigmoid_and_loss
+from implementations.logistic import sigmoid_and_loss, sigmoid_and_loss_block
 
 _sigmoid_and_loss = numba.njit(inline="always")(sigmoid_and_loss)
 
@@ -38,6 +39,11 @@ StepResult = tuple[FloatArray, float, float]  # dw (n_x,) in X's dtype, db, cost
 # order, as accurate); contract allows fused multiply-adds. No nnan, ninf or afn:
 # sigmoid_and_loss needs exact exp, log1p and comparisons for |z| up to 1e3.
 FASTMATH = {"reassoc", "contract"}
+
+# A block's activations and losses in one vectorised loop (about 1.6 ns an example against 12
+# for libm's exp and log1p one at a time). error_model="numpy": a division is not checked for
+# zero (1 + e and 2 + e never are), and an unchecked loop is one LLVM can vectorise.
+_sigmoid_and_loss_block = numba.njit(fastmath=FASTMATH, error_model="numpy")(sigmoid_and_loss_block)
 
 # Bytes of X in one block of the features-major kernel, per thread. A block holds a segment
 # of B examples from each of the n_x rows, and short segments read slowly: the prefetchers
@@ -163,12 +169,9 @@ def _blocks(
             for i in range(nb):
                 zb[i] += w0 * r0[i]
             j += 1
-        y = Y[0, start:stop]
-        for i in range(nb):
-            a, loss = _sigmoid_and_loss(zb[i], y[i])
-            cost += loss
-            dzb[i] = a - y[i]
-            db += dzb[i]
+        block_db, block_cost = _sigmoid_and_loss_block(dzb, Y[0, start:stop])
+        db += block_db
+        cost += block_cost
         # dw, eight row dot products per loop (one load of dz for eight rows, eight streams
         # from L3 in flight; 3-5% faster than four out of cache), last rows first: they were
         # read last, so they are the ones still in L2.
