@@ -37,7 +37,8 @@ class Goal:
     course shape, the goal is never to be slower. all_threads: judged at every thread the run has,
     else at 1. roof_share: (layout, the least share of the roof, the sweep's one-pass read of X in
     that layout's pattern, it should reach out of cache). steady: out of cache, its spread over a
-    cell's repeated rounds (slowest / fastest) is no wider than the reference's, at the median.
+    cell's consecutive rounds (slowest / fastest in a pass) is no wider than the reference's, at
+    the median.
     """
 
     speedup: tuple[tuple[str, float], ...] = ()

@@ -67,7 +67,12 @@ def _check(row: dict[str, Any], what: str, value: float, target: float, at_most:
 
 
 def _spreads(rounds: pd.DataFrame | None, cells: pd.DataFrame, name: str, layout: str, threads: int) -> pd.Series:
-    """Slowest / fastest round of each of these cells (float64) for one implementation; empty without rounds."""
+    """Slowest / fastest round within each pass over each of these cells (float64) for one implementation.
+
+    Within a pass, not across passes: the rounds of one pass are consecutive calls, while two
+    passes can be minutes apart on a machine whose speed drifts (the reference's too). Empty
+    without rounds.
+    """
     if rounds is None or cells.empty:
         return pd.Series(dtype=float)
     mine = rounds[
@@ -78,7 +83,8 @@ def _spreads(rounds: pd.DataFrame | None, cells: pd.DataFrame, name: str, layout
     ]
     keys = set(zip(cells["m"], cells["n_x"], strict=True))
     mine = mine[[(m, n) in keys for m, n in zip(mine["m"], mine["n_x"], strict=True)]]
-    per_cell = mine.groupby(["m", "n_x"])["seconds"].agg(["min", "max", "count"])
+    by = ["m", "n_x", "pass"] if "pass" in mine.columns else ["m", "n_x"]
+    per_cell = mine.groupby(by)["seconds"].agg(["min", "max", "count"])
     per_cell = per_cell[per_cell["count"] >= MIN_SPREAD_ROUNDS]
     return (per_cell["max"] / per_cell["min"]).dropna()
 

@@ -60,7 +60,7 @@ def _check_text(r: pd.Series) -> str:
     name, threads = r["implementation"], int(r["threads"])
     where = f"{LAYOUT_LABEL[r['layout']]}, {r['scope']}: "
     if r["what"] == "spread":
-        return _spread_text(r, f"{where}{name}'s slowest / fastest round at {threads} threads, at the median")
+        return _spread_text(r, f"{where}{name}'s slowest / fastest round of a pass at {threads} threads, at the median")
     if r["what"] == "roof share":
         what = f"{where}{name} reaches >= {r['target']:.0%} of the roof at {threads} threads"
     elif r["what"] == "speedup":
