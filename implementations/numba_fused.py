@@ -5,13 +5,14 @@ Here each group of examples is read from memory once: its z needs all of its fea
 while those are still in cache the same values give the group's share of dw. How the groups
 are shaped depends on X's layout, checked once per call (examples_major):
 
-- examples-major (each example's column contiguous): four columns at a time, one loop over
-  their features for the four dot products, then one for dw while the columns sit in L1/L2;
-  four columns share each load of w and each load and store of dw.
+- examples-major (each example's column contiguous): batches of up to 64 columns; the dot
+  products four columns at a time (one loop over their features, four columns sharing each
+  load of w), then the batch's activations and losses in one vectorised loop, then dw four
+  columns at a time (sharing each load and store of dw) while the batch sits in L2.
 - features-major (each feature's row contiguous) and any other strides: blocks of B
   examples (block_size: up to BLOCK_BYTES of X). z for the block with the loop over its
-  examples innermost, eight rows at a time; then a, dz and the loss of the block in one
-  vectorised loop (logistic.sigmoid_and_loss_block); then dw,
+  examples innermost, eight rows at a time; then a, dz and the loss of the block in the
+  same vectorised loop (logistic.sigmoid_and_loss_block); then dw,
   a dot product of each row's segment with dz, eight rows at a time and last rows first
   (those are the ones still in L2).
 
@@ -55,6 +56,13 @@ _sigmoid_and_loss_block = numba.njit(fastmath=FASTMATH, error_model="numpy")(sig
 # a little, and its segments are as long as n_x allows.
 BLOCK_BYTES = 32 * 1024 * 1024
 MIN_BLOCK = 16  # examples: two 512-bit vectors of float64 per row segment
+# Examples-major X: columns per batch, up to about BATCH_BYTES of X so that the batch is still
+# in L2 for dw, and at most MAX_BATCH so that the vectorised sigmoid has enough to work on.
+# Measured on an AMD EPYC (1 MiB L2), 1 thread, against four columns with their sigmoid one at
+# a time: 10 x 100,000 3.7x, 100 x 100,000 1.4x, 784 x 60,000 1.13x, 4,096 x 16,384 1.07x;
+# 128 and 256 KiB were as fast or a little slower.
+BATCH_BYTES = 512 * 1024
+MAX_BATCH = 64
 # Examples per block at most: the block's z (reused for dz) stays at 64 KiB, below glibc's
 # 128 KiB mmap threshold, so it is not mapped and page-faulted in again at every call, and
 # row segments of 8,192 examples are long enough for the prefetchers.
@@ -64,39 +72,55 @@ MAX_BLOCK = 8192
 def _columns(
     w64: FloatArray, b: float, X: FloatArray, Y: FloatArray, lo: int, hi: int, dw: FloatArray
 ) -> tuple[float, float]:
-    """Examples lo..hi-1 of examples-major X: adds sum_i x_i dz_i to dw; returns (sum dz, sum loss)."""
+    """Examples lo..hi-1 of examples-major X: adds sum_i x_i dz_i to dw; returns (sum dz, sum loss).
+
+    A batch of up to MAX_BATCH columns (about BATCH_BYTES of X) at a time: their z four columns
+    at a time, then their activations and losses in one vectorised loop, then their share of dw
+    four columns at a time while the batch is still in L2.
+    """
     n_x = X.shape[0]
     db = 0.0
     cost = 0.0
+    batch = max(4, min(MAX_BATCH, BATCH_BYTES // (n_x * X.itemsize)) // 4 * 4)
+    z = np.empty(batch)
     i = lo
     while i + 4 <= hi:
-        x0 = X[:, i]
-        x1 = X[:, i + 1]
-        x2 = X[:, i + 2]
-        x3 = X[:, i + 3]
-        z0 = 0.0
-        z1 = 0.0
-        z2 = 0.0
-        z3 = 0.0
-        for j in range(n_x):
-            wj = w64[j]
-            z0 += wj * x0[j]
-            z1 += wj * x1[j]
-            z2 += wj * x2[j]
-            z3 += wj * x3[j]
-        a0, loss0 = _sigmoid_and_loss(z0 + b, Y[0, i])
-        a1, loss1 = _sigmoid_and_loss(z1 + b, Y[0, i + 1])
-        a2, loss2 = _sigmoid_and_loss(z2 + b, Y[0, i + 2])
-        a3, loss3 = _sigmoid_and_loss(z3 + b, Y[0, i + 3])
-        d0 = a0 - Y[0, i]
-        d1 = a1 - Y[0, i + 1]
-        d2 = a2 - Y[0, i + 2]
-        d3 = a3 - Y[0, i + 3]
-        cost += loss0 + loss1 + loss2 + loss3
-        db += d0 + d1 + d2 + d3
-        for j in range(n_x):
-            dw[j] += d0 * x0[j] + d1 * x1[j] + d2 * x2[j] + d3 * x3[j]
-        i += 4
+        nb = min(batch, (hi - i) // 4 * 4)
+        for k in range(0, nb, 4):
+            x0 = X[:, i + k]
+            x1 = X[:, i + k + 1]
+            x2 = X[:, i + k + 2]
+            x3 = X[:, i + k + 3]
+            z0 = 0.0
+            z1 = 0.0
+            z2 = 0.0
+            z3 = 0.0
+            for j in range(n_x):
+                wj = w64[j]
+                z0 += wj * x0[j]
+                z1 += wj * x1[j]
+                z2 += wj * x2[j]
+                z3 += wj * x3[j]
+            z[k] = z0 + b
+            z[k + 1] = z1 + b
+            z[k + 2] = z2 + b
+            z[k + 3] = z3 + b
+        dz = z[:nb]
+        batch_db, batch_cost = _sigmoid_and_loss_block(dz, Y[0, i : i + nb])
+        db += batch_db
+        cost += batch_cost
+        for k in range(0, nb, 4):
+            x0 = X[:, i + k]
+            x1 = X[:, i + k + 1]
+            x2 = X[:, i + k + 2]
+            x3 = X[:, i + k + 3]
+            d0 = dz[k]
+            d1 = dz[k + 1]
+            d2 = dz[k + 2]
+            d3 = dz[k + 3]
+            for j in range(n_x):
+                dw[j] += d0 * x0[j] + d1 * x1[j] + d2 * x2[j] + d3 * x3[j]
+        i += nb
     while i < hi:
         x0 = X[:, i]
         z0 = 0.0
