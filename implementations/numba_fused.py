@@ -158,8 +158,7 @@ def _blocks(
     for start in range(first, hi, step):
         stop = min(start + block, hi)
         nb = stop - start
-        zb = z[:nb]
-        dzb = zb
+        zb = z[:nb]  # z, then dz in place
         zb[:] = b
         # z, eight rows at a time: one load and store of zb per eight rows, and eight
         # streams from memory in flight. Every inner loop runs over a slice from 0: over
@@ -193,7 +192,7 @@ def _blocks(
             for i in range(nb):
                 zb[i] += w0 * r0[i]
             j += 1
-        block_db, block_cost = _sigmoid_and_loss_block(dzb, Y[0, start:stop])
+        block_db, block_cost = _sigmoid_and_loss_block(zb, Y[0, start:stop])
         db += block_db
         cost += block_cost
         # dw, eight row dot products per loop (one load of dz for eight rows, eight streams
@@ -219,7 +218,7 @@ def _blocks(
             s6 = 0.0
             s7 = 0.0
             for i in range(nb):
-                d = dzb[i]
+                d = zb[i]
                 s0 += r0[i] * d
                 s1 += r1[i] * d
                 s2 += r2[i] * d
@@ -236,32 +235,12 @@ def _blocks(
             dw[j + 5] += s5
             dw[j + 6] += s6
             dw[j + 7] += s7
-        while j >= 4:
-            j -= 4
-            r0 = X[j, start:stop]
-            r1 = X[j + 1, start:stop]
-            r2 = X[j + 2, start:stop]
-            r3 = X[j + 3, start:stop]
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            s3 = 0.0
-            for i in range(nb):
-                d = dzb[i]
-                s0 += r0[i] * d
-                s1 += r1[i] * d
-                s2 += r2[i] * d
-                s3 += r3[i] * d
-            dw[j] += s0
-            dw[j + 1] += s1
-            dw[j + 2] += s2
-            dw[j + 3] += s3
-        while j > 0:
+        while j > 0:  # the first n_x mod 8 rows
             j -= 1
             r0 = X[j, start:stop]
             s0 = 0.0
             for i in range(nb):
-                s0 += r0[i] * dzb[i]
+                s0 += r0[i] * zb[i]
             dw[j] += s0
     return db, cost
 
