@@ -81,3 +81,32 @@ def test_propagate_leaves_inputs_untouched(name: str) -> None:
     REGISTRY[name].propagate(p.w, p.b, p.X, p.Y)
     for a, b in zip(before, (p.w, p.X, p.Y), strict=True):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["numba_fused", "numba_parallel"])
+@pytest.mark.parametrize("layout", ["C", "F"])
+def test_kernels_across_their_blocks(name: str, layout: str) -> None:
+    # More examples than one features-major block holds (MAX_BLOCK) and than one examples-major
+    # batch (MAX_BATCH), with a ragged end: the block loop, its last short block and the sums
+    # carried across blocks, which the small shapes above never reach.
+    from implementations import numba_fused
+
+    m = 2 * numba_fused.MAX_BLOCK + 37
+    p = make_problem(m, 5, seed=11)
+    X = _views(p.X)[layout]
+    ref = reference_gradients(p.w, p.b, p.X, p.Y)
+    grads = REGISTRY[name].propagate(p.w, p.b, X, p.Y)
+    assert_matches_reference(grads, ref, "float64", where=f"{name} m={m} {layout}")
+
+
+def test_one_thread_takes_whole_rows_when_segments_would_be_short() -> None:
+    from implementations import numba_fused
+
+    # 10,000 features: a 32 MiB block holds 419 examples, 3.3 KB segments.
+    n_x = 10_000
+    assert numba_fused.block_size(n_x, 10_000, 8) == 10_000
+    assert numba_fused.block_size(n_x, 10_000, 8, parts=2, block_bytes=8 << 20) < 200
+    # 1,000 features: 4,194 examples per block, 33 KB segments.
+    assert numba_fused.block_size(1_000, 100_000, 8) < 5_000
+    # One block already: nothing to give way to.
+    assert numba_fused.block_size(n_x, 100, 8) == 104
