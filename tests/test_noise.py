@@ -137,8 +137,10 @@ def test_blocked_rounds_time_one_contender_after_the_other_with_a_pause() -> Non
     contenders = [Contender(fn=clock.kernel(n, 1e-3), loops=1, round_time=1e-3) for n in "AB"]
     canary = Contender(fn=clock.kernel("canary", 1e-4), loops=1, round_time=1e-4)
     run_blocked(contenders, [3, 2], settle_s=0.25, canary=canary, clock=clock, sleep=pauses.append)
-    assert clock.calls == ["A", "A", "A", "canary", "B", "B", "canary"]
+    # Each block starts with one untimed call (the pool's workers wake), then its timed rounds.
+    assert clock.calls == ["A", "A", "A", "A", "canary", "B", "B", "B", "canary"]
     assert pauses == [0.25, 0.25] and sorted(canary.samples) == [0, 1]
+    assert sorted(contenders[0].samples) == [0, 1, 2] and sorted(contenders[1].samples) == [0, 1]
 
 
 # -- a slow stretch, flagged -----------------------------------------------------------------

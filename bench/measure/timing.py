@@ -258,11 +258,16 @@ def run_blocked(
 
     Multi-threaded rows: a BLAS pool left spinning after its call took a core from the next
     pool's call (1.6x slower), so switching pools every round would need a pause every round.
+    Each block starts with one untimed call: after the pause a pool's workers are asleep, and
+    the first call pays for waking them (on a 2-core VM, libgomp's took 6-8 ms after 50 ms
+    idle; in a reference run without this call, fully_vectorized's first round of a block was
+    1.24x its other rounds at the median), which is not a step's cost in a training loop.
     The canary, if given, is timed once after each block and its pause, as round first_round + block.
     """
     for block, (contender, count) in enumerate(zip(contenders, counts, strict=True)):
         try:
             with contender.enter():
+                contender.fn()
                 for number in range(first_round, first_round + count):
                     contender.samples[number] = _time_loops(contender.fn, contender.loops, clock) / contender.loops
                     contender.stamps[number] = clock()
