@@ -85,14 +85,19 @@ def test_propagate_leaves_inputs_untouched(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["numba_fused", "numba_parallel"])
 @pytest.mark.parametrize("layout", ["C", "F"])
-def test_kernels_across_their_blocks(name: str, layout: str) -> None:
-    # More examples than one features-major block holds (MAX_BLOCK) and than one examples-major
-    # batch (MAX_BATCH), with a ragged end: the block loop, its last short block and the sums
-    # carried across blocks, which the small shapes above never reach.
+@pytest.mark.parametrize("shape", ["blocks", "long rows", "short rows"])
+def test_kernels_across_their_blocks(name: str, layout: str, shape: str) -> None:
+    # blocks: more examples than one features-major block holds (MAX_BLOCK) and than one
+    # examples-major batch (MAX_BATCH), with a ragged end: the block loop, its last short block
+    # and the sums carried across blocks. long rows and short rows: one block of whole rows, too
+    # long for the short-row loops or within their SHORT_ROW_BYTES, with a ragged number of rows.
+    # The small shapes above reach none of them.
     from implementations import numba_fused
 
-    m = 2 * numba_fused.MAX_BLOCK + 37
-    p = make_problem(m, 5, seed=11)
+    m, n_x = {"blocks": (2 * numba_fused.MAX_BLOCK + 37, 5), "long rows": (300, 11), "short rows": (200, 7)}[shape]
+    low, high = numba_fused.SHORT_ROW_BYTES
+    assert shape == "blocks" or (low <= m * 8 < high) == (shape == "short rows")
+    p = make_problem(m, n_x, seed=11)
     X = _views(p.X)[layout]
     ref = reference_gradients(p.w, p.b, p.X, p.Y)
     grads = REGISTRY[name].propagate(p.w, p.b, X, p.Y)
