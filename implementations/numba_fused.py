@@ -11,8 +11,10 @@ are shaped depends on X's layout, checked once per call (examples_major):
   columns at a time (sharing each load and store of dw), last columns first, while the batch
   sits in L2.
 - features-major (each feature's row contiguous) and any other strides: blocks of B
-  examples (block_size: up to BLOCK_BYTES of X; whole rows on one thread when a block's
-  row segments would be short). z for the block with the loop over its examples
+  examples (block_size: up to BLOCK_BYTES of X). On one thread, when a block's row segments
+  would be short (n_x above about 5,500 in float64), X is one block of whole rows instead:
+  read twice, the second time in reverse so that it starts with the rows still in cache,
+  which is faster there than short segments. z for the block with the loop over its examples
   innermost, eight rows at a time; then a, dz and the loss of the block in the same
   vectorised loop (logistic.sigmoid_and_loss_block); then dw, a dot product of each row's
   segment with dz, eight rows at a time and last rows first (those are the ones still in
@@ -437,7 +439,7 @@ _kernel: Any = numba.njit(nogil=True, fastmath=FASTMATH)(_propagate)
 
 
 def propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Gradients:
-    """One forward and backward pass, reading each element of X from memory once."""
+    """One forward and backward pass, reading each element of X from memory once (wide rows: see the module)."""
     dw, db, cost = _kernel(w, float(b), X, Y)
     return Gradients(dw=dw.reshape(-1, 1), db=float(db), cost=float(cost))
 
