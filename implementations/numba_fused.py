@@ -11,15 +11,16 @@ are shaped depends on X's layout, checked once per call (examples_major):
   columns at a time (sharing each load and store of dw), last columns first, while the batch
   sits in L2.
 - features-major (each feature's row contiguous) and any other strides: blocks of B
-  examples (block_size: up to BLOCK_BYTES of X). On one thread, when a block's row segments
-  would be short (n_x above about 5,500 in float64), X is one block of whole rows instead:
-  read twice, the second time in reverse so that it starts with the rows still in cache,
-  which is faster there than short segments. z for the block with the loop over its examples
-  innermost, eight rows at a time; then a, dz and the loss of the block in the same
-  vectorised loop (logistic.sigmoid_and_loss_block); then dw, a dot product of each row's
-  segment with dz, eight rows at a time and last rows first (those are the ones still in
-  L2). Rows of 1.25-2 KiB of an X that fits one block go one row (z) and four rows (dw)
-  at a time.
+  examples (block_size: up to BLOCK_BYTES of X). z for the block with the loop over its
+  examples innermost, eight rows at a time; then a, dz and the loss of the block in the
+  same vectorised loop (logistic.sigmoid_and_loss_block); then dw, a dot product of each
+  row's segment with dz, eight rows at a time and last rows first (those are the ones
+  still in L2). Two exceptions, both one block of whole rows:
+  - on one thread, when a block's row segments would be short (n_x above about 5,500 in
+    float64), X is read twice, the second time in reverse so that it starts with the rows
+    still in cache, which is faster there than short segments;
+  - rows of 1.25-2 KiB, of an X that fits one block, go one row (z) and four rows (dw) at
+    a time.
 
 All sums are in float64 whatever X's dtype, and dw is rounded to X's dtype at the end.
 The per-group functions take a range of examples so that numba_parallel can run them on
@@ -83,7 +84,9 @@ MAX_BLOCK = 8192
 # 41.6 against 45.2, 8,000 x 4,000 (4.0 KB) 12.6 against 13.6, 6,000 x 8,000 (5.4 KB) 18.5
 # against 19.6, 6,000 x 20,000 (5.6 KB) 50.5 against 51.2; 5,000 x 20,000 (6.7 KB) 42.0
 # against 40.3 and 4,096 x 16,384 (8 KB) 34.4 against 27.9. Threads sharing the cache keep
-# their blocks: on 2 threads, whole rows were 10-25% slower at every one of these sizes.
+# their blocks: on 2 threads, one half of each row per thread was slower at every size tried
+# (10,000 x 1,000 4.07 against 3.98 ms, 10,000 x 10,000 32.2 against 29.1, 8,000 x 4,000 21.6
+# against 18.2, 4,096 x 16,384 22.7 against 18.8, 2,000 x 50,000 33.4 against 25.0).
 MIN_SEGMENT_BYTES = 6 * 1024
 # Rows of 1.25 to 2 KiB, of an X that stays in cache between calls (one block), go one row at a
 # time for z and four rows at a time for dw, in memory order: fewer streams than eight rows at a
@@ -95,6 +98,35 @@ MIN_SEGMENT_BYTES = 6 * 1024
 # m = 128 went from 3% faster to 25% slower, m = 100 from 8% faster to 27% slower, and m = 16 to
 # 24 (n_x = 100,000) were 5-28% slower.
 SHORT_ROW_BYTES = (1280, 2048)
+
+
+def _add_eight(
+    out: FloatArray,
+    c0: float,
+    c1: float,
+    c2: float,
+    c3: float,
+    c4: float,
+    c5: float,
+    c6: float,
+    c7: float,
+    v0: FloatArray,
+    v1: FloatArray,
+    v2: FloatArray,
+    v3: FloatArray,
+    v4: FloatArray,
+    v5: FloatArray,
+    v6: FloatArray,
+    v7: FloatArray,
+) -> None:
+    """out += c0 v0 + ... + c7 v7: one load and store of out for eight vectors, eight streams in flight."""
+    for i in range(out.shape[0]):
+        out[i] += (c0 * v0[i] + c1 * v1[i] + c2 * v2[i] + c3 * v3[i]) + (
+            c4 * v4[i] + c5 * v5[i] + c6 * v6[i] + c7 * v7[i]
+        )
+
+
+add_eight: Any = numba.njit(inline="always", fastmath=FASTMATH)(_add_eight)
 
 
 def _columns(
@@ -143,26 +175,12 @@ def _columns(
         k = nb
         while k >= 8:
             k -= 8
-            x0 = X[:, i + k]
-            x1 = X[:, i + k + 1]
-            x2 = X[:, i + k + 2]
-            x3 = X[:, i + k + 3]
-            x4 = X[:, i + k + 4]
-            x5 = X[:, i + k + 5]
-            x6 = X[:, i + k + 6]
-            x7 = X[:, i + k + 7]
-            d0 = dz[k]
-            d1 = dz[k + 1]
-            d2 = dz[k + 2]
-            d3 = dz[k + 3]
-            d4 = dz[k + 4]
-            d5 = dz[k + 5]
-            d6 = dz[k + 6]
-            d7 = dz[k + 7]
-            for j in range(n_x):
-                dw[j] += (d0 * x0[j] + d1 * x1[j] + d2 * x2[j] + d3 * x3[j]) + (
-                    d4 * x4[j] + d5 * x5[j] + d6 * x6[j] + d7 * x7[j]
-                )
+            c = i + k
+            # dw += X[:, c:c + 8] dz[k:k + 8]
+            add_eight(
+                dw, dz[k], dz[k + 1], dz[k + 2], dz[k + 3], dz[k + 4], dz[k + 5], dz[k + 6], dz[k + 7],
+                X[:, c], X[:, c + 1], X[:, c + 2], X[:, c + 3], X[:, c + 4], X[:, c + 5], X[:, c + 6], X[:, c + 7],
+            )  # fmt: skip
         i += nb
     while i < hi:
         x0 = X[:, i]
@@ -188,26 +206,12 @@ def _z_eight_rows(w64: FloatArray, X: FloatArray, start: int, stop: int, zb: Flo
     # negative-index check and the loop does not vectorise.
     j = 0
     while j + 8 <= n_x:
-        r0 = X[j, start:stop]
-        r1 = X[j + 1, start:stop]
-        r2 = X[j + 2, start:stop]
-        r3 = X[j + 3, start:stop]
-        r4 = X[j + 4, start:stop]
-        r5 = X[j + 5, start:stop]
-        r6 = X[j + 6, start:stop]
-        r7 = X[j + 7, start:stop]
-        w0 = w64[j]
-        w1 = w64[j + 1]
-        w2 = w64[j + 2]
-        w3 = w64[j + 3]
-        w4 = w64[j + 4]
-        w5 = w64[j + 5]
-        w6 = w64[j + 6]
-        w7 = w64[j + 7]
-        for i in range(nb):
-            zb[i] += (w0 * r0[i] + w1 * r1[i] + w2 * r2[i] + w3 * r3[i]) + (
-                w4 * r4[i] + w5 * r5[i] + w6 * r6[i] + w7 * r7[i]
-            )
+        # zb += w[j:j + 8] X[j:j + 8, start:stop]
+        add_eight(
+            zb, w64[j], w64[j + 1], w64[j + 2], w64[j + 3], w64[j + 4], w64[j + 5], w64[j + 6], w64[j + 7],
+            X[j, start:stop], X[j + 1, start:stop], X[j + 2, start:stop], X[j + 3, start:stop],
+            X[j + 4, start:stop], X[j + 5, start:stop], X[j + 6, start:stop], X[j + 7, start:stop],
+        )  # fmt: skip
         j += 8
     while j < n_x:
         r0 = X[j, start:stop]

@@ -261,7 +261,8 @@ def run_blocked(
     Each block starts with one untimed call: after the pause a pool's workers are asleep, and
     the first call pays for waking them (on a 2-core VM, libgomp's took 6-8 ms after 50 ms
     idle; in a reference run without this call, fully_vectorized's first round of a block was
-    1.24x its other rounds at the median), which is not a step's cost in a training loop.
+    1.24x its other rounds at the median of its blocks of steps over 1 ms, up to 2.6x), which
+    is not a step's cost in a training loop.
     The canary, if given, is timed once after each block and its pause, as round first_round + block.
     """
     for block, (contender, count) in enumerate(zip(contenders, counts, strict=True)):
