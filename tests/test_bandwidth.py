@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -92,3 +94,26 @@ def test_the_roof_reads_every_element_of_x_once_in_each_pattern() -> None:
     assert total == X.sum()
     roof = measure_roof(np.ones(4096 * 64), [1, 2])
     assert set(roof) == {"F", "C"} and all(set(g) == {"1", "2"} and min(g.values()) > 0 for g in roof.values())
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_read_timed_beside_the_kernels_reads_every_element_once(
+    threads: int, order: Literal["C", "F"], dtype: type
+) -> None:
+    from bench.measure.bandwidth import OnePassRead
+
+    X: np.ndarray = np.asarray(np.arange(40 * 37).reshape(40, 37) % 7, dtype=dtype, order=order)
+    read = OnePassRead(X, threads)
+    try:
+        assert read() == float(X.sum(dtype=np.float64)) and read.nbytes == X.nbytes
+    finally:
+        read.close()
+
+
+def test_the_read_refuses_an_x_it_cannot_stream() -> None:
+    from bench.measure.bandwidth import OnePassRead
+
+    with pytest.raises(ValueError, match="contiguous"):
+        OnePassRead(np.ones((8, 16))[:, ::2], 1)

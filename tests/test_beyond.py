@@ -79,6 +79,42 @@ def test_the_spread_is_within_a_pass_not_the_drift_between_passes() -> None:
     assert check["value"] == pytest.approx(1.1) and bool(check["met"]) is True
 
 
+def test_each_cell_s_share_is_against_the_roof_timed_in_its_own_rounds() -> None:
+    roofed = Implementation(
+        name="roofed_kernel",
+        propagate=REGISTRY[REFERENCE].propagate,
+        summary="A kernel that exists only in this test.",
+        threading="numba",
+        goal=Goal(all_threads=True, roof_share=(("C", 0.9),)),
+    )
+    frame = _frame()
+    kernel = frame[frame["implementation"] == "steady_kernel"].assign(implementation="roofed_kernel")
+    frame = pd.concat([frame, kernel], ignore_index=True)
+    frame["gbps"] = frame["bytes_x"] / frame["median_s"] / 1e9  # 8, 16 and 32 GB/s
+    # The reference's two reads of X: 2 GB/s in the first cell, 32 GB/s in the second.
+    frame.loc[frame["implementation"] == REFERENCE, "median_s"] = [8e-3, 1e-3, 1e-3]
+    meta = {**META, "memory": {"roof": {"C": {"2": 40.0}}}}
+    # Each cell's read: 2 ms for 8 MB (4 GB/s), then 1 ms for 16 MB (16 GB/s); the third cell has none.
+    roofs = pd.DataFrame(
+        [{"m": m, "n_x": n_x, "dtype": "float64", "layout": "C", "threads": 2, "pass": 0, "round": k, "seconds": s}
+         for (m, n_x), s in zip(CELLS[:2], (2e-3, 1e-3), strict=True) for k in range(3)]
+    )  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(registry._BY_NAME, roofed.name, roofed)
+        found = beyond(frame, meta, None, roofs)
+    assert found is not None
+    # A cell's roof is its read or the reference's streaming rate, whichever is higher.
+    roofs = found.cell_roofs
+    assert roofs["read_gbps"].tolist() == pytest.approx([4.0, 16.0])
+    assert roofs["best_other"].tolist() == [REFERENCE, REFERENCE]
+    assert roofs["roof_gbps"].tolist() == pytest.approx([4.0, 32.0])
+    share = found.table[(found.table["implementation"] == "roofed_kernel") & (found.table["what"] == "roof share")]
+    # 8/4 = 2.0 and 16/32 = 0.5 against their own roofs; 32/40 = 0.8 against the sweep's, where no read was timed.
+    assert share.iloc[0][["min", "median", "max"]].tolist() == pytest.approx([0.5, 0.8, 2.0])
+    check = found.checks[(found.checks["implementation"] == "roofed_kernel") & (found.checks["what"] == "roof share")]
+    assert check.iloc[0]["value"] == pytest.approx(0.8) and bool(check.iloc[0]["met"]) is False
+
+
 def test_cells_with_too_few_rounds_and_runs_without_rounds_are_not_measured() -> None:
     assert _check(_rounds(1.1, 1.4, count=3))["met"] is None
     assert _check(None)["met"] is None

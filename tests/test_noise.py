@@ -362,6 +362,13 @@ def test_a_run_writes_its_rounds_and_speedups_with_intervals(
     assert len(merged) == len(ok) and np.allclose(merged["median_s"], merged["median_s_again"])
     meta = json.loads((tmp_path / "metadata.json").read_text())
     assert {"noisy", "drift", "canary_quiet_s", "unstable_rows"} <= set(meta["stability"])
+    # The roof is timed in the rounds of every group whose X is out of cache (from 4 KiB here), and only there.
+    roofs = pd.read_csv(tmp_path / "roofs.csv")
+    group = ["m", "n_x", "dtype", "layout", "threads"]
+    itemsize = rounds["dtype"].map({"float64": 8, "float32": 4})
+    big = rounds[rounds["m"] * rounds["n_x"] * itemsize >= 4096]
+    assert not big.empty and set(map(tuple, roofs[group].to_numpy())) == set(map(tuple, big[group].to_numpy()))
+    assert set(roofs["threads"]) == {1, 2} and (roofs["seconds"] > 0).all()
 
 
 def test_on_a_noisy_machine_unpaired_speedups_are_uncertain() -> None:

@@ -138,6 +138,7 @@ def test_two_real_runs_leave_two_comparable_runs(tmp_path: Path, capsys: pytest.
         "metadata.json",
         "rounds.csv",
         "canary.csv",
+        "roofs.csv",
         "speedups.csv",
     }
     capsys.readouterr()

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from bench.analyse import explain
-from bench.analyse.beyond import BEYOND_CHECKS_CSV, BEYOND_CSV, LAYOUTS_CSV, Beyond, beyond
+from bench.analyse.beyond import BEYOND_CHECKS_CSV, BEYOND_CSV, BEYOND_ROOFS_CSV, LAYOUTS_CSV, Beyond, beyond
 from bench.analyse.crossovers import crossover_table
 from bench.analyse.model import CostModel, fit_models
 from bench.analyse.peers import CSV_FILES as PEER_CSV_FILES
@@ -26,7 +26,7 @@ from bench.analyse.views import claims_table, headline, pair_table, split_cells,
 from bench.base.constants import COURSE_SHAPE
 from bench.base.errors import BenchError
 from bench.base.hierarchy import Hierarchy, curve_of, hierarchy_of
-from bench.base.results import ROUNDS_CSV, STATUS_OK, load_beside, write_csv_atomic, write_json_list_atomic
+from bench.base.results import ROOFS_CSV, ROUNDS_CSV, STATUS_OK, load_beside, write_csv_atomic, write_json_list_atomic
 from bench.measure.robustness import ROBUSTNESS_CSV, load_robustness
 
 CLAIMS_CSV = "claims.csv"
@@ -81,6 +81,7 @@ class Analysis:
             out |= {
                 BEYOND_CSV: self.beyond.table,
                 BEYOND_CHECKS_CSV: self.beyond.checks,
+                BEYOND_ROOFS_CSV: self.beyond.cell_roofs,
                 LAYOUTS_CSV: self.beyond.layouts,
             }
         if self.robustness is not None:
@@ -120,6 +121,16 @@ def load_rounds(folder: Path | None) -> pd.DataFrame | None:
         return load_beside(folder, ROUNDS_CSV, ("implementation", "m", "n_x", "dtype", "layout", "threads", "seconds"))
     except BenchError:
         return None  # the spreads are then not measured, and the report says so
+
+
+def load_roofs(folder: Path | None) -> pd.DataFrame | None:
+    """The one-pass read timed in the rounds of each cell out of cache (roofs.csv), or None where there is none."""
+    if folder is None:
+        return None
+    try:
+        return load_beside(folder, ROOFS_CSV, ("m", "n_x", "dtype", "layout", "threads", "seconds"))
+    except BenchError:
+        return None  # the shares then use the sweep's roof, and the report says which
 
 
 def _other_verdicts(frame: pd.DataFrame) -> list[Verdict]:
@@ -163,7 +174,7 @@ def analyse(
         predicted=explain.predicted_cells(frame),
         crossovers=crossover_table(data, models),
         pairs=pair_table(frame),
-        beyond=beyond(frame, meta, load_rounds(study_folder)),
+        beyond=beyond(frame, meta, load_rounds(study_folder), load_roofs(study_folder)),
         robustness=robustness(study, frame, verdicts, _other_verdicts(frame)) if study is not None else None,
         robustness_problem=problem,
         peers=peer_tables(frame),

@@ -21,6 +21,18 @@ from implementations import REFERENCE, REGISTRY, Implementation
 BEYOND_CSV = "beyond.csv"
 BEYOND_CHECKS_CSV = "beyond_checks.csv"
 LAYOUTS_CSV = "layouts.csv"
+BEYOND_ROOFS_CSV = "beyond_roofs.csv"
+ROOF_TABLE_COLUMNS = [
+    "layout",
+    "threads",
+    "m",
+    "n_x",
+    "rounds",
+    "read_gbps",
+    "best_other",
+    "best_other_gbps",
+    "roof_gbps",
+]
 TABLE_COLUMNS = ["layout", "scope", "implementation", "threads", "what", "cells", "median", "min", "max"]
 CHECK_COLUMNS = ["layout", "scope", "implementation", "threads", "what", "value", "target", "met"]
 LAYOUT_COLUMNS = ["implementation", "cells", "c_over_f_median", "c_over_f_min", "c_over_f_max", "faster", "note"]
@@ -35,6 +47,7 @@ class Beyond:
     out_of_cache_bytes: float
     measured_hierarchy: bool  # False: out of cache from the OS-reported cache size, no sweep
     roof_gbps: dict[str, dict[str, float]]  # the sweep's one-pass read of X per layout and threads (empty: none)
+    cell_roofs: pd.DataFrame  # ROOF_TABLE_COLUMNS: the read timed beside the kernels, per cell out of cache (float64)
     all_threads: int
     bandwidth_gbps: dict[int, float]
     sizing: dict[str, Any]
@@ -55,6 +68,36 @@ def _rows(data: pd.DataFrame, name: str, layout: str, threads: int) -> pd.DataFr
 
 def _times(data: pd.DataFrame, name: str, layout: str, threads: int) -> pd.Series:
     return _rows(data, name, layout, threads).set_index(["m", "n_x"])["median_s"]
+
+
+def _streaming_gbps(ok: pd.DataFrame) -> pd.DataFrame:
+    """Each row's rate of reading X from memory (reads of X x bytes / time), for implementations without a roof goal."""
+    reads = {name: impl.reads_of_x for name, impl in REGISTRY.items() if not (impl.goal and impl.goal.roof_share)}
+    rows = ok[[reads.get(name) is not None for name in ok["implementation"]]]
+    count = rows["implementation"].map(reads).astype(float)
+    return rows.assign(streamed_gbps=count * rows["bytes_x"] / rows["median_s"] / 1e9)
+
+
+def cell_roofs(roof_rounds: pd.DataFrame | None, ok: pd.DataFrame) -> pd.DataFrame:
+    """Each cell's roof where the run timed the one-pass read in its rounds (roofs.csv), float64.
+
+    The roof is the best streaming rate code reached in the cell: the read (median over its
+    rounds), or an implementation judged against no roof reading X faster (fully_vectorized's
+    two matrix-vector products, say), whichever is higher.
+    """
+    if roof_rounds is None or roof_rounds.empty:
+        return pd.DataFrame(columns=ROOF_TABLE_COLUMNS)
+    cell = ["layout", "threads", "m", "n_x"]
+    mine = roof_rounds[roof_rounds["dtype"] == "float64"]
+    per = mine.groupby(cell)["seconds"].agg(["median", "count"]).reset_index()
+    per["read_gbps"] = per["m"] * per["n_x"] * 8 / per["median"] / 1e9
+    streams = _streaming_gbps(ok)
+    best = streams.loc[streams.groupby(cell)["streamed_gbps"].idxmax(), [*cell, "implementation", "streamed_gbps"]]
+    per = per.merge(best, on=cell, how="left").rename(
+        columns={"count": "rounds", "implementation": "best_other", "streamed_gbps": "best_other_gbps"}
+    )
+    per["roof_gbps"] = per[["read_gbps", "best_other_gbps"]].max(axis=1)
+    return per[ROOF_TABLE_COLUMNS].reset_index(drop=True)
 
 
 def _median(values: pd.Series) -> float:
@@ -97,6 +140,7 @@ def _scope_rows(
     all_threads: int,
     roofs: dict[tuple[str, int], float | None],
     rounds: pd.DataFrame | None = None,
+    paired: pd.DataFrame | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The table's rows and the checks of one layout and scope."""
     rows, checks = [], []
@@ -110,10 +154,15 @@ def _scope_rows(
         rows.append({**base, "what": "speedup", **spread(speed)})
         share = pd.Series(dtype=float)
         if goal.roof_share:
-            mine = _rows(data, impl.name, layout, threads)
-            # The roof: the sweep's one-pass read of X in this layout's pattern; before it, memory's bandwidth.
+            mine = _rows(data, impl.name, layout, threads).set_index(["m", "n_x"])
+            # The roof: the one-pass read timed in the cell's own rounds; where a cell has none, the
+            # sweep's read in this layout's pattern; before the sweep had one, memory's bandwidth.
             roof = roofs.get((layout, threads))
             share = mine["gbps"] / roof if roof else mine["bw_fraction"]
+            if paired is not None and not paired.empty:
+                here = paired[(paired["layout"] == layout) & (paired["threads"] == threads)]
+                own = mine["gbps"] / here.set_index(["m", "n_x"])["roof_gbps"]
+                share = own.reindex(share.index).fillna(share)
             share = share.dropna()
             rows.append({**base, "what": "roof share", **spread(share)})
         target = goal.speedup_in(layout)
@@ -172,10 +221,16 @@ def layout_table(ok: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=LAYOUT_COLUMNS)
 
 
-def beyond(frame: pd.DataFrame, meta: dict[str, Any], rounds: pd.DataFrame | None = None) -> Beyond | None:
+def beyond(
+    frame: pd.DataFrame,
+    meta: dict[str, Any],
+    rounds: pd.DataFrame | None = None,
+    roof_rounds: pd.DataFrame | None = None,
+) -> Beyond | None:
     """The section's figures, or None when the run has no reference or no kernel with a goal.
 
-    rounds (the run's rounds.csv) gives the spread of each cell's rounds, for the goals that ask for it.
+    rounds (the run's rounds.csv) gives the spread of each cell's rounds, for the goals that ask for it;
+    roof_rounds (roofs.csv) the one-pass read timed beside the kernels: each cell's own roof.
     """
     ok = frame[(frame["status"] == STATUS_OK) & (frame["dtype"] == "float64")]
     names = set(ok["implementation"])
@@ -187,16 +242,18 @@ def beyond(frame: pd.DataFrame, meta: dict[str, Any], rounds: pd.DataFrame | Non
     big = ok[ok["bytes_x"] >= limit]
     course = ok[(ok["m"] == COURSE_SHAPE[0]) & (ok["n_x"] == COURSE_SHAPE[1])]
     roofs = {(lay, t): roof_of(meta, lay, t) for lay in set(ok["layout"]) for t in set(ok["threads"])}
+    paired = cell_roofs(roof_rounds, ok)
     rows, checks = [], []
     for layout in sorted(set(ok["layout"])):
         for scope, data in (("out of cache", big), (f"course shape {COURSE_SHAPE[0]} x {COURSE_SHAPE[1]:,}", course)):
-            more_rows, more_checks = _scope_rows(data, layout, scope, kernels, all_threads, roofs, rounds)
+            more_rows, more_checks = _scope_rows(data, layout, scope, kernels, all_threads, roofs, rounds, paired)
             rows += more_rows
             checks += more_checks
     return Beyond(
         out_of_cache_bytes=limit,
         measured_hierarchy=hierarchy_of(meta) is not None,
         roof_gbps=dict((meta.get("memory") or {}).get("roof") or {}),
+        cell_roofs=paired,
         all_threads=all_threads,
         bandwidth_gbps={int(k): float(v) for k, v in (meta.get("bandwidth_gbps") or {}).items()},
         sizing=dict(meta.get("sizing") or {}),

@@ -28,6 +28,7 @@ METADATA_JSON = "metadata.json"
 LECTURE_CSV = "lecture.csv"
 ROUNDS_CSV = "rounds.csv"  # every timed round of every row, and which pass it belonged to
 CANARY_CSV = "canary.csv"  # the canary workload timed in every round: the machine's speed through the run
+ROOFS_CSV = "roofs.csv"  # a one-pass read of X timed beside the kernels, in every round of each cell out of cache
 SPEEDUPS_CSV = "speedups.csv"  # speedups from paired rounds, with intervals; `uncertain` cells
 PARTIAL_SUFFIX = ".partial"
 

@@ -33,6 +33,7 @@ from implementations import BASELINE, REFERENCE
 GROUP = ("m", "n_x", "dtype", "layout", "threads")
 ROUND_COLUMNS = ("implementation", *GROUP, "pass", "round", "seconds", "stamp_s")
 CANARY_COLUMNS = (*GROUP, "pass", "round", "seconds", "stamp_s")
+ROOF_COLUMNS = CANARY_COLUMNS  # the roof's rounds (roofs.csv), kept as the canary's
 SPEEDUP_COLUMNS = (
     "implementation",
     "baseline",

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from bench.base.claims import HEADLINE
 from bench.base.constants import COURSE_SHAPE
 from bench.base.errors import BenchError
-from bench.base.hierarchy import hierarchy_of
+from bench.base.hierarchy import hierarchy_of, out_of_cache_bytes
 from bench.base.records import KEY, SUMMARY_FIELDS, Cell
 from bench.base.results import (
     CANARY_CSV,
@@ -34,6 +34,7 @@ from bench.base.results import (
     LECTURE_CSV,
     METADATA_JSON,
     RESULTS_CSV,
+    ROOFS_CSV,
     ROUNDS_CSV,
     SPEEDUPS_CSV,
     STATUS_FAILED_CHECK,
@@ -49,7 +50,7 @@ from bench.base.results import (
     write_csv_atomic,
     write_json_atomic,
 )
-from bench.measure.bandwidth import last_level_cache_bytes, measure_hierarchy
+from bench.measure.bandwidth import OnePassRead, last_level_cache_bytes, measure_hierarchy
 from bench.measure.check import check_before_run, describe_failure
 from bench.measure.cutoff import predict_call_s
 from bench.measure.data import Layout, Problem, make_problem
@@ -57,6 +58,7 @@ from bench.measure.estimates import (
     CANARY_COLUMNS,
     GROUP,
     OUTLIER_CONTRADICTIONS,
+    ROOF_COLUMNS,
     ROUND_COLUMNS,
     SUSPECT_FACTOR,
     Estimates,
@@ -389,12 +391,14 @@ def run(config: RunConfig) -> RunSummary:
             pool,
             summary.failed,
             canary=make_canary(config.profile.round_s / 4),
+            roof_from_bytes=out_of_cache_bytes(meta),
             rng=np.random.default_rng([config.seed, 1]),
         )
         if previous_rows is not None:
             rounds = load_beside(config.out, ROUNDS_CSV, ROUND_COLUMNS)
             canary = load_beside(config.out, CANARY_CSV, CANARY_COLUMNS)
-            summary.reused = sweep.reuse(previous_rows, rounds, canary)
+            roofs = load_beside(config.out, ROOFS_CSV, ROOF_COLUMNS)
+            summary.reused = sweep.reuse(previous_rows, rounds, canary, roofs)
         summary.failed.update(check_before_run(config.implementations))
         _sweep_cells(sweep, tasks, summary)
     writer.finish()
@@ -438,6 +442,7 @@ class _Sweep:
     pool: WorkerPool  # pinned workers for implementations whose thread pool no call can resize
     failed: dict[str, str]  # implementation -> why it failed the check; its later rows say so
     canary: Contender  # timed in every round: the machine's own speed through the run
+    roof_from_bytes: float = math.inf  # groups with an X this large also time OnePassRead, the roof, in their rounds
     done: set[tuple[Any, ...]] = field(default_factory=set)
     history: dict[tuple[str, str, str, int], list[tuple[int, int, float]]] = field(
         default_factory=lambda: defaultdict(list)
@@ -445,6 +450,7 @@ class _Sweep:
     records: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)  # every row written, by KEY
     rounds: list[dict[str, Any]] = field(default_factory=list)  # estimates.ROUND_COLUMNS
     canary_rounds: list[dict[str, Any]] = field(default_factory=list)  # estimates.CANARY_COLUMNS
+    roof_rounds: list[dict[str, Any]] = field(default_factory=list)  # estimates.ROOF_COLUMNS
     groups: dict[tuple[Any, ...], _Group] = field(default_factory=dict)
     resumed: dict[tuple[Any, ...], tuple[int, int]] = field(default_factory=dict)  # group -> next pass, next round
     start: float = field(default_factory=time.perf_counter)
@@ -462,7 +468,13 @@ class _Sweep:
         self.writer.write(record)
         self.records[tuple(record[k] for k in KEY)] = record
 
-    def reuse(self, rows: pd.DataFrame, rounds: pd.DataFrame | None, canary: pd.DataFrame | None) -> int:
+    def reuse(
+        self,
+        rows: pd.DataFrame,
+        rounds: pd.DataFrame | None,
+        canary: pd.DataFrame | None,
+        roofs: pd.DataFrame | None = None,
+    ) -> int:
         """Keep an earlier run's rows (--resume): written again, never re-timed, and known to the cut-off."""
         for record in cast(list[dict[str, Any]], rows.to_dict("records")):
             self.write(record)
@@ -479,10 +491,12 @@ class _Sweep:
                 # A group timed again now continues after the earlier session's passes and rounds,
                 # so nothing timed now is paired with a round of the earlier session.
                 self.resumed[tuple(group)] = (int(frame["pass"].max()) + 1, int(frame["round"].max()) + 1)
-            if canary is not None:  # the canary of the passes kept, not of a pass left half-finished
-                passes = set(zip(*(kept[c] for c in (*GROUP, "pass")), strict=True))
-                mine = [tuple(k) in passes for k in zip(*(canary[c] for c in (*GROUP, "pass")), strict=True)]
-                self.canary_rounds.extend(cast(list[dict[str, Any]], canary[mine].to_dict("records")))
+            # The canary and the roof of the passes kept, not of a pass left half-finished.
+            passes = set(zip(*(kept[c] for c in (*GROUP, "pass")), strict=True))
+            for earlier, into in ((canary, self.canary_rounds), (roofs, self.roof_rounds)):
+                if earlier is not None:
+                    mine = [tuple(k) in passes for k in zip(*(earlier[c] for c in (*GROUP, "pass")), strict=True)]
+                    into.extend(cast(list[dict[str, Any]], earlier[mine].to_dict("records")))
         return len(self.done)
 
     def _skip(self, task: Task, status: str, **values: Any) -> None:
@@ -635,27 +649,43 @@ class _Sweep:
             contenders.append((task, contender, compile_s))
         if not contenders:
             return {}
-        timed = [c for _, c, _ in contenders]
-        counts = round_counts(timed, profile.cell_budget_s, profile.max_rounds)
-        first, number = group.next_round, group.passes
+        roof = OnePassRead(problem.X, group.key[4]) if problem.X.nbytes >= self.roof_from_bytes else None
         try:
-            with thread_limits(group.key[4]):
-                if group.blocked:
-                    run_blocked(timed, counts, first_round=first, settle_s=SETTLE_S, canary=self.canary)
-                else:
-                    plan = [[*members, len(timed)] for members in schedule(counts)]  # the canary in every round
-                    run_interleaved([*timed, self.canary], plan, self.rng, first_round=first)
+            roofs = [] if roof is None else [_roof_contender(roof, profile.round_s)]
+            timed = [c for _, c, _ in contenders] + roofs  # the roof last: outside `contenders`, like the canary
+            counts = round_counts(timed, profile.cell_budget_s, profile.max_rounds)
+            first, number = group.next_round, group.passes
+            self._run_rounds(group, timed, counts, first)
         except ContenderError as exc:  # a call that raised after its check passed: the rest of the group goes on
             self.canary.samples.clear()
             self.canary.stamps.clear()
-            if exc.index >= len(contenders):  # the canary itself raised: nothing to blame on an implementation
+            if exc.index >= len(contenders):  # the roof or the canary raised: nothing to blame on an implementation
                 raise exc.error from None
             task = contenders[exc.index][0]
             self.failed[task.implementation] = describe_failure(exc.error)
             return self.time_group(group, problem, reference)  # which writes its failed_check row
+        finally:
+            if roof is not None:
+                roof.close()
         group.next_round = first + max(*counts, len(timed))
         group.passes += 1
+        if roofs:
+            self._record_roof(group, number, first, roofs[0])
         return self._record_pass(group, number, first, contenders)
+
+    def _run_rounds(self, group: _Group, timed: list[Contender], counts: list[int], first: int) -> None:
+        with thread_limits(group.key[4]):
+            if group.blocked:
+                run_blocked(timed, counts, first_round=first, settle_s=SETTLE_S, canary=self.canary)
+            else:
+                plan = [[*members, len(timed)] for members in schedule(counts)]  # the canary in every round
+                run_interleaved([*timed, self.canary], plan, self.rng, first_round=first)
+
+    def _record_roof(self, group: _Group, number: int, first: int, roof: Contender) -> None:
+        fields = dict(zip(GROUP, group.key, strict=True))
+        for r in sorted(r for r in roof.samples if r >= first):
+            seconds, stamp = roof.samples[r], roof.stamps[r] - self.start
+            self.roof_rounds.append({**fields, "pass": number, "round": r, "seconds": seconds, "stamp_s": stamp})
 
     def _record_pass(
         self, group: _Group, number: int, first: int, contenders: list[tuple[Task, Contender, float | None]]
@@ -704,6 +734,12 @@ class _Sweep:
 
 # At most this many passes over a group: the first, then re-measurements while budget is left.
 MAX_PASSES = 3
+
+
+def _roof_contender(roof: OnePassRead, round_s: float) -> Contender:
+    """The roof's read as a contender: compiled, warmed up and calibrated like an implementation."""
+    cal = calibrate(roof, jit=True, round_s=round_s)
+    return Contender(fn=roof, loops=cal.loops, round_time=cal.round_time)
 
 
 def _remeasure(sweep: _Sweep, budget_s: float) -> int:
@@ -774,6 +810,7 @@ def _finish(sweep: _Sweep) -> Estimates:
     # The rounds first: whatever happens next, a run can be derived again from them (bench estimate).
     write_csv_atomic(out / ROUNDS_CSV, pd.DataFrame(sweep.rounds, columns=list(ROUND_COLUMNS)))
     write_csv_atomic(out / CANARY_CSV, pd.DataFrame(sweep.canary_rounds, columns=list(CANARY_COLUMNS)))
+    write_csv_atomic(out / ROOFS_CSV, pd.DataFrame(sweep.roof_rounds, columns=list(ROOF_COLUMNS)))
     final = sweep.estimates()
     _write_rows(out, list(sweep.records.values()), final, sweep.bandwidth)
     return final

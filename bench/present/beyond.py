@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.analyse.beyond import BEYOND_CHECKS_CSV, BEYOND_CSV, LAYOUTS_CSV, SAME_LAYOUT, Beyond
+from bench.analyse.beyond import BEYOND_CHECKS_CSV, BEYOND_CSV, BEYOND_ROOFS_CSV, LAYOUTS_CSV, SAME_LAYOUT, Beyond
 from bench.analyse.views import fmt_speedup
+from bench.base.results import ROOFS_CSV
 from bench.present.tables import md_table
 from implementations import REFERENCE, REGISTRY
 
@@ -142,19 +143,54 @@ def _intro(b: Beyond) -> list[str]:
     return lines
 
 
+_PATTERN = (
+    "(examples-major: each thread streams its contiguous share; features-major: the fused kernels' blocks of "
+    "examples, row segment by row segment)"
+)
+
+
+def _cell_roof_text(b: Beyond) -> str:
+    parts = []
+    for (layout, threads), g in b.cell_roofs.groupby(["layout", "threads"]):
+        gbps = g["roof_gbps"]
+        read = g["read_gbps"] >= g["roof_gbps"]
+        setters = [f"the read in {int(read.sum())}"] if read.any() else []
+        setters += [f"`{name}` in {n}" for name, n in g.loc[~read, "best_other"].value_counts().items()]
+        parts.append(
+            f"{LAYOUT_LABEL[str(layout)]} on {threads} thread(s) {gbps.median():.1f} GB/s "
+            f"({gbps.min():.1f} to {gbps.max():.1f} over {len(g)} cell(s); set by " + ", ".join(setters) + ")"
+        )
+    return "; ".join(parts)
+
+
 def _roof_lines(b: Beyond) -> list[str]:
-    if not b.roof_gbps:
-        return ["", "The roof is main memory's read bandwidth: this run's sweep did not time a one-pass read of X."]
-    parts = [
+    lines = [""]
+    if not b.cell_roofs.empty:
+        lines.append(
+            "The roof of each out-of-cache cell is the best streaming rate code reached there: a compiled one-pass "
+            f"read of the cell's own X in its layout's access pattern {_PATTERN}, timed in the same rounds as the "
+            "kernels so that both see the same memory (its bandwidth drifts over a run), or an implementation "
+            "with no roof goal that read X faster (reads of X x its bytes / time), whichever is higher: "
+            f"{_cell_roof_text(b)}. Every round of the read in `{ROOFS_CSV}`, each cell's roof in "
+            f"`{BEYOND_ROOFS_CSV}`; each cell's share is against its own roof."
+        )
+    sweep = [
         f"{LAYOUT_LABEL[layout]}: " + ", ".join(f"{float(v):.1f} GB/s on {k} thread(s)" for k, v in sorted(g.items()))
         for layout, g in sorted(b.roof_gbps.items())
     ]
-    return [
-        "",
-        "The roof: a compiled one-pass read of an X out of cache (4,096 features) in each layout's access pattern, "
-        "timed in the sweep (examples-major: each thread streams its contiguous share; features-major: the fused "
-        "kernels' blocks of examples, row segment by row segment): " + "; ".join(parts) + ".",
-    ]
+    if sweep:
+        lead = "The same read" if not b.cell_roofs.empty else "The roof: a compiled one-pass read"
+        lines += [""] if len(lines) > 1 else []
+        lines.append(
+            f"{lead} of an X out of cache (4,096 features), timed once in the memory sweep before the cells"
+            + (f" {_PATTERN}" if b.cell_roofs.empty else "")
+            + ": "
+            + "; ".join(sweep)
+            + ("." if b.cell_roofs.empty else "; the share of a cell that has no roof of its own is against it.")
+        )
+    if len(lines) == 1:
+        lines.append("The roof is main memory's read bandwidth: this run timed no one-pass read of X.")
+    return lines
 
 
 def beyond_section(b: Beyond | None) -> list[str]:

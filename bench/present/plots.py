@@ -271,7 +271,12 @@ def plot_claims(frame: pd.DataFrame, meta: dict[str, Any], out: Path, course_sha
 
 
 def _roofline_legend(
-    meta: dict[str, Any], names: list[str], colors: dict[str, Any], threads: list[int], roof_styles: list[str]
+    meta: dict[str, Any],
+    names: list[str],
+    colors: dict[str, Any],
+    threads: list[int],
+    roof_styles: list[str],
+    cell_roofs: bool = False,
 ) -> list[Line2D]:
     handles = [
         Line2D([], [], color=colors[n], marker=MARKERS[i % len(MARKERS)], ls="", label=n) for i, n in enumerate(names)
@@ -287,12 +292,19 @@ def _roofline_legend(
         for k, t in enumerate(sorted({*threads, 1}))
         if curve_of(meta, t) is not None
     ]
+    if cell_roofs:
+        handles.append(
+            Line2D([], [], color="black", marker="_", markersize=14, ls="", label="each out-of-cache cell's roof")
+        )
     handles.append(Line2D([], [], color="0.6", ls=":", label="measured cache capacities (1 thread)"))
     return handles
 
 
-def roofline_figure(frame: pd.DataFrame, meta: dict[str, Any]) -> Figure | None:
-    """Achieved GB/s (bytes of X per step / time) per measured cell, under the measured bandwidth-vs-size roof."""
+def roofline_figure(frame: pd.DataFrame, meta: dict[str, Any], cell_roofs: pd.DataFrame | None = None) -> Figure | None:
+    """Achieved GB/s (bytes of X per step / time) per measured cell, under the measured bandwidth-vs-size roof.
+
+    cell_roofs (Beyond's, beyond_roofs.csv): each out-of-cache cell's own roof, marked at its size.
+    """
     ok = frame[(frame["status"] == STATUS_OK) & (frame["dtype"] == "float64") & frame["gbps"].notna()]
     if ok.empty:
         return None
@@ -324,6 +336,9 @@ def roofline_figure(frame: pd.DataFrame, meta: dict[str, Any]) -> Figure | None:
             curve = curve_of(meta, t)
             if curve is not None:
                 ax.plot(curve.sizes, curve.gbps, roof_styles[k % 4], color="black", lw=1.2, zorder=2)
+        if cell_roofs is not None and not cell_roofs.empty:
+            mine = cell_roofs[cell_roofs["layout"] == layout]
+            ax.scatter(mine["m"] * mine["n_x"] * 8, mine["roof_gbps"], s=160, marker="_", color="black", zorder=4)
         found = hierarchy_of(meta)
         for level in found.levels if found is not None else ():
             if level.capacity_bytes:
@@ -334,15 +349,19 @@ def roofline_figure(frame: pd.DataFrame, meta: dict[str, Any]) -> Figure | None:
         ax.set_title(f"layout {layout} ({'features-major' if layout == 'C' else 'examples-major'})")
         ax.grid(True, alpha=0.3)
     axes[0][0].set_ylabel("achieved GB/s (bytes of X / median time)")
-    handles = _roofline_legend(meta, names, colors, threads, roof_styles)
+    handles = _roofline_legend(
+        meta, names, colors, threads, roof_styles, cell_roofs is not None and not cell_roofs.empty
+    )
     fig.legend(handles=handles, fontsize=7, loc="lower center", ncol=4, bbox_to_anchor=(0.5, 0.03))
     fig.suptitle("Roofline: each cell's achieved bandwidth\nunder the measured read bandwidth for its size")
     fig.tight_layout(rect=(0, 0.16, 1, 1))
     return _footer(fig, meta, "float64, all thread counts", layout=False)
 
 
-def plot_roofline(frame: pd.DataFrame, meta: dict[str, Any], out: Path) -> list[Path]:
-    return _save(roofline_figure(frame, meta), out, "roofline")
+def plot_roofline(
+    frame: pd.DataFrame, meta: dict[str, Any], out: Path, cell_roofs: pd.DataFrame | None = None
+) -> list[Path]:
+    return _save(roofline_figure(frame, meta, cell_roofs), out, "roofline")
 
 
 def crossovers_figure(frame: pd.DataFrame, meta: dict[str, Any], table: pd.DataFrame) -> Figure | None:
@@ -415,7 +434,7 @@ def draw_all(a: Analysis, out: Path) -> list[Path]:
     paths += plot_time_vs(frame, meta, out, "n_x")
     paths += plot_speedup_heatmaps(frame, meta, out)
     paths += plot_claims(frame, meta, out, COURSE_SHAPE)
-    paths += plot_roofline(frame, meta, out)
+    paths += plot_roofline(frame, meta, out, a.beyond.cell_roofs if a.beyond is not None else None)
     paths += plot_crossovers(a, out)
     paths += plot_drift(frame, meta, out)
     return paths
