@@ -10,6 +10,7 @@ import pytest
 
 from bench.analyse.beyond import beyond
 from bench.base.results import COLUMNS
+from bench.present.beyond import beyond_section
 from implementations import REFERENCE, REGISTRY, Goal, Implementation, registry
 
 LLC = 1 << 20  # a machine whose last-level cache is 1 MiB: out of cache from 4 MiB of X
@@ -102,7 +103,8 @@ def test_each_cell_s_share_is_against_the_roof_timed_in_its_own_rounds() -> None
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(registry._BY_NAME, roofed.name, roofed)
         found = beyond(frame, meta, None, roofs)
-    assert found is not None
+        assert found is not None
+        text = "\n".join(beyond_section(found))
     # A cell's roof is its read or the reference's streaming rate, whichever is higher.
     roofs = found.cell_roofs
     assert roofs["read_gbps"].tolist() == pytest.approx([4.0, 16.0])
@@ -113,6 +115,9 @@ def test_each_cell_s_share_is_against_the_roof_timed_in_its_own_rounds() -> None
     assert share.iloc[0][["min", "median", "max"]].tolist() == pytest.approx([0.5, 0.8, 2.0])
     check = found.checks[(found.checks["implementation"] == "roofed_kernel") & (found.checks["what"] == "roof share")]
     assert check.iloc[0]["value"] == pytest.approx(0.8) and bool(check.iloc[0]["met"]) is False
+    assert "features-major (C) on 2 thread(s) 18.0 GB/s (4.0 to 32.0 over 2 cell(s)" in text
+    assert f"set by the read in 1, `{REFERENCE}` in 1" in text and "`roofs.csv`" in text
+    assert "no roof of its own is against it" in text  # the third cell's share, against the sweep's 40 GB/s
 
 
 def test_cells_with_too_few_rounds_and_runs_without_rounds_are_not_measured() -> None:

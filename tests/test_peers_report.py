@@ -10,6 +10,7 @@ import pytest
 
 from bench.analyse.analysis import analyse
 from bench.analyse.peers import CSV_FILES, peer_tables
+from bench.base.hierarchy import out_of_cache_bytes
 from bench.base.results import COLUMNS
 from bench.present.peers_report import peers_section
 from bench.present.report import write_report
@@ -72,11 +73,28 @@ def test_unmeasured_peers_are_na_with_the_reason() -> None:
     assert "0.25x" not in text
 
 
+def test_the_out_of_cache_cells_are_a_region_of_their_own() -> None:
+    frame = _frame()
+    big = frame[frame["m"] == 1024].assign(m=16_384)  # 16,384 x 1,024 x 8 bytes = 128 MiB
+    big.loc[big["implementation"] == "jax_jit", "median_s"] *= 4  # jax_jit slower than the reference here
+    tables = peer_tables(pd.concat([frame, big], ignore_index=True), 100 * 2**20)
+    label = "of which out of cache (X >= 100 MiB)"
+    fastest = tables["fastest"]
+    wins = {(r, n): (c, w) for r, n, c, w in fastest[["region", "implementation", "cells", "wins"]].to_numpy()}
+    assert wins[(label, "fully_vectorized")] == (1, 1)
+    assert wins[("large (m x n_x > 524,288)", "jax_jit")] == (2, 1)
+    speed = tables["speedup"].set_index(["implementation", "region"])
+    assert speed.loc[("jax_jit", label), "median"] == pytest.approx(0.5)
+    text = "\n".join(peers_section(frame, tables))
+    assert has_row(text, label, "1", "`fully_vectorized` (1 of 1)")
+    assert label in text.split("### Each peer against")[1]  # a column of the peers' speedups too
+
+
 def test_write_report_writes_every_table_as_csv(tmp_path: Path) -> None:
     frame = _frame()
     write_report(analyse(frame, {}), tmp_path, tmp_path)
     assert "What an engineer would pick instead" in (tmp_path / "REPORT.md").read_text()
     for key, name in CSV_FILES.items():
         written = pd.read_csv(tmp_path / name)
-        expected = peer_tables(frame)[key]
+        expected = peer_tables(frame, out_of_cache_bytes({}))[key]
         assert list(written.columns) == list(expected.columns) and len(written) == len(expected)

@@ -25,7 +25,7 @@ from bench.analyse.verdicts import RULE_CHECKS_CSV, VERDICTS_JSON, Verdict, clai
 from bench.analyse.views import claims_table, headline, pair_table, split_cells, split_off_grid
 from bench.base.constants import COURSE_SHAPE
 from bench.base.errors import BenchError
-from bench.base.hierarchy import Hierarchy, curve_of, hierarchy_of
+from bench.base.hierarchy import Hierarchy, curve_of, hierarchy_of, out_of_cache_bytes
 from bench.base.results import ROOFS_CSV, ROUNDS_CSV, STATUS_OK, load_beside, write_csv_atomic, write_json_list_atomic
 from bench.measure.robustness import ROBUSTNESS_CSV, load_robustness
 
@@ -177,5 +177,5 @@ def analyse(
         beyond=beyond(frame, meta, load_rounds(study_folder), load_roofs(study_folder)),
         robustness=robustness(study, frame, verdicts, _other_verdicts(frame)) if study is not None else None,
         robustness_problem=problem,
-        peers=peer_tables(frame),
+        peers=peer_tables(frame, out_of_cache_bytes(meta)),
     )

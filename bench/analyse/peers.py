@@ -12,6 +12,8 @@ results table at 1 thread (the headline setting):
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -43,32 +45,44 @@ def baselines() -> list[str]:
     return [BASELINE] + [n for n, impl in REGISTRY.items() if impl.role == "baseline" and n != BASELINE]
 
 
-def regions() -> list[tuple[str, int, int | None]]:
-    """(label, fewest elements of X, most elements of X or None) for the small, medium and large cells."""
+def regions(out_of_cache_bytes: float | None = None) -> list[tuple[str, int, int | None]]:
+    """(label, fewest elements of X, most elements of X or None) for the small, medium and large cells.
+
+    With out_of_cache_bytes (the run's measured limit), one more row: the large cells whose
+    float64 X is at least that large, read from main memory at every step.
+    """
     out, low = [], 1
     for name, high in REGION_LIMITS:
         label = f"{name} (m x n_x <= {high:,})" if high is not None else f"{name} (m x n_x > {low - 1:,})"
         out.append((label, low, high))
         low = (high or 0) + 1
+    if out_of_cache_bytes is not None and np.isfinite(out_of_cache_bytes):
+        fewest = max(low, math.ceil(out_of_cache_bytes / 8))
+        out.append((f"of which out of cache (X >= {out_of_cache_bytes / 2**20:,.0f} MiB)", fewest, None))
     return out
 
 
-def _times_by_region(frame: pd.DataFrame) -> list[tuple[str, int, int | None, pd.DataFrame]]:
+def _times_by_region(
+    frame: pd.DataFrame, out_of_cache_bytes: float | None
+) -> list[tuple[str, int, int | None, pd.DataFrame]]:
     data = headline(frame)
     times = time_grid(data)
     if times.empty:
-        return [(label, lo, hi, times) for label, lo, hi in regions()]
+        return [(label, lo, hi, times) for label, lo, hi in regions(out_of_cache_bytes)]
     elements = pd.Series([m * n for m, n in times.index], index=times.index)
     out = []
-    for label, lo, hi in regions():
+    for label, lo, hi in regions(out_of_cache_bytes):
         inside = (elements >= lo) & (elements <= (hi if hi is not None else np.inf))
         out.append((label, lo, hi, times[inside.to_numpy()]))
     return out
 
 
-def peer_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """The section's four tables as data; the markdown and the CSV files both come from these."""
-    by_region = _times_by_region(frame)
+def peer_tables(frame: pd.DataFrame, out_of_cache_bytes: float | None = None) -> dict[str, pd.DataFrame]:
+    """The section's four tables as data; the markdown and the CSV files both come from these.
+
+    out_of_cache_bytes (the run's measured limit) adds the out-of-cache cells as a region of their own.
+    """
+    by_region = _times_by_region(frame, out_of_cache_bytes)
     fastest, speedup = [], []
     for label, lo, hi, times in by_region:
         complete = times.dropna(how="all")

@@ -39,9 +39,15 @@ def _why_not(frame: pd.DataFrame, name: str) -> str:
     return "n/a: not in this run" if rows.empty else "n/a"
 
 
-def _fastest(fastest: pd.DataFrame) -> list[str]:
+def _labels(*tables: pd.DataFrame) -> list[str]:
+    """The regions: the fixed three, then any other the tables hold (the run's out-of-cache cells)."""
+    found = [label for table in tables for label in table["region"]]
+    return list(dict.fromkeys([label for label, _lo, _hi in regions()] + found))
+
+
+def _fastest(fastest: pd.DataFrame, speedup: pd.DataFrame) -> list[str]:
     rows = []
-    for label, _lo, _hi in regions():
+    for label in _labels(fastest, speedup):
         part = fastest[fastest["region"] == label].sort_values("wins", ascending=False)
         if part.empty:
             rows.append([label, "0", "n/a"])
@@ -58,7 +64,7 @@ def _against_reference(frame: pd.DataFrame, speedup: pd.DataFrame) -> list[str]:
     names = list(dict.fromkeys(speedup["implementation"]))
     if not names:
         return [*lines, "n/a: no peer is registered."]
-    header = ["peer", *[label for label, _lo, _hi in regions()]]
+    header = ["peer", *_labels(speedup)]
     rows = []
     for name in names:
         part = speedup[speedup["implementation"] == name]
@@ -118,7 +124,7 @@ def peers_section(frame: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[
         + ", ".join(f"`{f}`" for f in CSV_FILES.values())
         + ".",
         "",
-        *_fastest(tables["fastest"]),
+        *_fastest(tables["fastest"], tables["speedup"]),
         *_against_reference(frame, tables["speedup"]),
         *_compile_times(tables["compile"]),
         *_baselines(tables["baselines"]),

@@ -294,7 +294,16 @@ def _roofline_legend(
     ]
     if cell_roofs:
         handles.append(
-            Line2D([], [], color="black", marker="_", markersize=14, ls="", label="each out-of-cache cell's roof")
+            Line2D(
+                [],
+                [],
+                color="black",
+                marker="_",
+                markersize=12,
+                markeredgewidth=3,
+                ls="",
+                label="each out-of-cache cell's roof (best streaming rate there)",
+            )
         )
     handles.append(Line2D([], [], color="0.6", ls=":", label="measured cache capacities (1 thread)"))
     return handles
@@ -338,7 +347,9 @@ def roofline_figure(frame: pd.DataFrame, meta: dict[str, Any], cell_roofs: pd.Da
                 ax.plot(curve.sizes, curve.gbps, roof_styles[k % 4], color="black", lw=1.2, zorder=2)
         if cell_roofs is not None and not cell_roofs.empty:
             mine = cell_roofs[cell_roofs["layout"] == layout]
-            ax.scatter(mine["m"] * mine["n_x"] * 8, mine["roof_gbps"], s=160, marker="_", color="black", zorder=4)
+            ax.scatter(
+                mine["m"] * mine["n_x"] * 8, mine["roof_gbps"], s=160, marker="_", linewidths=3, color="black", zorder=4
+            )
         found = hierarchy_of(meta)
         for level in found.levels if found is not None else ():
             if level.capacity_bytes:
