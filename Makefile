@@ -19,7 +19,8 @@ ROBUSTNESS ?= yes
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test lint typecheck unit bench bench-quick bench-full bench-resume plot report \
-        robustness pytest-bench reference readme predict compare compare-previous peers test-peers test-browser screenshot clean
+        robustness pytest-bench reference readme predict kernels compare compare-previous peers test-peers test-browser \
+        screenshot clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -104,6 +105,9 @@ RUN ?= results/reference
 
 predict: $(STAMP) ## Predict seconds for ITER steps at M x NX from a run's cost models: make predict M=60000 NX=784 ITER=2000 [RUN=...]
 	$(PY) -m bench predict --results $(RUN) --m $(M) --n-x $(NX) --iterations $(ITER)
+
+kernels: $(STAMP) ## Time each kernel's goal by hand at one shape, 1-2 min: make kernels [ARGS="--m 16384 --n-x 4096 --out k.csv"]
+	$(PY) -m bench kernels $(ARGS)
 
 compare: $(STAMP) ## Compare two runs side by side: make compare A=results/reference B=results/local [ARGS=--fail-if-slower 10]
 	$(PY) -m bench compare $(A) $(B) $(ARGS)

@@ -1,4 +1,4 @@
-"""Command line: `python -m bench run | check | robustness | estimate | plot | report | compare | predict`.
+"""Command line: `python -m bench run | check | robustness | estimate | plot | report | compare | predict | kernels`.
 
 Bad input is one line on stderr and exit 2.
 """
@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plot_and_report(sub)
     _add_compare(sub)
     _add_predict(sub)
+    _add_kernels(sub)
     return parser
 
 
@@ -252,6 +253,68 @@ def _add_predict(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     )
     predict.add_argument("--out", type=Path, help="also write the predictions to this CSV file")
     predict.set_defaults(handler=_cmd_predict)
+
+
+# `bench kernels`' default shape: 512 MiB of float64, far out of any cache, where the goals are set.
+KERNELS_SHAPE = (16_384, 4_096)  # m, n_x
+
+
+def _add_kernels(sub: argparse._SubParsersAction[OneLineParser]) -> None:
+    kernels = sub.add_parser(
+        "kernels",
+        help="time each compiled kernel's goal against fully_vectorized at one shape, by hand "
+        f"(default m = {KERNELS_SHAPE[0]:,}, n_x = {KERNELS_SHAPE[1]:,}: 512 MiB of X, a minute or two)",
+        description="Each kernel with a goal, the reference and a one-pass read of the same X, in blocks of "
+        "consecutive calls after an untimed one, in a fresh random order per repetition; the speedup within each "
+        "repetition, the spreads, the share of the roof, and each goal met or missed.",
+    )
+    kernels.add_argument("--m", type=_positive_int, default=KERNELS_SHAPE[0], help="examples (default %(default)s)")
+    kernels.add_argument("--n-x", type=_positive_int, default=KERNELS_SHAPE[1], help="features (default %(default)s)")
+    kernels.add_argument(
+        "--layouts", type=_choices(LAYOUTS, "layout"), default=("F", "C"), help="F and/or C (default both)"
+    )
+    kernels.add_argument("--reps", type=_positive_int, default=6, help="repetitions (default %(default)s)")
+    kernels.add_argument(
+        "--calls", type=_positive_int, default=15, help="timed calls per block, 2 or more (default %(default)s)"
+    )
+    kernels.add_argument("--seed", type=_seed, default=DEFAULT_SEED, help=f"data seed (default {DEFAULT_SEED})")
+    kernels.add_argument("--out", type=Path, help="also write the table to this CSV file")
+    kernels.set_defaults(handler=_cmd_kernels)
+
+
+def _cmd_kernels(args: argparse.Namespace) -> int:
+    import psutil
+
+    from bench.base.results import write_csv_atomic
+    from bench.measure.by_hand import Settings, time_kernels
+    from bench.measure.metadata import collect_metadata
+    from bench.measure.rundir import benchmark_processes, other_runs
+    from bench.present.by_hand_report import kernels_text
+
+    if args.calls < 2:
+        raise BenchError(f"--calls must be 2 or more (a spread needs two calls), got {args.calls}")
+    # X as made, and one copy in the other layout, at a time; the reference's temporaries are small beside them.
+    need, free = 2 * args.m * args.n_x * 8, psutil.virtual_memory().available
+    if need > 0.8 * free:
+        raise BenchError(
+            f"m = {args.m:,} x n_x = {args.n_x:,} needs about {need / 2**30:,.1f} GiB of memory, "
+            f"{free / 2**30:,.1f} GiB is free; choose smaller --m or --n-x"
+        )
+    if args.out is not None:  # before anything is timed: an unwritable path is one line
+        ensure_writable_dir(args.out.parent)
+    for other in [o.describe() for o in other_runs()] + benchmark_processes():
+        print(f"warning: another benchmark is running on this machine ({other}); timings will be disturbed",
+              file=sys.stderr)  # fmt: skip
+    settings = Settings(m=args.m, n_x=args.n_x, layouts=args.layouts, reps=args.reps, calls=args.calls, seed=args.seed)
+    table = time_kernels(settings)
+    print(kernels_text(table, collect_metadata(), args.m, args.n_x))
+    if args.out is not None:
+        try:
+            write_csv_atomic(args.out, table)
+        except OSError as exc:
+            raise BenchError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
 
 
 def _positive_int(text: str) -> int:

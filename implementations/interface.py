@@ -35,8 +35,8 @@ class Goal:
 
     speedup: (layout, the least median speedup out of cache); in a layout not named, and at the
     course shape, the goal is never to be slower. all_threads: judged at every thread the run has,
-    else at 1. roof_share: (layout, the least share of the roof, the sweep's one-pass read of X in
-    that layout's pattern, it should reach out of cache). steady: out of cache, its spread over a
+    else at 1. roof_share: (layout, the least share of each out-of-cache cell's roof it should reach:
+    the best streaming rate code reached in that cell). steady: out of cache, its spread over a
     cell's consecutive rounds (slowest / fastest in a pass) is no wider than the reference's, at
     the median.
     """

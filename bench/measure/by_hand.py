@@ -1,0 +1,152 @@
+"""The kernels' goals at one shape, timed by hand: `python -m bench kernels`, `make kernels`.
+
+The grid judges each kernel with a goal (numba_fused, numba_parallel) over its out-of-cache
+cells; this times one shape the way a person checks it at a terminal, with the grid's rules
+where they apply: data made before timing, every answer gated against the reference first,
+one untimed call before each block, and the contenders in a fresh random order every
+repetition. Per layout and kernel, at the kernel's thread count (every core, or one):
+
+- the kernel, the reference (fully_vectorized) and the one-pass read of the same X (the roof,
+  bandwidth.OnePassRead) each run a block of `calls` consecutive calls after an untimed one,
+  SETTLE_S apart (a BLAS pool left spinning would take a core from the next block);
+- `reps` such repetitions; the ratio kernel / reference is taken within each repetition, so a
+  slow stretch of the machine that covers both cancels, and its median and range are given;
+- the spread is a block's slowest / fastest call, the median over repetitions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+
+from bench.base.records import Cell
+from bench.measure.bandwidth import OnePassRead
+from bench.measure.data import Layout, make_problem
+from bench.measure.here import correctness_gate
+from bench.measure.timing import available_cores, thread_limits
+from implementations import REFERENCE, REGISTRY, Implementation
+
+SETTLE_S = 0.25  # between blocks: as the runner's, so that no pool is still spinning
+COLUMNS = [
+    "layout",
+    "kernel",
+    "threads",
+    "reps",
+    "calls",
+    "kernel_ms",
+    "reference_ms",
+    "read_ms",
+    "speedup",
+    "speedup_min",
+    "speedup_max",
+    "target_speedup",
+    "kernel_spread",
+    "reference_spread",
+    "kernel_gbps",
+    "roof_gbps",
+    "roof_share",
+    "target_roof_share",
+]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One shape, its layouts, and how much to time."""
+
+    m: int
+    n_x: int
+    layouts: tuple[str, ...] = ("F", "C")
+    reps: int = 6
+    calls: int = 15
+    seed: int = 0
+
+
+def kernels() -> list[Implementation]:
+    """The registered kernels with a goal against the reference, in registry order."""
+    return [impl for impl in REGISTRY.values() if impl.goal is not None]
+
+
+def _block(fn: Callable[[], Any], calls: int) -> list[float]:
+    fn()  # untimed: wakes the pool, warms the caches
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _row(
+    layout: str, impl: Implementation, threads: int, s: Settings, blocks: dict[str, list[list[float]]], nbytes: int
+) -> dict[str, Any]:
+    goal = impl.goal
+    assert goal is not None
+    med = {k: [float(np.median(b)) for b in v] for k, v in blocks.items()}
+    ratios = np.array(med[REFERENCE]) / np.array(med[impl.name])
+    kernel_s, reference_s, read_s = (float(np.median(med[k])) for k in (impl.name, REFERENCE, "read"))
+    # The roof, as the report's: the read, or the reference's own streaming rate if that is higher.
+    reads = REGISTRY[REFERENCE].reads_of_x or 1
+    roof = max(nbytes / read_s, reads * nbytes / reference_s) / 1e9
+    spread = {k: float(np.median([max(b) / min(b) for b in v])) for k, v in blocks.items()}
+    return {
+        "layout": layout,
+        "kernel": impl.name,
+        "threads": threads,
+        "reps": s.reps,
+        "calls": s.calls,
+        "kernel_ms": kernel_s * 1e3,
+        "reference_ms": reference_s * 1e3,
+        "read_ms": read_s * 1e3,
+        "speedup": float(np.median(ratios)),
+        "speedup_min": float(ratios.min()),
+        "speedup_max": float(ratios.max()),
+        "target_speedup": goal.speedup_in(layout),
+        "kernel_spread": spread[impl.name],
+        "reference_spread": spread[REFERENCE],
+        "kernel_gbps": nbytes / kernel_s / 1e9,
+        "roof_gbps": roof,
+        "roof_share": nbytes / kernel_s / 1e9 / roof,
+        "target_roof_share": goal.roof_in(layout),
+    }
+
+
+def time_kernels(s: Settings, rng: np.random.Generator | None = None) -> pd.DataFrame:
+    """One row per layout and kernel (COLUMNS): its speedup over the reference, spreads and share of the roof."""
+    rng = rng or np.random.default_rng(s.seed)
+    base = make_problem(s.m, s.n_x, seed=s.seed)
+    rows = []
+    for layout in s.layouts:
+        problem = base.as_layout("float64", cast(Layout, layout))
+        with thread_limits(1):
+            reference = REGISTRY[REFERENCE].propagate(problem.w, problem.b, problem.X, problem.Y)
+        for impl in kernels():
+            assert impl.goal is not None
+            threads = available_cores() if impl.goal.all_threads else 1
+            steps: dict[str, Callable[[], Any]] = {}
+            for name in (impl.name, REFERENCE):
+                prepared = REGISTRY[name].setup(problem.w, problem.b, problem.X, problem.Y)
+                gate = correctness_gate(Cell(name, s.m, s.n_x, "float64", layout, threads, s.seed), reference)
+                with thread_limits(threads, REGISTRY[name].thread_hook):
+                    gate(prepared.gradients(prepared.step()))  # compiles, and nothing wrong is timed
+                steps[name] = prepared.step
+            read = OnePassRead(problem.X, threads)
+            try:
+                read()  # compiles
+                steps["read"] = read
+                blocks: dict[str, list[list[float]]] = {k: [] for k in steps}
+                for _ in range(s.reps):
+                    for name in map(str, rng.permutation(list(steps))):
+                        hook = REGISTRY[name].thread_hook if name in REGISTRY else None
+                        with thread_limits(threads, hook):
+                            blocks[name].append(_block(steps[name], s.calls))
+                        time.sleep(SETTLE_S)
+            finally:
+                read.close()
+            rows.append(_row(layout, impl, threads, s, blocks, int(problem.X.nbytes)))
+        del problem
+    return pd.DataFrame(rows, columns=COLUMNS)

@@ -1,0 +1,84 @@
+"""`bench kernels`'s table on the terminal: formats bench.measure.by_hand's rows; decides nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from bench.base.machine import machine_line
+from bench.present.tables import md_rows
+from implementations import REFERENCE, REGISTRY
+
+LAYOUT_LABEL = {"F": "examples-major (F)", "C": "features-major (C)"}
+
+
+def _target(value: Any, fmt: str) -> str:
+    return "" if pd.isna(value) else format(value, fmt)
+
+
+def _verdicts(r: pd.Series) -> list[str]:
+    """Each goal the kernel has, met or missed; figures to three decimals, so that a miss never reads as a tie."""
+    where = f"{LAYOUT_LABEL.get(r['layout'], r['layout'])}, `{r['kernel']}` on {r['threads']} thread(s)"
+    goal = REGISTRY[r["kernel"]].goal if r["kernel"] in REGISTRY else None
+    out = []
+    if not pd.isna(r["target_speedup"]):
+        met = r["speedup"] >= r["target_speedup"]
+        out.append(
+            f"- {where}: {r['speedup']:.3f}x `{REFERENCE}` against a goal of {r['target_speedup']:g}x: "
+            + ("met" if met else "**missed**")
+        )
+    if not pd.isna(r["target_roof_share"]):
+        met = r["roof_share"] >= r["target_roof_share"]
+        out.append(
+            f"- {where}: {r['roof_share']:.1%} of the roof against a goal of {r['target_roof_share']:.0%}: "
+            + ("met" if met else "**missed**")
+        )
+    if goal is not None and goal.steady:
+        steadier = r["kernel_spread"] <= r["reference_spread"]
+        out.append(
+            f"- {where}: slowest / fastest call {r['kernel_spread']:.3f} against `{REFERENCE}`'s "
+            f"{r['reference_spread']:.3f}: " + ("no wider (met)" if steadier else "**wider** (missed)")
+        )
+    return out
+
+
+def kernels_text(table: pd.DataFrame, meta: dict[str, Any], m: int, n_x: int) -> str:
+    """The by-hand table (markdown), what each figure is, and each goal met or missed."""
+    header = [
+        "layout", "kernel, threads", "kernel", REFERENCE, "speedup (range over reps)", "goal",
+        "spread kernel / reference", "kernel GB/s", "roof GB/s", "share of roof", "goal",
+    ]  # fmt: skip
+    rows = [
+        [
+            LAYOUT_LABEL.get(r["layout"], r["layout"]),
+            f"`{r['kernel']}`, {r['threads']}",
+            f"{r['kernel_ms']:.3g} ms",
+            f"{r['reference_ms']:.3g} ms",
+            f"{r['speedup']:.2f}x ({r['speedup_min']:.2f}x to {r['speedup_max']:.2f}x)",
+            _target(r["target_speedup"], "g") + ("x" if not pd.isna(r["target_speedup"]) else ""),
+            f"{r['kernel_spread']:.2f} / {r['reference_spread']:.2f}",
+            f"{r['kernel_gbps']:.1f}",
+            f"{r['roof_gbps']:.1f}",
+            f"{r['roof_share']:.0%}",
+            _target(r["target_roof_share"], ".0%"),
+        ]
+        for _, r in table.iterrows()
+    ]
+    reps, calls = (int(table[c].iloc[0]) for c in ("reps", "calls")) if not table.empty else (0, 0)
+    lines = [
+        f"The kernels' goals by hand at n_x = {n_x:,}, m = {m:,} (float64, {n_x * m * 8 / 2**20:,.0f} MiB of X), "
+        f"measured now on {machine_line(meta)}.",
+        "",
+        md_rows(header, rows),
+        "",
+        f"Each figure: {reps} repetitions, each a block of {calls} consecutive calls after an untimed one, the kernel, "
+        f"`{REFERENCE}` and a one-pass read of the same X in a fresh random order, at the kernel's thread count. "
+        "Times: the median over repetitions of each block's median. Speedup: the ratio within each repetition, "
+        "median (range). Spread: a block's slowest / fastest call, the median over repetitions. Roof: the read's "
+        f"rate, or `{REFERENCE}`'s own streaming rate (two reads of X) where that is higher, as in the report's "
+        "Beyond section; it is a roof only once X is out of cache.",
+        "",
+        *[line for _, r in table.iterrows() for line in _verdicts(r)],
+    ]
+    return "\n".join(lines) + "\n"
