@@ -286,7 +286,7 @@ def _cmd_kernels(args: argparse.Namespace) -> int:
     import psutil
 
     from bench.base.results import write_csv_atomic
-    from bench.measure.by_hand import Settings, time_kernels
+    from bench.measure.by_hand import Settings, kernels, time_kernels
     from bench.measure.metadata import collect_metadata
     from bench.measure.rundir import benchmark_processes, other_runs
     from bench.present.by_hand_report import kernels_text
@@ -306,14 +306,18 @@ def _cmd_kernels(args: argparse.Namespace) -> int:
         print(f"warning: another benchmark is running on this machine ({other}); timings will be disturbed",
               file=sys.stderr)  # fmt: skip
     settings = Settings(m=args.m, n_x=args.n_x, layouts=args.layouts, reps=args.reps, calls=args.calls, seed=args.seed)
-    table = time_kernels(settings)
-    print(kernels_text(table, collect_metadata(), args.m, args.n_x))
-    if args.out is not None:
+    table, interrupted = time_kernels(settings)
+    if not table.empty:
+        print(kernels_text(table, collect_metadata(), args.m, args.n_x))
+    if args.out is not None and not table.empty:
         try:
             write_csv_atomic(args.out, table)
         except OSError as exc:
             raise BenchError(f"cannot write {args.out}: {exc.strerror or exc}") from None
         print(f"wrote {args.out}", file=sys.stderr)
+    if interrupted:
+        print(f"interrupted: {len(table)} of {len(settings.layouts) * len(kernels())} kernels timed", file=sys.stderr)
+        return 130
     return 0
 
 

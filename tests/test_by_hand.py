@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -55,6 +56,30 @@ def test_the_command_times_every_kernel_with_a_goal_and_writes_its_table(
     # A spread is judged only for the kernels whose goal asks for it (steady).
     judged = {line.split("`")[1] for line in text.splitlines() if line.startswith("- ") and "slowest / fastest" in line}
     assert judged == {n for n in names if REGISTRY[n].goal.steady} == {"numba_parallel"}  # type: ignore[union-attr]
+
+
+def test_ctrl_c_keeps_the_kernels_already_timed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench.measure import by_hand
+
+    calls = []
+    block = by_hand._block
+
+    def interrupt_the_second_kernel(fn: Any, count: int) -> list[float]:
+        calls.append(fn)
+        if len(calls) > 3:  # one repetition of three contenders per kernel
+            raise KeyboardInterrupt
+        return block(fn, count)
+
+    monkeypatch.setattr(by_hand, "_block", interrupt_the_second_kernel)
+    monkeypatch.setattr(by_hand, "SETTLE_S", 0.0)
+    out = tmp_path / "k.csv"
+    args = ["kernels", "--m", "64", "--n-x", "8", "--reps", "1", "--calls", "2", "--layouts", "F", "--out", str(out)]
+    assert main(args) == 130
+    captured = capsys.readouterr()
+    assert "interrupted: 1 of 2 kernels timed" in captured.err and "`numba_fused`, 1" in captured.out
+    assert pd.read_csv(out)["kernel"].tolist() == ["numba_fused"]
 
 
 @pytest.mark.parametrize(

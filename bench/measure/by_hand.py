@@ -12,6 +12,8 @@ repetition. Per layout and kernel, at the kernel's thread count (every core, or 
 - `reps` such repetitions; the ratio kernel / reference is taken within each repetition, so a
   slow stretch of the machine that covers both cancels, and its median and range are given;
 - the spread is a block's slowest / fastest call, the median over repetitions.
+
+Ctrl-C keeps the kernels already timed.
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ import pandas as pd
 
 from bench.base.records import Cell
 from bench.measure.bandwidth import OnePassRead
-from bench.measure.data import Layout, make_problem
+from bench.measure.data import Layout, Problem, make_problem
 from bench.measure.here import correctness_gate
 from bench.measure.timing import available_cores, thread_limits
-from implementations import REFERENCE, REGISTRY, Implementation
+from implementations import REFERENCE, REGISTRY, Gradients, Implementation
 
 SETTLE_S = 0.25  # between blocks: as the runner's, so that no pool is still spinning
 COLUMNS = [
@@ -115,38 +117,48 @@ def _row(
     }
 
 
-def time_kernels(s: Settings, rng: np.random.Generator | None = None) -> pd.DataFrame:
-    """One row per layout and kernel (COLUMNS): its speedup over the reference, spreads and share of the roof."""
+def _time_one(
+    layout: str, impl: Implementation, s: Settings, problem: Problem, reference: Gradients, rng: np.random.Generator
+) -> dict[str, Any]:
+    """One kernel against the reference and the read of the same X, at the kernel's thread count."""
+    assert impl.goal is not None
+    threads = available_cores() if impl.goal.all_threads else 1
+    steps: dict[str, Callable[[], Any]] = {}
+    for name in (impl.name, REFERENCE):
+        prepared = REGISTRY[name].setup(problem.w, problem.b, problem.X, problem.Y)
+        gate = correctness_gate(Cell(name, s.m, s.n_x, "float64", layout, threads, s.seed), reference)
+        with thread_limits(threads, REGISTRY[name].thread_hook):
+            gate(prepared.gradients(prepared.step()))  # compiles, and nothing wrong is timed
+        steps[name] = prepared.step
+    read = OnePassRead(problem.X, threads)
+    try:
+        read()  # compiles
+        steps["read"] = read
+        blocks: dict[str, list[list[float]]] = {k: [] for k in steps}
+        for _ in range(s.reps):
+            for name in map(str, rng.permutation(list(steps))):
+                hook = REGISTRY[name].thread_hook if name in REGISTRY else None
+                with thread_limits(threads, hook):
+                    blocks[name].append(_block(steps[name], s.calls))
+                time.sleep(SETTLE_S)
+    finally:
+        read.close()
+    return _row(layout, impl, threads, s, blocks, int(problem.X.nbytes))
+
+
+def time_kernels(s: Settings, rng: np.random.Generator | None = None) -> tuple[pd.DataFrame, bool]:
+    """One row per layout and kernel (COLUMNS), and whether Ctrl-C cut it short (the finished rows are kept)."""
     rng = rng or np.random.default_rng(s.seed)
     base = make_problem(s.m, s.n_x, seed=s.seed)
     rows = []
-    for layout in s.layouts:
-        problem = base.as_layout("float64", cast(Layout, layout))
-        with thread_limits(1):
-            reference = REGISTRY[REFERENCE].propagate(problem.w, problem.b, problem.X, problem.Y)
-        for impl in kernels():
-            assert impl.goal is not None
-            threads = available_cores() if impl.goal.all_threads else 1
-            steps: dict[str, Callable[[], Any]] = {}
-            for name in (impl.name, REFERENCE):
-                prepared = REGISTRY[name].setup(problem.w, problem.b, problem.X, problem.Y)
-                gate = correctness_gate(Cell(name, s.m, s.n_x, "float64", layout, threads, s.seed), reference)
-                with thread_limits(threads, REGISTRY[name].thread_hook):
-                    gate(prepared.gradients(prepared.step()))  # compiles, and nothing wrong is timed
-                steps[name] = prepared.step
-            read = OnePassRead(problem.X, threads)
-            try:
-                read()  # compiles
-                steps["read"] = read
-                blocks: dict[str, list[list[float]]] = {k: [] for k in steps}
-                for _ in range(s.reps):
-                    for name in map(str, rng.permutation(list(steps))):
-                        hook = REGISTRY[name].thread_hook if name in REGISTRY else None
-                        with thread_limits(threads, hook):
-                            blocks[name].append(_block(steps[name], s.calls))
-                        time.sleep(SETTLE_S)
-            finally:
-                read.close()
-            rows.append(_row(layout, impl, threads, s, blocks, int(problem.X.nbytes)))
-        del problem
-    return pd.DataFrame(rows, columns=COLUMNS)
+    try:
+        for layout in s.layouts:
+            problem = base.as_layout("float64", cast(Layout, layout))
+            with thread_limits(1):
+                reference = REGISTRY[REFERENCE].propagate(problem.w, problem.b, problem.X, problem.Y)
+            for impl in kernels():
+                rows.append(_time_one(layout, impl, s, problem, reference, rng))
+            del problem
+    except KeyboardInterrupt:
+        return pd.DataFrame(rows, columns=COLUMNS), True
+    return pd.DataFrame(rows, columns=COLUMNS), False
