@@ -488,8 +488,8 @@ class _Sweep:
             kept = rounds[[tuple(k) in self.done for k in keys]]
             self.rounds.extend(cast(list[dict[str, Any]], kept.to_dict("records")))
             for group, frame in kept.groupby(list(GROUP)):
-                # A group timed again now continues after the earlier session's passes and rounds,
-                # so nothing timed now is paired with a round of the earlier session.
+                # A group timed again now continues after the earlier run's passes and rounds,
+                # so nothing timed now is paired with a round of the earlier run.
                 self.resumed[tuple(group)] = (int(frame["pass"].max()) + 1, int(frame["round"].max()) + 1)
             # The canary and the roof of the passes kept, not of a pass left half-finished.
             passes = set(zip(*(kept[c] for c in (*GROUP, "pass")), strict=True))
