@@ -18,7 +18,7 @@ from bench.measure.check import add_check_command
 from bench.measure.data import DTYPES, LAYOUTS
 from bench.measure.profiles import PROFILES
 from bench.measure.user import parse_targets
-from implementations import REGISTRY
+from implementations import REGISTRY, with_goals
 
 if TYPE_CHECKING:  # pandas is imported only by the commands that read tables
     import pandas as pd
@@ -286,7 +286,7 @@ def _cmd_kernels(args: argparse.Namespace) -> int:
     import psutil
 
     from bench.base.results import write_csv_atomic
-    from bench.measure.by_hand import Settings, kernels, time_kernels
+    from bench.measure.by_hand import Settings, time_kernels
     from bench.measure.metadata import collect_metadata
     from bench.measure.rundir import benchmark_processes, other_runs
     from bench.present.by_hand_report import kernels_text
@@ -316,7 +316,9 @@ def _cmd_kernels(args: argparse.Namespace) -> int:
             raise BenchError(f"cannot write {args.out}: {exc.strerror or exc}") from None
         print(f"wrote {args.out}", file=sys.stderr)
     if interrupted:
-        print(f"interrupted: {len(table)} of {len(settings.layouts) * len(kernels())} kernels timed", file=sys.stderr)
+        print(
+            f"interrupted: {len(table)} of {len(settings.layouts) * len(with_goals())} kernels timed", file=sys.stderr
+        )
         return 130
     return 0
 

@@ -4,7 +4,7 @@ All behind one interface: REGISTRY[name].propagate and REGISTRY[name].optimize.
 """
 
 from implementations.interface import Goal, Gradients, Implementation, Prepared, gradient_descent
-from implementations.registry import BASELINE, REFERENCE, REGISTRY
+from implementations.registry import BASELINE, REFERENCE, REGISTRY, with_goals
 from implementations.validation import Inputs, validate_hyperparameters, validate_inputs
 
 __all__ = [
@@ -19,4 +19,5 @@ __all__ = [
     "gradient_descent",
     "validate_hyperparameters",
     "validate_inputs",
+    "with_goals",
 ]

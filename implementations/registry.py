@@ -6,6 +6,7 @@ tests, benchmarks, plots and the report then pick it up with no other edit.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from types import MappingProxyType
 
 from implementations import (
@@ -39,3 +40,9 @@ _BY_NAME: dict[str, Implementation] = {impl.name: impl for impl in _ORDERED}
 REGISTRY: MappingProxyType[str, Implementation] = MappingProxyType(_BY_NAME)
 REFERENCE = "fully_vectorized"
 BASELINE = "two_loop"
+
+
+def with_goals(names: Iterable[str] | None = None) -> list[Implementation]:
+    """The registered kernels with a goal against REFERENCE, in registry order (among `names`, if given)."""
+    among = None if names is None else set(names)
+    return [impl for name, impl in REGISTRY.items() if impl.goal is not None and (among is None or name in among)]

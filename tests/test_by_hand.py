@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.measure.by_hand import COLUMNS, Settings, _row, kernels
+from bench.measure.by_hand import COLUMNS, Settings, _row
 from bench.measure.timing import available_cores
-from implementations import REFERENCE, REGISTRY
+from implementations import REFERENCE, REGISTRY, with_goals
 
 
 def test_the_speedup_is_taken_within_each_repetition_and_the_roof_is_the_faster_stream() -> None:
@@ -31,6 +31,17 @@ def test_the_speedup_is_taken_within_each_repetition_and_the_roof_is_the_faster_
     assert row["kernel_gbps"] == pytest.approx(10**7 / 2.5e-3 / 1e9)
     assert row["roof_share"] == pytest.approx(row["kernel_gbps"] / row["roof_gbps"])
     assert row["target_speedup"] == impl.goal.speedup_in("F") and row["target_roof_share"] == 0.9  # type: ignore[union-attr]
+    # Each goal decided with the row: 1.5x < 1.75x, 60% < 90%, and a spread of 1.25 wider than 1.05.
+    assert (row["speedup_met"], row["roof_share_met"], row["steady_met"]) == (False, False, False)
+    fused = _row(
+        "C",
+        REGISTRY["numba_fused"],
+        1,
+        Settings(m=1, n_x=1, reps=2, calls=3),
+        {"numba_fused": blocks[impl.name], REFERENCE: blocks[REFERENCE], "read": blocks["read"]},
+        nbytes=10**7,
+    )
+    assert (fused["speedup_met"], fused["roof_share_met"], fused["steady_met"]) == (True, None, None)  # 1.5 >= 1.15
 
 
 def test_the_command_times_every_kernel_with_a_goal_and_writes_its_table(
@@ -42,7 +53,7 @@ def test_the_command_times_every_kernel_with_a_goal_and_writes_its_table(
     text = capsys.readouterr().out
     table = pd.read_csv(out)
     assert list(table.columns) == COLUMNS
-    names = [impl.name for impl in kernels()]
+    names = [impl.name for impl in with_goals()]
     assert set(names) == {"numba_fused", "numba_parallel"}
     assert sorted(zip(table["layout"], table["kernel"], strict=True)) == sorted((lay, n) for lay in "FC" for n in names)
     for _, r in table.iterrows():

@@ -16,7 +16,7 @@ from bench.analyse.views import spread
 from bench.base.constants import COURSE_SHAPE
 from bench.base.hierarchy import hierarchy_of, out_of_cache_bytes, roof_of
 from bench.base.results import STATUS_OK
-from implementations import REFERENCE, REGISTRY, Implementation
+from implementations import REFERENCE, REGISTRY, Implementation, with_goals
 
 BEYOND_CSV = "beyond.csv"
 BEYOND_CHECKS_CSV = "beyond_checks.csv"
@@ -55,11 +55,6 @@ class Beyond:
     table: pd.DataFrame  # TABLE_COLUMNS: a kernel's speedup over the reference, or its share of the roof
     checks: pd.DataFrame  # CHECK_COLUMNS: each goal, met (True), missed (False) or not measured (None)
     layouts: pd.DataFrame  # LAYOUT_COLUMNS: C/F time ratio per implementation at 1 thread, the faster one, why
-
-
-def kernels_with_goals(names: set[str]) -> list[Implementation]:
-    """Registered implementations with a goal, in registry order, among `names`."""
-    return [impl for name, impl in REGISTRY.items() if impl.goal is not None and name in names]
 
 
 def _rows(data: pd.DataFrame, name: str, layout: str, threads: int) -> pd.DataFrame:
@@ -234,7 +229,7 @@ def beyond(
     """
     ok = frame[(frame["status"] == STATUS_OK) & (frame["dtype"] == "float64")]
     names = set(ok["implementation"])
-    kernels = kernels_with_goals(names)
+    kernels = with_goals(names)
     if REFERENCE not in names or not kernels:
         return None
     limit = out_of_cache_bytes(meta)

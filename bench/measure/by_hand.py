@@ -31,7 +31,7 @@ from bench.measure.bandwidth import OnePassRead
 from bench.measure.data import Layout, Problem, make_problem
 from bench.measure.here import correctness_gate
 from bench.measure.timing import available_cores, thread_limits
-from implementations import REFERENCE, REGISTRY, Gradients, Implementation
+from implementations import REFERENCE, REGISTRY, Gradients, Implementation, with_goals
 
 SETTLE_S = 0.25  # between blocks: as the runner's, so that no pool is still spinning
 COLUMNS = [
@@ -53,6 +53,9 @@ COLUMNS = [
     "roof_gbps",
     "roof_share",
     "target_roof_share",
+    "speedup_met",  # each goal: True met, False missed, empty where the kernel has no such goal
+    "roof_share_met",
+    "steady_met",
 ]
 
 
@@ -66,11 +69,6 @@ class Settings:
     reps: int = 6
     calls: int = 15
     seed: int = 0
-
-
-def kernels() -> list[Implementation]:
-    """The registered kernels with a goal against the reference, in registry order."""
-    return [impl for impl in REGISTRY.values() if impl.goal is not None]
 
 
 def _block(fn: Callable[[], Any], calls: int) -> list[float]:
@@ -95,6 +93,8 @@ def _row(
     reads = REGISTRY[REFERENCE].reads_of_x or 1
     roof = max(nbytes / read_s, reads * nbytes / reference_s) / 1e9
     spread = {k: float(np.median([max(b) / min(b) for b in v])) for k, v in blocks.items()}
+    speedup, share = float(np.median(ratios)), nbytes / kernel_s / 1e9 / roof
+    target, target_share = goal.speedup_in(layout), goal.roof_in(layout)
     return {
         "layout": layout,
         "kernel": impl.name,
@@ -104,16 +104,19 @@ def _row(
         "kernel_ms": kernel_s * 1e3,
         "reference_ms": reference_s * 1e3,
         "read_ms": read_s * 1e3,
-        "speedup": float(np.median(ratios)),
+        "speedup": speedup,
         "speedup_min": float(ratios.min()),
         "speedup_max": float(ratios.max()),
-        "target_speedup": goal.speedup_in(layout),
+        "target_speedup": target,
         "kernel_spread": spread[impl.name],
         "reference_spread": spread[REFERENCE],
         "kernel_gbps": nbytes / kernel_s / 1e9,
         "roof_gbps": roof,
-        "roof_share": nbytes / kernel_s / 1e9 / roof,
-        "target_roof_share": goal.roof_in(layout),
+        "roof_share": share,
+        "target_roof_share": target_share,
+        "speedup_met": None if target is None else speedup >= target,
+        "roof_share_met": None if target_share is None else share >= target_share,
+        "steady_met": spread[impl.name] <= spread[REFERENCE] if goal.steady else None,
     }
 
 
@@ -156,7 +159,7 @@ def time_kernels(s: Settings, rng: np.random.Generator | None = None) -> tuple[p
             problem = base.as_layout("float64", cast(Layout, layout))
             with thread_limits(1):
                 reference = REGISTRY[REFERENCE].propagate(problem.w, problem.b, problem.X, problem.Y)
-            for impl in kernels():
+            for impl in with_goals():
                 rows.append(_time_one(layout, impl, s, problem, reference, rng))
             del problem
     except KeyboardInterrupt:

@@ -670,7 +670,7 @@ class _Sweep:
         group.next_round = first + max(*counts, len(timed))
         group.passes += 1
         if roofs:
-            self._record_roof(group, number, first, roofs[0])
+            self.roof_rounds += self._take_rounds(roofs[0], group, number, first)
         return self._record_pass(group, number, first, contenders)
 
     def _run_rounds(self, group: _Group, timed: list[Contender], counts: list[int], first: int) -> None:
@@ -681,27 +681,26 @@ class _Sweep:
                 plan = [[*members, len(timed)] for members in schedule(counts)]  # the canary in every round
                 run_interleaved([*timed, self.canary], plan, self.rng, first_round=first)
 
-    def _record_roof(self, group: _Group, number: int, first: int, roof: Contender) -> None:
+    def _take_rounds(self, contender: Contender, group: _Group, number: int, first: int) -> list[dict[str, Any]]:
+        """A series timed beside the implementations (the canary, the roof): its rounds of this pass, taken out."""
         fields = dict(zip(GROUP, group.key, strict=True))
-        for r in sorted(r for r in roof.samples if r >= first):
-            seconds, stamp = roof.samples[r], roof.stamps[r] - self.start
-            self.roof_rounds.append({**fields, "pass": number, "round": r, "seconds": seconds, "stamp_s": stamp})
+        return [
+            {
+                **fields,
+                "pass": number,
+                "round": r,
+                "seconds": contender.samples.pop(r),
+                "stamp_s": contender.stamps.pop(r) - self.start,
+            }
+            for r in sorted(r for r in contender.samples if r >= first)
+        ]
 
     def _record_pass(
         self, group: _Group, number: int, first: int, contenders: list[tuple[Task, Contender, float | None]]
     ) -> dict[tuple[Any, ...], Row]:
         """Keep every round of this pass (and the canary's), and make each task's row of this pass."""
-        fields = dict(zip(("m", "n_x", "dtype", "layout", "threads"), group.key, strict=True))
-        for r in [r for r in self.canary.samples if r >= first]:
-            self.canary_rounds.append(
-                {
-                    **fields,
-                    "pass": number,
-                    "round": r,
-                    "seconds": self.canary.samples.pop(r),
-                    "stamp_s": self.canary.stamps.pop(r) - self.start,
-                }
-            )
+        self.canary_rounds += self._take_rounds(self.canary, group, number, first)
+        fields = dict(zip(GROUP, group.key, strict=True))
         rows = {}
         for task, contender, compile_s in contenders:
             mine = sorted(r for r in contender.samples if r >= first)
