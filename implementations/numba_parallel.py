@@ -7,7 +7,8 @@ cost, and the partials are added up at the end:
 - features-major X and other strides: numba_fused's blocks, smaller (SHARED_BLOCK_BYTES over
   the thread count each: the threads share the last-level cache), dealt out in turn (thread t
   takes blocks t, t + T, t + 2T, ...), so the threads read neighbouring segments of the same
-  rows at the same time rather than two distant parts of X.
+  rows at the same time rather than two distant parts of X. As there, the blocks start on a
+  cache line where the rows allow it, and the first thread also takes the examples before it.
 
 There are numba.get_num_threads() chunks, read at each call, so numba.set_num_threads(n)
 before a call decides how many threads it uses. Steps too small to repay waking the thread
@@ -41,7 +42,7 @@ SHARED_BLOCK_BYTES = 16 * 1024 * 1024
 
 
 def thread_block(n_x: int, m: int, itemsize: int, threads: int) -> int:
-    """Examples per block when `threads` threads share the features-major kernel's blocks.
+    """Examples per block when `threads` threads share the features-major kernel's blocks of m examples.
 
     An X no larger than one thread's block (numba_fused.BLOCK_BYTES) stays in cache whatever
     the blocks: one block per thread then keeps the row segments longest (the course's shape,
@@ -81,6 +82,7 @@ def _reduce(
 
 
 _partials_jit: Any = numba.njit(inline="always")(_partials)
+_thread_block_jit: Any = numba.njit(inline="always")(thread_block)
 _reduce_jit: Callable[..., numba_fused.StepResult] = numba.njit(inline="always")(_reduce)
 
 
@@ -95,14 +97,17 @@ def _propagate_columns(w: FloatArray, b: float, X: FloatArray, Y: FloatArray, ch
     return _reduce_jit(dw_parts, db_parts, cost_parts, m, X)
 
 
-def _propagate_blocks(
-    w: FloatArray, b: float, X: FloatArray, Y: FloatArray, chunks: int, block: int
-) -> numba_fused.StepResult:
+def _propagate_blocks(w: FloatArray, b: float, X: FloatArray, Y: FloatArray, chunks: int) -> numba_fused.StepResult:
     n_x, m = X.shape
+    lead = numba_fused.aligned_lead_jit(X)
+    block = _thread_block_jit(n_x, m - lead, X.itemsize, chunks)
     w64 = numba_fused.weights_float64(w)
     dw_parts, db_parts, cost_parts = _partials_jit(chunks, n_x)
     for c in numba.prange(chunks):
-        db_parts[c], cost_parts[c] = numba_fused.blocks(w64, b, X, Y, c * block, chunks * block, m, dw_parts[c], block)
+        own_lead = lead if c == 0 else 0  # the examples before the first line go to the first thread
+        db_parts[c], cost_parts[c] = numba_fused.blocks(
+            w64, b, X, Y, own_lead, lead + c * block, chunks * block, m, dw_parts[c], block
+        )
     return _reduce_jit(dw_parts, db_parts, cost_parts, m, X)
 
 
@@ -121,8 +126,7 @@ def propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Gradient
     if numba_fused.examples_major(X):
         dw, db, cost = _kernel_columns(w, float(b), X, Y, chunks)
     else:
-        block = thread_block(n_x, m, X.itemsize, chunks)
-        dw, db, cost = _kernel_blocks(w, float(b), X, Y, chunks, block)
+        dw, db, cost = _kernel_blocks(w, float(b), X, Y, chunks)
     return Gradients(dw=dw.reshape(-1, 1), db=float(db), cost=float(cost))
 
 

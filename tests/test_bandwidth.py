@@ -112,6 +112,25 @@ def test_the_read_timed_beside_the_kernels_reads_every_element_once(
         read.close()
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_read_covers_the_examples_before_an_aligned_start(threads: int) -> None:
+    # As in the kernels, features-major blocks start on a cache line and the first thread also
+    # reads the examples before it: at every start within a line, every element is read once.
+    from bench.measure.bandwidth import OnePassRead
+
+    values = np.arange(40 * 64, dtype=np.float64).reshape(40, 64) % 11
+    for offset in range(0, 64, 8):
+        buffer = np.empty(values.size + 16)
+        skip = ((-buffer.ctypes.data) % 64 + offset) // 8
+        X = buffer[skip : skip + values.size].reshape(values.shape)
+        X[...] = values
+        read = OnePassRead(X, threads)
+        try:
+            assert read() == float(values.sum()), offset
+        finally:
+            read.close()
+
+
 def test_the_read_refuses_an_x_it_cannot_stream() -> None:
     from bench.measure.bandwidth import OnePassRead
 

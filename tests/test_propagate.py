@@ -115,3 +115,54 @@ def test_one_thread_takes_whole_rows_when_segments_would_be_short() -> None:
     assert numba_fused.block_size(1_000, 100_000, 8) < 5_000
     # One block already: nothing to give way to.
     assert numba_fused.block_size(n_x, 100, 8) == 104
+
+
+def _at_offset(X: np.ndarray[Any, Any], offset: int) -> np.ndarray[Any, Any]:
+    """A C-ordered copy of X whose first element lies `offset` bytes past a 64-byte boundary."""
+    spare = 64 // X.itemsize
+    buffer = np.empty(X.size + 2 * spare, dtype=X.dtype)
+    skip = ((-buffer.ctypes.data) % 64 + offset) // X.itemsize
+    out = buffer[skip : skip + X.size].reshape(X.shape)
+    out[...] = X
+    assert out.ctypes.data % 64 == offset
+    return out
+
+
+@pytest.mark.parametrize("name", ["numba_fused", "numba_parallel"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (8192 + 64, 2),  # two blocks, rows aligned alike (a stride of whole 64-byte lines)
+        (8192 + 37, 2),  # two blocks, rows aligned differently
+        (208, 9),  # one block of short rows
+        (1024, 80),  # the parallel path (80K elements), rows aligned alike
+    ],
+)
+def test_kernels_wherever_x_starts_within_a_cache_line(name: str, dtype: str, shape: tuple[int, int]) -> None:
+    # The features-major kernels start their blocks on a cache line where every row allows it,
+    # and take the examples before it as a block of their own. NumPy puts large arrays 16 bytes
+    # past a line, small ones anywhere: each start within a line must give the same gradients.
+    m, n_x = shape
+    p = make_problem(m, n_x, seed=13, dtype=dtype)
+    ref = reference_gradients(p.w, p.b, p.X, p.Y)
+    for offset in range(0, 64, p.X.itemsize):
+        grads = REGISTRY[name].propagate(p.w, p.b, _at_offset(p.X, offset), p.Y)
+        assert_matches_reference(grads, ref, dtype, where=f"{name} m={m} n_x={n_x} {dtype} at +{offset} B")
+
+
+def test_aligned_lead_counts_the_examples_before_the_rows_first_cache_line() -> None:
+    from implementations import numba_fused
+
+    X = np.zeros((4, 64))
+    for offset in range(0, 64, 8):
+        lead = numba_fused.aligned_lead(_at_offset(X, offset))
+        assert lead == (64 - offset) % 64 // 8
+        assert lead == 0 or _at_offset(X, offset)[:, lead:].ctypes.data % 64 == 0
+    # Rows of 100 float64 (800 bytes) start at different places in a line: nothing to gain.
+    assert numba_fused.aligned_lead(_at_offset(np.zeros((4, 100)), 16)) == 0
+    # float32: up to 15 examples.
+    assert numba_fused.aligned_lead(_at_offset(np.zeros((4, 64), dtype=np.float32), 4)) == 15
+    # A line boundary past the last example (two examples of rows 64 bytes apart): none.
+    assert numba_fused.aligned_lead(_at_offset(np.zeros((4, 8)), 16)[:, :2]) == 0
+    assert numba_fused.aligned_lead(_at_offset(np.zeros((4, 8)), 16)) == 6

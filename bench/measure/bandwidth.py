@@ -212,11 +212,17 @@ def measure_hierarchy(thread_counts: list[int], top: int | None = None) -> dict[
 ROOF_N_X = 4096
 
 
-def _row_segments(X: NDArray[np.float64], block: int, first: int, step: int, reps: int) -> float:
-    """Read blocks first, first + step, ... of `block` examples of C-ordered X, row segment by row segment."""
+def _row_segments(X: NDArray[np.float64], block: int, first: int, step: int, reps: int, lead: int = 0) -> float:
+    """Read examples 0..lead-1, then blocks first, first + step, ... of `block` examples of C-ordered X.
+
+    Row segment by row segment, as the fused kernels read them.
+    """
     n_x, m = X.shape
     s = 0.0
     for _ in range(reps):
+        for j in range(n_x):
+            for i in range(lead):
+                s += X[j, i]
         for start in range(first, m, step):
             stop = min(start + block, m)
             for j in range(n_x):
@@ -246,12 +252,19 @@ def _streams(flat: NDArray[Any], threads: int) -> list[tuple[Any, ...]]:
 
 
 def _row_blocks(X: NDArray[Any], threads: int) -> list[tuple[Any, ...]]:
-    """Features-major pattern: the fused kernels' blocks of examples, dealt out in turn, row segment by row segment."""
+    """Features-major pattern: the fused kernels' blocks of examples, dealt out in turn, row segment by row segment.
+
+    As in the kernels, the blocks start on a cache line where the rows allow it, and the first
+    thread also reads the examples before it.
+    """
+    from implementations.numba_fused import aligned_lead
     from implementations.numba_parallel import thread_block
 
     n_x, m = X.shape
-    block = thread_block(n_x, m, X.itemsize, threads)
-    return [(_segments_jit, X, block, t * block, threads * block, 1) for t in range(threads)]
+    lead = aligned_lead(X)
+    block = thread_block(n_x, m - lead, X.itemsize, threads)
+    step = threads * block
+    return [(_segments_jit, X, block, lead + t * block, step, 1, lead if t == 0 else 0) for t in range(threads)]
 
 
 class OnePassRead:
@@ -298,7 +311,7 @@ def measure_roof(buffer: NDArray[np.float64], thread_counts: list[int]) -> dict[
     out: dict[str, dict[str, float]] = {"F": {}, "C": {}}
     for threads in thread_counts:
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            _best_of(pool, [(_segments_jit, X[:, :8], 8, 0, 8, 1)], 1)  # compile, untimed
+            _best_of(pool, [(_segments_jit, X[:, :8], 8, 0, 8, 1, 0)], 1)  # compile, untimed
             flat = _best_of(pool, _streams(X.reshape(-1), threads))
             blocks = _best_of(pool, _row_blocks(X, threads))
         out["F"][str(threads)] = nbytes / flat / 1e9
