@@ -73,6 +73,19 @@ def test_a_kernel_steadier_than_the_reference_meets_its_goal() -> None:
 def test_a_kernel_with_a_wider_spread_misses_it() -> None:
     check = _check(_rounds(kernel_spread=1.8, reference_spread=1.2))
     assert check["value"] == pytest.approx(1.8) and bool(check["met"]) is False
+    # One pass over each of 3 cells: even 3 wider of 3 leaves the rank test at p = 1/20, not below 0.05.
+    assert check["samples"] == 3 and check["p_wider"] == pytest.approx(1 / 20)
+    assert "not distinguishable" in _spread_line(_rounds(kernel_spread=1.8, reference_spread=1.2))
+    # Two passes over each cell: 6 wider of 6, p = 1/924, beyond the passes' own variation.
+    wide = _rounds(kernel_spread=1.8, reference_spread=1.2, drift=1.1)
+    assert _check(wide)["p_wider"] == pytest.approx(1 / 924)
+    assert "wider beyond the passes' own variation" in _spread_line(wide)
+
+
+def _spread_line(rounds: pd.DataFrame) -> str:
+    found = beyond(_frame(), META, rounds)
+    assert found is not None
+    return next(line for line in beyond_section(found) if "slowest / fastest round of a pass" in line)
 
 
 def test_the_spread_is_within_a_pass_not_the_drift_between_passes() -> None:

@@ -19,7 +19,7 @@ import pytest
 
 import bench.measure.runner
 from bench.base.results import load_results, load_speedups
-from bench.base.stats import median_interval, paired_speedup, unpaired_speedup
+from bench.base.stats import median_interval, p_larger, paired_speedup, unpaired_speedup
 from bench.cli import main
 from bench.measure.estimates import (
     CANARY_COLUMNS,
@@ -99,6 +99,18 @@ def test_paired_speedup_uses_only_rounds_both_were_timed_in() -> None:
 
 
 # -- interleaving ----------------------------------------------------------------------------
+
+
+def test_p_larger_is_the_exact_rank_test() -> None:
+    # Three against three, all of the first larger: one ordering of C(6, 3) = 20 is at least as
+    # extreme, so the exact one-sided p is 1/20.
+    assert p_larger([1.3, 1.4, 1.5], [1.1, 1.15, 1.2]) == pytest.approx(1 / 20)
+    # The other way round every ordering is at least as extreme.
+    assert p_larger([1.1, 1.15, 1.2], [1.3, 1.4, 1.5]) == pytest.approx(1.0)
+    # Six against six, interleaved (ranks 1..12 alternating): far from significant.
+    assert p_larger([1, 3, 5, 7, 9, 11], [2, 4, 6, 8, 10, 12]) > 0.5
+    # Too few to rank, or not finite.
+    assert math.isnan(p_larger([1.2], [1.1, 1.0])) and math.isnan(p_larger([1.2, math.nan], [1.1, 1.0]))
 
 
 def test_schedule_spreads_a_slow_contenders_rounds_evenly() -> None:

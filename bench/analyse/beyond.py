@@ -16,6 +16,7 @@ from bench.analyse.views import spread
 from bench.base.constants import COURSE_SHAPE
 from bench.base.hierarchy import hierarchy_of, out_of_cache_bytes, roof_of
 from bench.base.results import STATUS_OK
+from bench.base.stats import p_larger
 from implementations import REFERENCE, REGISTRY, Implementation, with_goals
 
 BEYOND_CSV = "beyond.csv"
@@ -34,7 +35,9 @@ ROOF_TABLE_COLUMNS = [
     "roof_gbps",
 ]
 TABLE_COLUMNS = ["layout", "scope", "implementation", "threads", "what", "cells", "median", "min", "max"]
-CHECK_COLUMNS = ["layout", "scope", "implementation", "threads", "what", "value", "target", "met"]
+CHECK_COLUMNS = ["layout", "scope", "implementation", "threads", "what", "value", "target", "met", "p_wider", "samples"]
+# p_wider (spread goals only): one-sided Mann-Whitney p that the kernel's spreads per pass over a
+# cell are larger than the reference's; samples: how many such spreads each side had (the fewer).
 LAYOUT_COLUMNS = ["implementation", "cells", "c_over_f_median", "c_over_f_min", "c_over_f_max", "faster", "note"]
 SAME_LAYOUT = 1.1  # C/F time ratios at the median within this factor: neither layout is faster
 MIN_SPREAD_ROUNDS = 5  # a cell's slowest / fastest round needs this many rounds to mean anything
@@ -99,9 +102,11 @@ def _median(values: pd.Series) -> float:
     return float(values.median()) if not values.empty else np.nan
 
 
-def _check(row: dict[str, Any], what: str, value: float, target: float, at_most: bool = False) -> dict[str, Any]:
+def _check(
+    row: dict[str, Any], what: str, value: float, target: float, at_most: bool = False, **extra: float
+) -> dict[str, Any]:
     met = bool(value <= target if at_most else value >= target) if np.isfinite(value) and np.isfinite(target) else None
-    return {**row, "what": what, "value": value, "target": target, "met": met}
+    return {**row, "what": what, "value": value, "target": target, "met": met, **extra}
 
 
 def _spreads(rounds: pd.DataFrame | None, cells: pd.DataFrame, name: str, layout: str, threads: int) -> pd.Series:
@@ -170,7 +175,17 @@ def _scope_rows(
             reference_spreads = _spreads(rounds, cells, REFERENCE, layout, threads)
             if not kernel_spreads.empty:
                 rows.append({**base, "what": "spread", **spread(kernel_spreads)})
-            checks.append(_check(base, "spread", _median(kernel_spreads), _median(reference_spreads), at_most=True))
+            checks.append(
+                _check(
+                    base,
+                    "spread",
+                    _median(kernel_spreads),
+                    _median(reference_spreads),
+                    at_most=True,
+                    p_wider=p_larger(kernel_spreads.to_numpy(), reference_spreads.to_numpy()),
+                    samples=float(min(kernel_spreads.size, reference_spreads.size)),
+                )
+            )
         if judged and target is not None:
             checks.append(_check(base, "speedup", _median(speed), target))
         elif not speed.empty:

@@ -11,7 +11,9 @@ repetition. Per layout and kernel, at the kernel's thread count (every core, or 
   SETTLE_S apart (a BLAS pool left spinning would take a core from the next block);
 - `reps` such repetitions; the ratio kernel / reference is taken within each repetition, so a
   slow stretch of the machine that covers both cancels, and its median and range are given;
-- the spread is a block's slowest / fastest call, the median over repetitions.
+- the spread is a block's slowest / fastest call, the median over repetitions; where the
+  kernel's is wider, a rank test over the repetitions' spreads says whether by more than their
+  own variation.
 
 Ctrl-C keeps the kernels already timed.
 """
@@ -27,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from bench.base.records import Cell
+from bench.base.stats import p_larger
 from bench.measure.bandwidth import OnePassRead
 from bench.measure.data import Layout, Problem, make_problem
 from bench.measure.here import correctness_gate
@@ -56,6 +59,7 @@ COLUMNS = [
     "speedup_met",  # each goal: True met, False missed, empty where the kernel has no such goal
     "roof_share_met",
     "steady_met",
+    "steady_p_wider",  # one-sided Mann-Whitney p that the kernel's block spreads are larger than the reference's
 ]
 
 
@@ -92,7 +96,8 @@ def _row(
     # The roof, as the report's: the read, or the reference's own streaming rate if that is higher.
     reads = REGISTRY[REFERENCE].reads_of_x or 1
     roof = max(nbytes / read_s, reads * nbytes / reference_s) / 1e9
-    spread = {k: float(np.median([max(b) / min(b) for b in v])) for k, v in blocks.items()}
+    spreads = {k: [max(b) / min(b) for b in v] for k, v in blocks.items()}
+    spread = {k: float(np.median(v)) for k, v in spreads.items()}
     speedup, share = float(np.median(ratios)), nbytes / kernel_s / 1e9 / roof
     target, target_share = goal.speedup_in(layout), goal.roof_in(layout)
     return {
@@ -117,6 +122,7 @@ def _row(
         "speedup_met": None if target is None else speedup >= target,
         "roof_share_met": None if target_share is None else share >= target_share,
         "steady_met": spread[impl.name] <= spread[REFERENCE] if goal.steady else None,
+        "steady_p_wider": p_larger(spreads[impl.name], spreads[REFERENCE]) if goal.steady else None,
     }
 
 

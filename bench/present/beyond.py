@@ -10,6 +10,7 @@ import pandas as pd
 from bench.analyse.beyond import BEYOND_CHECKS_CSV, BEYOND_CSV, BEYOND_ROOFS_CSV, LAYOUTS_CSV, SAME_LAYOUT, Beyond
 from bench.analyse.views import fmt_speedup
 from bench.base.results import ROOFS_CSV
+from bench.base.stats import SIGNIFICANCE
 from bench.present.tables import md_table
 from implementations import REFERENCE, REGISTRY
 
@@ -85,7 +86,18 @@ def _spread_text(r: pd.Series, what: str) -> str:
         return f"- {what}, no wider than {REFERENCE}'s: not measured (no rounds.csv beside the results)"
     verdict = "met" if r["met"] else "**missed**"
     sign = "<=" if r["met"] else ">"
-    return f"- {what}, no wider than {REFERENCE}'s: {verdict} ({value:.2f} {sign} {target:.2f})"
+    return f"- {what}, no wider than {REFERENCE}'s: {verdict} ({value:.2f} {sign} {target:.2f}){_noise(r)}"
+
+
+def _noise(r: pd.Series) -> str:
+    """Whether a wider spread is beyond the passes' own variation (one-sided Mann-Whitney), for a missed goal."""
+    p, samples = r.get("p_wider", np.nan), r.get("samples", np.nan)
+    if r["met"] or pd.isna(p):
+        return ""
+    passes = f"{int(samples)} pass{'es' if int(samples) != 1 else ''} over a cell each"
+    if p < SIGNIFICANCE:
+        return f"; wider beyond the passes' own variation (one-sided Mann-Whitney p = {p:.2g}, {passes})"
+    return f"; not distinguishable from {REFERENCE}'s by the passes' own variation (p = {p:.2g}, {passes})"
 
 
 def _layout_line(r: pd.Series) -> str:

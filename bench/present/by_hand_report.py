@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 
 from bench.base.machine import machine_line
+from bench.base.stats import SIGNIFICANCE
 from bench.present.tables import md_rows
 from implementations import REFERENCE
 
@@ -34,9 +35,20 @@ def _verdicts(r: pd.Series) -> list[str]:
     if not pd.isna(r["steady_met"]):
         out.append(
             f"- {where}: slowest / fastest call {r['kernel_spread']:.3f} against `{REFERENCE}`'s "
-            f"{r['reference_spread']:.3f}: " + ("no wider (met)" if r["steady_met"] else "**wider** (missed)")
+            f"{r['reference_spread']:.3f}: "
+            + ("no wider (met)" if r["steady_met"] else "**wider** (missed)" + _noise(r))
         )
     return out
+
+
+def _noise(r: pd.Series) -> str:
+    """For a wider spread: whether by more than the repetitions' own variation (the rank test's p)."""
+    p = r.get("steady_p_wider")
+    if p is None or pd.isna(p):
+        return ""
+    if p < SIGNIFICANCE:
+        return f", beyond the repetitions' own variation (one-sided Mann-Whitney p = {p:.2g})"
+    return f", but not distinguishable from `{REFERENCE}`'s by the repetitions' own variation (p = {p:.2g})"
 
 
 def kernels_text(table: pd.DataFrame, meta: dict[str, Any], m: int, n_x: int) -> str:
