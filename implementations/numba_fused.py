@@ -111,8 +111,8 @@ SHORT_ROW_BYTES = (1280, 2048)
 # median of 5 blocks of 15 calls, X as NumPy allocates it), against blocks from example 0:
 # 4,096 x 16,384 28.0 against 30.5 ms, 1,000 x 100,000 31.7 against 34.3, 10,000 x 10,000 40.4
 # against 44.5, 1,000 x 10,000 3.58 against 3.87; one block of whole rows in cache, 2,048 x 2,048
-# 1.18 against 1.35 ms and 12,288 x 208 (short rows) 0.82 against 0.85; from memory, 10,000 x 1,000
-# 4.19 against 4.15. fully_vectorized (OpenBLAS aligns its own loads) was the same at every offset.
+# 1.18 against 1.35 ms; from memory, 10,000 x 1,000 4.19 against 4.15. fully_vectorized (OpenBLAS
+# aligns its own loads) was the same at every offset. Short rows are the exception (_propagate).
 # The block's z and dz buffer starts on a line too (another 0-5%).
 ALIGN_BYTES = 64
 
