@@ -399,17 +399,18 @@ def _short_rows(X: FloatArray) -> bool:
 short_rows: Any = numba.njit(inline="always")(_short_rows)
 
 
-def _whole_rows(w64: FloatArray, b: float, X: FloatArray, Y: FloatArray, dw: FloatArray) -> tuple[float, float]:
+def _whole_rows(
+    w64: FloatArray, b: float, X: FloatArray, Y: FloatArray, dw: FloatArray, short: bool
+) -> tuple[float, float]:
     """All of X as one block of whole rows: adds X dz to dw; returns (sum dz, sum loss).
 
-    Rows of 1.25-2 KiB (SHORT_ROW_BYTES) of an X that stays in cache between calls go one row at a
+    short (short_rows: rows of 1.25-2 KiB of an X that stays in cache between calls): one row at a
     time for z and four rows at a time for dw, in memory order; otherwise as a block (eight rows
     at a time).
     """
     m = X.shape[1]
     z = aligned_empty(m)
     z[:] = b
-    short = short_rows(X)
     if short:
         z_one_row(w64, X, z)
     else:
@@ -493,8 +494,9 @@ def examples_major(X: FloatArray) -> bool:
 block_size_jit: Callable[..., int] = numba.njit(inline="always")(block_size)
 examples_major_jit: Callable[..., bool] = numba.njit(inline="always")(examples_major)
 aligned_lead_jit: Callable[..., int] = numba.njit(inline="always")(aligned_lead)
-# thread_block (numba_parallel) calls block_size from compiled code too.
+# numba_parallel's block plan calls these from compiled code too.
 register_jitable(block_size)
+register_jitable(aligned_lead)
 
 
 def _propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> StepResult:
@@ -506,12 +508,13 @@ def _propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> StepRes
         w64 = weights_float64(w)
         # Short rows keep their own loops, from example 0: aligned blocks of eight rows were
         # no faster there (12,288 x 208 0.88-0.98x, 8,000 x 240 0.93-1.05x, by hand as above).
-        lead = 0 if short_rows(X) else aligned_lead_jit(X)
+        short = short_rows(X)
+        lead = 0 if short else aligned_lead_jit(X)
         block = block_size_jit(n_x, m - lead, X.itemsize, 1)
         if lead == 0 and block >= m:
             # One block: the rows' own bounds let the compiler drop the slices' arithmetic
             # (5-10% on the smallest rows).
-            db, cost = whole_rows(w64, b, X, Y, dw)
+            db, cost = whole_rows(w64, b, X, Y, dw, short)
         else:
             db, cost = blocks(w64, b, X, Y, lead, lead, block, m, dw, block)
     return finish(dw, db, cost, m, X)

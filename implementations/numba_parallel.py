@@ -22,6 +22,7 @@ from typing import Any
 
 import numba
 import numpy as np
+from numba.extending import register_jitable
 
 from implementations import numba_fused
 from implementations.interface import FloatArray, Goal, Gradients, Implementation, summary_of
@@ -60,6 +61,18 @@ def thread_block(n_x: int, m: int, itemsize: int, threads: int) -> int:
     return numba_fused.block_size(n_x, m, itemsize, threads, total // threads)
 
 
+def block_plan(X: FloatArray, threads: int) -> tuple[int, int]:
+    """(lead, block) for `threads` threads sharing features-major X: the examples before the rows'
+    first cache line (numba_fused.aligned_lead), which the first thread takes, and the examples
+    per block after them (thread_block). The roof's one-pass read reads X in the same plan."""
+    lead = numba_fused.aligned_lead(X)
+    return lead, thread_block(X.shape[0], X.shape[1] - lead, X.itemsize, threads)
+
+
+# Callable from the compiled kernel as well as from Python (the roof's read).
+register_jitable(thread_block)
+
+
 def _partials(chunks: int, n_x: int) -> tuple[FloatArray, FloatArray, FloatArray]:
     # Rows padded to whole 64-byte lines, so no two threads write to the same cache line.
     stride = (n_x + 7) // 8 * 8
@@ -82,7 +95,7 @@ def _reduce(
 
 
 _partials_jit: Any = numba.njit(inline="always")(_partials)
-_thread_block_jit: Any = numba.njit(inline="always")(thread_block)
+_block_plan_jit: Any = numba.njit(inline="always")(block_plan)
 _reduce_jit: Callable[..., numba_fused.StepResult] = numba.njit(inline="always")(_reduce)
 
 
@@ -99,8 +112,7 @@ def _propagate_columns(w: FloatArray, b: float, X: FloatArray, Y: FloatArray, ch
 
 def _propagate_blocks(w: FloatArray, b: float, X: FloatArray, Y: FloatArray, chunks: int) -> numba_fused.StepResult:
     n_x, m = X.shape
-    lead = numba_fused.aligned_lead_jit(X)
-    block = _thread_block_jit(n_x, m - lead, X.itemsize, chunks)
+    lead, block = _block_plan_jit(X, chunks)
     w64 = numba_fused.weights_float64(w)
     dw_parts, db_parts, cost_parts = _partials_jit(chunks, n_x)
     for c in numba.prange(chunks):

@@ -61,3 +61,14 @@ def has_row(markdown: str, *cells: str) -> bool:
     """Whether a table row of `markdown` holds these cells next to each other, in this order."""
     n = len(cells)
     return any(list(cells) == row[i : i + n] for row in table_rows(markdown) for i in range(len(row) - n + 1))
+
+
+def at_offset(X: np.ndarray[Any, Any], offset: int) -> np.ndarray[Any, Any]:
+    """A C-ordered copy of X whose first element lies `offset` bytes past a 64-byte boundary."""
+    spare = 64 // X.itemsize
+    buffer = np.empty(X.size + 2 * spare, dtype=X.dtype)
+    skip = ((-buffer.ctypes.data) % 64 + offset) // X.itemsize
+    out = buffer[skip : skip + X.size].reshape(X.shape)
+    out[...] = X
+    assert out.ctypes.data % 64 == offset
+    return out

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from bench.base.hierarchy import Hierarchy, out_of_cache_bytes
 from bench.measure.bandwidth import find_levels, read_gbps, sweep_sizes
+from tests.helpers import at_offset
 
 KIB, MIB = 1024, 1024**2
 
@@ -120,11 +121,7 @@ def test_the_read_covers_the_examples_before_an_aligned_start(threads: int) -> N
 
     values = np.arange(40 * 64, dtype=np.float64).reshape(40, 64) % 11
     for offset in range(0, 64, 8):
-        buffer = np.empty(values.size + 16)
-        skip = ((-buffer.ctypes.data) % 64 + offset) // 8
-        X = buffer[skip : skip + values.size].reshape(values.shape)
-        X[...] = values
-        read = OnePassRead(X, threads)
+        read = OnePassRead(at_offset(values, offset), threads)
         try:
             assert read() == float(values.sum()), offset
         finally:

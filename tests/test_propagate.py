@@ -9,7 +9,7 @@ import pytest
 
 from bench.measure.data import make_problem
 from implementations import REGISTRY
-from tests.helpers import assert_matches_reference
+from tests.helpers import assert_matches_reference, at_offset
 from tests.reference import finite_difference_gradients, reference_gradients
 
 NAMES = list(REGISTRY)
@@ -117,17 +117,6 @@ def test_one_thread_takes_whole_rows_when_segments_would_be_short() -> None:
     assert numba_fused.block_size(n_x, 100, 8) == 104
 
 
-def _at_offset(X: np.ndarray[Any, Any], offset: int) -> np.ndarray[Any, Any]:
-    """A C-ordered copy of X whose first element lies `offset` bytes past a 64-byte boundary."""
-    spare = 64 // X.itemsize
-    buffer = np.empty(X.size + 2 * spare, dtype=X.dtype)
-    skip = ((-buffer.ctypes.data) % 64 + offset) // X.itemsize
-    out = buffer[skip : skip + X.size].reshape(X.shape)
-    out[...] = X
-    assert out.ctypes.data % 64 == offset
-    return out
-
-
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize(
     "shape",
@@ -147,7 +136,7 @@ def test_kernels_wherever_x_starts_within_a_cache_line(dtype: str, shape: tuple[
     ref = reference_gradients(p.w, p.b, p.X, p.Y)
     for name in ("numba_fused", "numba_parallel"):
         for offset in range(0, 64, p.X.itemsize):
-            grads = REGISTRY[name].propagate(p.w, p.b, _at_offset(p.X, offset), p.Y)
+            grads = REGISTRY[name].propagate(p.w, p.b, at_offset(p.X, offset), p.Y)
             assert_matches_reference(grads, ref, dtype, where=f"{name} m={m} n_x={n_x} {dtype} at +{offset} B")
 
 
@@ -156,13 +145,13 @@ def test_aligned_lead_counts_the_examples_before_the_rows_first_cache_line() -> 
 
     X = np.zeros((4, 64))
     for offset in range(0, 64, 8):
-        lead = numba_fused.aligned_lead(_at_offset(X, offset))
+        lead = numba_fused.aligned_lead(at_offset(X, offset))
         assert lead == (64 - offset) % 64 // 8
-        assert lead == 0 or _at_offset(X, offset)[:, lead:].ctypes.data % 64 == 0
+        assert lead == 0 or at_offset(X, offset)[:, lead:].ctypes.data % 64 == 0
     # Rows of 100 float64 (800 bytes) start at different places in a line: nothing to gain.
-    assert numba_fused.aligned_lead(_at_offset(np.zeros((4, 100)), 16)) == 0
+    assert numba_fused.aligned_lead(at_offset(np.zeros((4, 100)), 16)) == 0
     # float32: up to 15 examples.
-    assert numba_fused.aligned_lead(_at_offset(np.zeros((4, 64), dtype=np.float32), 4)) == 15
+    assert numba_fused.aligned_lead(at_offset(np.zeros((4, 64), dtype=np.float32), 4)) == 15
     # A line boundary past the last example (two examples of rows 64 bytes apart): none.
-    assert numba_fused.aligned_lead(_at_offset(np.zeros((4, 8)), 16)[:, :2]) == 0
-    assert numba_fused.aligned_lead(_at_offset(np.zeros((4, 8)), 16)) == 6
+    assert numba_fused.aligned_lead(at_offset(np.zeros((4, 8)), 16)[:, :2]) == 0
+    assert numba_fused.aligned_lead(at_offset(np.zeros((4, 8)), 16)) == 6

@@ -257,12 +257,9 @@ def _row_blocks(X: NDArray[Any], threads: int) -> list[tuple[Any, ...]]:
     As in the kernels, the blocks start on a cache line where the rows allow it, and the first
     thread also reads the examples before it.
     """
-    from implementations.numba_fused import aligned_lead
-    from implementations.numba_parallel import thread_block
+    from implementations.numba_parallel import block_plan
 
-    n_x, m = X.shape
-    lead = aligned_lead(X)
-    block = thread_block(n_x, m - lead, X.itemsize, threads)
+    lead, block = block_plan(X, threads)
     step = threads * block
     return [(_segments_jit, X, block, lead + t * block, step, 1, lead if t == 0 else 0) for t in range(threads)]
 
@@ -273,7 +270,7 @@ class OnePassRead:
     The roof a kernel that reads X once is measured against: the runner times it beside the
     kernels, in the same rounds, in every cell with X out of cache. Examples-major X (and any
     other contiguous X in that order) is streamed in contiguous shares; features-major X is
-    read in the fused kernels' blocks (numba_parallel.thread_block).
+    read in the fused kernels' blocks (numba_parallel.block_plan).
     """
 
     def __init__(self, X: NDArray[Any], threads: int) -> None:
@@ -302,7 +299,7 @@ def measure_roof(buffer: NDArray[np.float64], thread_counts: list[int]) -> dict[
 
     Examples-major (F): each thread streams its contiguous share. Features-major (C): the
     fused kernels' access, blocks of examples read row segment by row segment, blocks dealt
-    out in turn to the threads (numba_parallel.thread_block). The best streaming rate code reaches
+    out in turn to the threads (numba_parallel.block_plan). The best streaming rate code reaches
     here, against which the report measures the kernels where no cell timed it beside them.
     """
     m = buffer.size // ROOF_N_X

@@ -89,15 +89,25 @@ def _spread_text(r: pd.Series, what: str) -> str:
     return f"- {what}, no wider than {REFERENCE}'s: {verdict} ({value:.2f} {sign} {target:.2f}){_noise(r)}"
 
 
+def rank_test_clause(p: float, over: str, reference: str, detail: str = "") -> str:
+    """For a spread wider at the median than the reference's: whether by more than `over`'s own variation.
+
+    p is the one-sided Mann-Whitney p that the kernel's spreads are the larger (bench.base.stats.p_larger);
+    shared with `bench kernels`, which compares repetitions where this section compares passes.
+    """
+    figures = f"p = {p:.2g}" + (f", {detail}" if detail else "")
+    if p < SIGNIFICANCE:
+        return f"wider beyond the {over}' own variation (one-sided Mann-Whitney {figures})"
+    return f"not distinguishable from {reference}'s by the {over}' own variation (one-sided Mann-Whitney {figures})"
+
+
 def _noise(r: pd.Series) -> str:
-    """Whether a wider spread is beyond the passes' own variation (one-sided Mann-Whitney), for a missed goal."""
+    """For a missed spread goal: whether the wider spread is beyond the passes' own variation."""
     p, samples = r.get("p_wider", np.nan), r.get("samples", np.nan)
     if r["met"] or pd.isna(p):
         return ""
     passes = f"{int(samples)} pass{'es' if int(samples) != 1 else ''} over a cell each"
-    if p < SIGNIFICANCE:
-        return f"; wider beyond the passes' own variation (one-sided Mann-Whitney p = {p:.2g}, {passes})"
-    return f"; not distinguishable from {REFERENCE}'s by the passes' own variation (p = {p:.2g}, {passes})"
+    return "; " + rank_test_clause(p, "passes", REFERENCE, passes)
 
 
 def _layout_line(r: pd.Series) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from bench.base.machine import machine_line
-from bench.base.stats import SIGNIFICANCE
+from bench.present.beyond import rank_test_clause
 from bench.present.tables import md_rows
 from implementations import REFERENCE
 
@@ -46,9 +46,7 @@ def _noise(r: pd.Series) -> str:
     p = r.get("steady_p_wider")
     if p is None or pd.isna(p):
         return ""
-    if p < SIGNIFICANCE:
-        return f", beyond the repetitions' own variation (one-sided Mann-Whitney p = {p:.2g})"
-    return f", but not distinguishable from `{REFERENCE}`'s by the repetitions' own variation (p = {p:.2g})"
+    return ", " + rank_test_clause(float(p), "repetitions", f"`{REFERENCE}`")
 
 
 def kernels_text(table: pd.DataFrame, meta: dict[str, Any], m: int, n_x: int) -> str:
