@@ -102,11 +102,12 @@ _reduce_jit: Callable[..., numba_fused.StepResult] = numba.njit(inline="always")
 def _propagate_columns(w: FloatArray, b: float, X: FloatArray, Y: FloatArray, chunks: int) -> numba_fused.StepResult:
     n_x, m = X.shape
     w64 = numba_fused.weights_float64(w)
+    prefetching = numba_fused.prefetches_jit(X, chunks)
     dw_parts, db_parts, cost_parts = _partials_jit(chunks, n_x)
     for c in numba.prange(chunks):
         lo = c * m // chunks
         hi = (c + 1) * m // chunks
-        db_parts[c], cost_parts[c] = numba_fused.columns(w64, b, X, Y, lo, hi, dw_parts[c])
+        db_parts[c], cost_parts[c] = numba_fused.columns(w64, b, X, Y, lo, hi, dw_parts[c], prefetching)
     return _reduce_jit(dw_parts, db_parts, cost_parts, m, X)
 
 

@@ -155,3 +155,43 @@ def test_aligned_lead_counts_the_examples_before_the_rows_first_cache_line() -> 
     # A line boundary past the last example (two examples of rows 64 bytes apart): none.
     assert numba_fused.aligned_lead(at_offset(np.zeros((4, 8)), 16)[:, :2]) == 0
     assert numba_fused.aligned_lead(at_offset(np.zeros((4, 8)), 16)) == 6
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(("name", "threads"), [("numba_fused", 1), ("numba_parallel", 2)])
+def test_kernels_that_prefetch_short_columns(name: str, threads: int, dtype: str) -> None:
+    # Examples-major X larger than the cache, with short columns, takes the prefetching loop,
+    # which asks for lines past the end of X on its last groups. A small problem repeated along
+    # the examples has the small problem's exact gradients (every sum and m grow alike), so the
+    # independent reference stays cheap; 37 examples leave a ragged last batch.
+    from bench.measure.timing import available_cores, thread_limits
+    from implementations import numba_fused
+
+    if threads > available_cores():
+        pytest.skip(f"needs {threads} cores")
+    p = make_problem(37, 40, seed=17, dtype=dtype)
+    repeats = -(-(numba_fused.BLOCK_BYTES + 1) // p.X.nbytes)
+    X = np.asfortranarray(np.tile(p.X, (1, repeats)))
+    Y = np.tile(p.Y, (1, repeats))
+    assert numba_fused.prefetches(X, threads), "the shape no longer takes the prefetching loop"
+    ref = reference_gradients(p.w, p.b, p.X, p.Y)
+    with thread_limits(threads):
+        grads = REGISTRY[name].propagate(p.w, p.b, X, Y)
+    assert_matches_reference(grads, ref, dtype, where=f"{name} {dtype} {X.shape} prefetching")
+
+
+def test_prefetching_is_for_short_columns_out_of_cache() -> None:
+    from implementations import numba_fused
+
+    def big(n_x: int, dtype: type = np.float64) -> np.ndarray[Any, Any]:
+        # Untouched, so never paged in: only the shape and item size matter here.
+        m = numba_fused.BLOCK_BYTES // (n_x * np.dtype(dtype).itemsize) + 1
+        return np.empty((n_x, m), dtype=dtype, order="F")
+
+    assert numba_fused.prefetches(big(100), 1) and not numba_fused.prefetches(big(100), 2)
+    assert numba_fused.prefetches(big(64), 1) and numba_fused.prefetches(big(64), 2)
+    assert numba_fused.prefetches(big(200, np.float32), 1)  # 800-byte columns
+    assert not numba_fused.prefetches(big(16), 1)  # 128 bytes: too little to ask for
+    assert not numba_fused.prefetches(big(1000), 1)  # the hardware's prefetchers keep up
+    in_cache = np.empty((100, numba_fused.BLOCK_BYTES // 800), order="F")
+    assert not numba_fused.prefetches(in_cache, 1)
