@@ -101,11 +101,24 @@ def hierarchy_of(meta: dict[str, Any], threads: int = 1) -> Hierarchy | None:
     return Hierarchy.from_json(entry) if entry else None
 
 
+# X this many times the last cache the sweep measured cannot stay in it from one pass to the next.
+OUT_OF_CACHE_CAPACITIES = 2.0
+
+
 def out_of_cache_bytes(meta: dict[str, Any]) -> float:
-    """X at least this large lives in main memory on this machine: measured where there is a sweep."""
+    """X at least this large lives in main memory on this machine: measured where there is a sweep.
+
+    OUT_OF_CACHE_CAPACITIES times the last cache's measured capacity; where the sweep found no
+    cache, where its read bandwidth reached main memory's plateau. Not that plateau's start where
+    there is a cache: past the cache the bandwidth can keep falling slowly (on an AMD EPYC, 1
+    thread: 59 GB/s at 32 MiB, 53 at 51 MiB, 44 at 256 MiB), and where the plateau starts then
+    moves with the noise: two sweeps of the same machine put it at 51 and 81 MiB, for a cache
+    measured at 24.1 and 24.8 MiB.
+    """
     found = hierarchy_of(meta)
     if found is not None:
-        return found.memory_from_bytes
+        capacity = found.last_capacity_bytes
+        return found.memory_from_bytes if capacity is None else OUT_OF_CACHE_CAPACITIES * capacity
     # An older run: the OS-reported last-level cache, four times over.
     return 4.0 * float(meta.get("last_level_cache_bytes") or FALLBACK_LLC_BYTES)
 

@@ -138,8 +138,8 @@ def _intro(b: Beyond) -> list[str]:
         "",
         f"Out of cache here means X of at least {b.out_of_cache_bytes / 2**20:,.0f} MiB: "
         + (
-            "where this machine's measured read bandwidth has fallen to main memory's (the memory sweep), "
-            "whatever the OS reports"
+            "twice the last cache this machine's memory sweep measured, whatever the OS reports, so that X "
+            "cannot stay in it from one pass to the next"
             if b.measured_hierarchy
             else "4x the last-level cache the OS reports (this run has no memory sweep)"
         )
