@@ -58,6 +58,7 @@ FASTMATH = {"reassoc", "contract"}
 # for libm's exp and log1p one at a time). error_model="numpy": a division is not checked for
 # zero (1 + e and 2 + e never are), and an unchecked loop is one LLVM can vectorise.
 _sigmoid_and_loss_block = numba.njit(fastmath=FASTMATH, error_model="numpy")(sigmoid_and_loss_block)
+block_sigmoid_and_loss: Any = _sigmoid_and_loss_block  # for numba_parallel's row split
 
 # Bytes of X in one block of the features-major kernel, per thread. A block holds a segment
 # of B examples from each of the n_x rows, and short segments read slowly: the prefetchers

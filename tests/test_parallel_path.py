@@ -7,6 +7,7 @@ against the exact reference in every layout and dtype.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import numpy as np
@@ -16,7 +17,7 @@ from bench.measure.data import make_problem
 from bench.measure.timing import available_cores, thread_limits
 from implementations import numba_parallel
 from tests.helpers import assert_matches_reference
-from tests.reference import reference_gradients
+from tests.reference import Reference, reference_gradients
 
 pytestmark = pytest.mark.skipif(available_cores() < 2, reason="needs at least 2 cores to take the threaded path")
 
@@ -28,7 +29,17 @@ def _threaded(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
 
 
-@pytest.mark.parametrize(("m", "n_x"), [(2, 1), (2, 7), (37, 11), (64, 3), (5, 40), (129, 17)])
+@functools.cache
+def _reference(m: int, n_x: int, dtype: str) -> Reference:
+    # One exact reference per problem, for its three layouts (mpmath takes seconds at 26K elements).
+    p = make_problem(m, n_x, seed=13, dtype=dtype)
+    return reference_gradients(p.w, p.b, p.X, p.Y)
+
+
+@pytest.mark.parametrize(
+    ("m", "n_x"),
+    [(2, 1), (2, 7), (37, 11), (64, 3), (5, 40), (129, 17), (20, 45), (160, 165)],  # the last two: by rows
+)
 @pytest.mark.parametrize("layout", ["C", "F", "strided"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_threaded_kernels_match_the_reference(m: int, n_x: int, layout: str, dtype: str) -> None:
@@ -41,7 +52,7 @@ def test_threaded_kernels_match_the_reference(m: int, n_x: int, layout: str, dty
         X = wide[:, ::2]
     else:
         X = p.X
-    ref = reference_gradients(p.w, p.b, p.X, p.Y)
+    ref = _reference(m, n_x, dtype)
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         grads = numba_parallel.propagate(p.w, p.b, X, p.Y)
     assert_matches_reference(grads, ref, dtype, where=f"numba_parallel threaded m={m} n_x={n_x} {layout} {dtype}")
@@ -55,3 +66,14 @@ def test_threaded_kernels_are_stable_at_large_z() -> None:
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         grads = numba_parallel.propagate(w, 0.0, X, Y)
     assert_matches_reference(grads, ref, "float64", where="numba_parallel threaded |z|=1e3")
+
+
+def test_features_major_x_in_cache_with_more_features_than_examples_goes_by_rows() -> None:
+    # The row split (two parallel loops: z's shares, then each thread's rows of dw) for the course's
+    # shape and its like; the example split for the rest. The last two shapes above take it in C
+    # order: short rows (160 float64 examples, 1,280 bytes), and eight-row groups with a ragged end.
+    assert numba_parallel.splits_rows(np.empty((165, 160))) and numba_parallel.splits_rows(np.empty((45, 20)))
+    assert numba_parallel.splits_rows(np.empty((12_288, 209)))  # the course's shape
+    assert not numba_parallel.splits_rows(np.empty((129, 17)).T)  # fewer features than examples
+    assert not numba_parallel.splits_rows(np.empty((12_288, 2_000)))  # 196 MB: out of cache, blocks
+    assert not numba_parallel.splits_rows(np.empty((12_288, 418))[:, ::2])  # strided: blocks
