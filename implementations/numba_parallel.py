@@ -52,7 +52,7 @@ def thread_block(n_x: int, m: int, itemsize: int, threads: int) -> int:
     An X no larger than one thread's block (numba_fused.BLOCK_BYTES) stays in cache whatever
     the blocks: one block per thread then keeps the row segments longest (the course's shape,
     20 MB, on 2 threads, interleaved by hand on an AMD EPYC: 1.26x fully_vectorized in two
-    blocks of 105 examples against 1.11x in four of 56).
+    blocks of 105 examples against 1.11x in four of 56; that shape now goes by rows, splits_rows).
     A row stride of 2^k x an odd number of lines puts every row's segment in the same 1/2^k of
     the cache sets, so a block no longer stays in cache for its dw pass: at 4,096 x 16,384
     (a 128 KiB stride) on 2 threads, by hand, 18.5 ms against 15.6 ms at m = 16,392 (an odd
