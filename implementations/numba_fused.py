@@ -57,8 +57,7 @@ FASTMATH = {"reassoc", "contract"}
 # A block's activations and losses in one vectorised loop (about 1.6 ns an example against 12
 # for libm's exp and log1p one at a time). error_model="numpy": a division is not checked for
 # zero (1 + e and 2 + e never are), and an unchecked loop is one LLVM can vectorise.
-_sigmoid_and_loss_block = numba.njit(fastmath=FASTMATH, error_model="numpy")(sigmoid_and_loss_block)
-block_sigmoid_and_loss: Any = _sigmoid_and_loss_block  # for numba_parallel's row split
+block_sigmoid_and_loss: Any = numba.njit(fastmath=FASTMATH, error_model="numpy")(sigmoid_and_loss_block)
 
 # Bytes of X in one block of the features-major kernel, per thread. A block holds a segment
 # of B examples from each of the n_x rows, and short segments read slowly: the prefetchers
@@ -126,9 +125,10 @@ ALIGN_BYTES = 64
 # calls, against the same kernel without it), 1 thread: 32 x 1,000,000 1.81x, 50 x 200,000
 # 1.53x, 20 x 1,000,000 1.21x, 100 x 100,000 1.26-1.38x, 120 x 100,000 1.22x, 128 x 100,000
 # 1.03x, 1,000 x 10,000 0.96-0.98x. 2 threads, which share the memory bus: 20 x 1,000,000 1.67x,
-# 32 x 1,000,000 1.30x, 64 x 300,000 1.33x, 80 x 250,000 1.10x, 100 x 100,000 0.98-1.05x,
-# 120 x 100,000 0.86x, 128 x 100,000 0.84x; so several threads stop at shorter columns. Not for
-# columns of 10 features (10 x 2,000,000: 0.95x) nor in cache (20 x 100,000, 16 MB: 0.96x).
+# 32 x 1,000,000 1.30x, 64 x 300,000 1.33x, 80 x 250,000 1.10x, 100 x 100,000 0.98-1.08x,
+# 120 x 100,000 0.86x, 128 x 100,000 0.84-1.06x; so several threads stop at shorter columns. Not
+# for columns of 10 features (10 x 2,000,000: 0.92-0.96x) nor in cache (20 x 100,000, 16 MB:
+# 0.94-0.96x).
 # 8 KiB ahead was as good, 2 and 16 KiB worse.
 PREFETCH_COLUMN_BYTES = (128, 1024)  # above the first, up to the second
 PREFETCH_SHARED_COLUMN_BYTES = 512  # the second when several threads read X
@@ -251,7 +251,7 @@ def _columns(
             z[k + 2] = z2 + b
             z[k + 3] = z3 + b
         dz = z[:nb]
-        batch_db, batch_cost = _sigmoid_and_loss_block(dz, Y[0, i : i + nb])
+        batch_db, batch_cost = block_sigmoid_and_loss(dz, Y[0, i : i + nb])
         db += batch_db
         cost += batch_cost
         # dw eight columns at a time (one load and store of dw per eight columns), last
@@ -420,7 +420,7 @@ def _block(
     zb = z[: stop - start]  # z, then dz in place
     zb[:] = b
     z_eight_rows(w64, X, start, stop, zb)
-    db, cost = _sigmoid_and_loss_block(zb, Y[0, start:stop])
+    db, cost = block_sigmoid_and_loss(zb, Y[0, start:stop])
     dw_eight_rows(X, start, stop, zb, dw)
     return db, cost
 
@@ -466,6 +466,26 @@ def _short_rows(X: FloatArray) -> bool:
 short_rows: Any = numba.njit(inline="always")(_short_rows)
 
 
+def _z_rows(w64: FloatArray, X: FloatArray, z: FloatArray, short: bool) -> None:
+    """Adds X' w to z over whole rows: one row at a time if short (short_rows), else eight."""
+    if short:
+        z_one_row(w64, X, z)
+    else:
+        z_eight_rows(w64, X, 0, X.shape[1], z)
+
+
+def _dw_rows(X: FloatArray, dz: FloatArray, dw: FloatArray, short: bool) -> None:
+    """Adds X dz to dw over whole rows: four rows at a time if short (short_rows), else eight."""
+    if short:
+        dw_four_rows(X, dz, dw)
+    else:
+        dw_eight_rows(X, 0, X.shape[1], dz, dw)
+
+
+z_rows: Any = numba.njit(inline="always", fastmath=FASTMATH)(_z_rows)
+dw_rows: Any = numba.njit(inline="always", fastmath=FASTMATH)(_dw_rows)
+
+
 def _whole_rows(
     w64: FloatArray, b: float, X: FloatArray, Y: FloatArray, dw: FloatArray, short: bool
 ) -> tuple[float, float]:
@@ -475,18 +495,11 @@ def _whole_rows(
     time for z and four rows at a time for dw, in memory order; otherwise as a block (eight rows
     at a time).
     """
-    m = X.shape[1]
-    z = aligned_empty(m)
+    z = aligned_empty(X.shape[1])
     z[:] = b
-    if short:
-        z_one_row(w64, X, z)
-    else:
-        z_eight_rows(w64, X, 0, m, z)
-    db, cost = _sigmoid_and_loss_block(z, Y[0])
-    if short:
-        dw_four_rows(X, z, dw)
-    else:
-        dw_eight_rows(X, 0, m, z, dw)
+    z_rows(w64, X, z, short)
+    db, cost = block_sigmoid_and_loss(z, Y[0])
+    dw_rows(X, z, dw, short)
     return db, cost
 
 

@@ -84,7 +84,7 @@ def splits_rows(X: FloatArray) -> bool:
 
     Examples split into one block per thread leave such rows in short segments. Measured on an
     AMD EPYC (2 threads, interleaved in a random order, median of 7 blocks, against one block
-    per thread): 12,288 x 209 (the course's shape) 1.30-1.36x, 16,384 x 128 1.60x, 100,000 x 30
+    per thread): 12,288 x 209 (the course's shape) 1.30-1.46x, 16,384 x 128 1.60x, 100,000 x 30
     2.21x, 6,000 x 500 1.53x, 8,192 x 400 1.13x, 3,000 x 1,000 1.11x, 2,000 x 209 1.16x,
     1,000 x 100 1.18x, 4,096 x 1,000 (32 MiB, past this cache) 0.95-1.04x; with fewer features
     than examples it lost: 256 x 1,000 0.96x, 64 x 2,000 0.85x, 32 x 4,000 0.73x.
@@ -161,11 +161,7 @@ def _propagate_rows(w: FloatArray, b: float, X: FloatArray, Y: FloatArray, chunk
     z_parts = np.zeros((chunks, stride))
     for c in numba.prange(chunks):
         lo, hi = _row_range_jit(c, chunks, n_x)
-        share = z_parts[c, :m]
-        if short:
-            numba_fused.z_one_row(w64[lo:hi], X[lo:hi], share)
-        else:
-            numba_fused.z_eight_rows(w64[lo:hi], X[lo:hi], 0, m, share)
+        numba_fused.z_rows(w64[lo:hi], X[lo:hi], z_parts[c, :m], short)
     z = numba_fused.aligned_empty(m)  # z, then dz in place
     for i in range(m):
         total = b
@@ -176,10 +172,7 @@ def _propagate_rows(w: FloatArray, b: float, X: FloatArray, Y: FloatArray, chunk
     dw = np.zeros(n_x)
     for c in numba.prange(chunks):
         lo, hi = _row_range_jit(c, chunks, n_x)
-        if short:
-            numba_fused.dw_four_rows(X[lo:hi], z, dw[lo:hi])
-        else:
-            numba_fused.dw_eight_rows(X[lo:hi], 0, m, z, dw[lo:hi])
+        numba_fused.dw_rows(X[lo:hi], z, dw[lo:hi], short)
     return numba_fused.finish(dw, db, cost, m, X)
 
 

@@ -30,7 +30,7 @@ def _truth(z: float, y: float) -> tuple[float, float]:
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["python", "numba"])
 def test_each_example_is_within_a_few_ulps_of_mpmath(compiled: bool) -> None:
-    block = numba_fused._sigmoid_and_loss_block if compiled else sigmoid_and_loss_block
+    block = numba_fused.block_sigmoid_and_loss if compiled else sigmoid_and_loss_block
     rng = np.random.default_rng(3)
     zs = np.concatenate([Z, -Z, rng.uniform(-800, 800, 300), rng.normal(0, 3, 300)])
     for z in zs:
@@ -54,7 +54,7 @@ def test_the_block_sums_match_the_scalar_form_one_example_at_a_time() -> None:
     z = rng.normal(0, 20, 1_000)
     y = (rng.random(1_000) > 0.5).astype(float)
     dz = z.copy()
-    db, cost = numba_fused._sigmoid_and_loss_block(dz, y)
+    db, cost = numba_fused.block_sigmoid_and_loss(dz, y)
     pairs = [sigmoid_and_loss(float(zi), float(yi)) for zi, yi in zip(z, y, strict=True)]
     np.testing.assert_allclose(dz, [a - yi for (a, _), yi in zip(pairs, y, strict=True)], rtol=1e-14, atol=1e-300)
     assert db == pytest.approx(sum(a - yi for (a, _), yi in zip(pairs, y, strict=True)), rel=1e-12)
