@@ -77,3 +77,20 @@ def test_features_major_x_in_cache_with_more_features_than_examples_goes_by_rows
     assert not numba_parallel.splits_rows(np.empty((129, 17)).T)  # fewer features than examples
     assert not numba_parallel.splits_rows(np.empty((12_288, 2_000)))  # 196 MB: out of cache, blocks
     assert not numba_parallel.splits_rows(np.empty((12_288, 418))[:, ::2])  # strided: blocks
+
+
+@pytest.mark.parametrize(
+    ("n_x", "m", "itemsize"), [(40, 20_000, 8), (40, 19_999, 4), (1_000, 100_000, 8), (3, 300_001, 8), (5_000, 9, 8)]
+)
+@pytest.mark.parametrize("threads", [2, 3, 8])
+def test_examples_major_x_is_handed_out_in_runs_that_cover_it_once(
+    n_x: int, m: int, itemsize: int, threads: int
+) -> None:
+    X = np.empty((n_x, m), dtype=np.float64 if itemsize == 8 else np.float32, order="F")
+    runs, width = numba_parallel.handout(X, threads)
+    # Runs of whole 8-column groups (the kernel's loops), end to end: the last one holds the rest.
+    assert width % 8 == 0 and (runs - 1) * width < m <= runs * width
+    # At least one run per thread where there are the columns for it, and about HANDOUT_BYTES each.
+    assert runs >= min(threads, -(-m // 8))
+    if X.nbytes >= 4 * numba_parallel.HANDOUT_BYTES:
+        assert 0.5 <= width * n_x * itemsize / numba_parallel.HANDOUT_BYTES < 2

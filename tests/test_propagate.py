@@ -165,7 +165,7 @@ def test_kernels_that_prefetch_short_columns(name: str, threads: int, dtype: str
     # the examples has the small problem's exact gradients (every sum and m grow alike), so the
     # independent reference stays cheap; 37 examples leave a ragged last batch.
     from bench.measure.timing import available_cores, thread_limits
-    from implementations import numba_fused
+    from implementations import numba_fused, numba_parallel
 
     if threads > available_cores():
         pytest.skip(f"needs {threads} cores")
@@ -174,6 +174,9 @@ def test_kernels_that_prefetch_short_columns(name: str, threads: int, dtype: str
     X = np.asfortranarray(np.tile(p.X, (1, repeats)))
     Y = np.tile(p.Y, (1, repeats))
     assert numba_fused.prefetches(X, threads), "the shape no longer takes the prefetching loop"
+    if name == "numba_parallel":  # and numba_parallel hands it out in runs, the last one ragged
+        runs, width = numba_parallel.handout(X, threads)
+        assert runs > threads and X.shape[1] % width
     ref = reference_gradients(p.w, p.b, p.X, p.Y)
     with thread_limits(threads):
         grads = REGISTRY[name].propagate(p.w, p.b, X, Y)
