@@ -148,11 +148,20 @@ def test_blocked_rounds_time_one_contender_after_the_other_with_a_pause() -> Non
     pauses: list[float] = []
     contenders = [Contender(fn=clock.kernel(n, 1e-3), loops=1, round_time=1e-3) for n in "AB"]
     canary = Contender(fn=clock.kernel("canary", 1e-4), loops=1, round_time=1e-4)
-    run_blocked(contenders, [3, 2], settle_s=0.25, canary=canary, clock=clock, sleep=pauses.append)
-    # Each block starts with one untimed call (the pool's workers wake), then its timed rounds.
+    run_blocked(contenders, [3, 2], settle_s=0.25, warmup_s=0.0, canary=canary, clock=clock, sleep=pauses.append)
+    # Each block starts with one untimed call at least (the pool's workers wake), then its timed rounds.
     assert clock.calls == ["A", "A", "A", "A", "canary", "B", "B", "B", "canary"]
     assert pauses == [0.25, 0.25] and sorted(canary.samples) == [0, 1]
     assert sorted(contenders[0].samples) == [0, 1, 2] and sorted(contenders[1].samples) == [0, 1]
+
+
+def test_blocked_rounds_warm_up_for_a_given_time() -> None:
+    clock = FakeClock()
+    contenders = [Contender(fn=clock.kernel(n, 1e-3), loops=1, round_time=1e-3) for n in "AB"]
+    # 3.5 ms of warm-up at 1 ms a call: four untimed calls, then the timed ones; none are timed.
+    run_blocked(contenders, [2, 1], warmup_s=3.5e-3, clock=clock, sleep=lambda s: None)
+    assert clock.calls == ["A"] * 6 + ["B"] * 5
+    assert contenders[0].samples == {0: pytest.approx(1e-3), 1: pytest.approx(1e-3)}
 
 
 # -- a slow stretch, flagged -----------------------------------------------------------------

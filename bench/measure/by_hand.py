@@ -3,11 +3,11 @@
 The grid judges each kernel with a goal (numba_fused, numba_parallel) over its out-of-cache
 cells; this times one shape the way a person checks it at a terminal, with the grid's rules
 where they apply: data made before timing, every answer gated against the reference first,
-one untimed call before each block, and the contenders in a fresh random order every
+untimed calls before each block (timing.warm_up), and the contenders in a fresh random order every
 repetition. Per layout and kernel, at the kernel's thread count (every core, or one):
 
 - the kernel, the reference (fully_vectorized) and the one-pass read of the same X (the roof,
-  bandwidth.OnePassRead) each run a block of `calls` consecutive calls after an untimed one,
+  bandwidth.OnePassRead) each run a block of `calls` consecutive calls after WARMUP_S of untimed ones,
   SETTLE_S apart (a BLAS pool left spinning would take a core from the next block);
 - `reps` such repetitions; the ratio kernel / reference is taken within each repetition, so a
   slow stretch of the machine that covers both cancels, and its median and range are given;
@@ -33,7 +33,7 @@ from bench.base.stats import p_larger
 from bench.measure.bandwidth import OnePassRead
 from bench.measure.data import Layout, Problem, make_problem
 from bench.measure.here import correctness_gate
-from bench.measure.timing import available_cores, thread_limits
+from bench.measure.timing import WARMUP_S, available_cores, thread_limits, warm_up
 from implementations import REFERENCE, REGISTRY, Gradients, Implementation, with_goals
 
 SETTLE_S = 0.25  # between blocks: as the runner's, so that no pool is still spinning
@@ -43,6 +43,7 @@ COLUMNS = [
     "threads",
     "reps",
     "calls",
+    "warmup_ms",  # untimed calls before each block, this long at least
     "kernel_ms",
     "reference_ms",
     "read_ms",
@@ -76,7 +77,7 @@ class Settings:
 
 
 def _block(fn: Callable[[], Any], calls: int) -> list[float]:
-    fn()  # untimed: wakes the pool, warms the caches
+    warm_up(fn)  # wakes the pool, warms the caches; one call was not enough for short steps
     times = []
     for _ in range(calls):
         start = time.perf_counter()
@@ -106,6 +107,7 @@ def _row(
         "threads": threads,
         "reps": s.reps,
         "calls": s.calls,
+        "warmup_ms": WARMUP_S * 1e3,
         "kernel_ms": kernel_s * 1e3,
         "reference_ms": reference_s * 1e3,
         "read_ms": read_s * 1e3,

@@ -38,6 +38,9 @@ T = TypeVar("T")
 CLOCK = time.perf_counter
 # Fewer rounds than this are reported as "few rounds" (a slow cell that hit its budget).
 MIN_ROUNDS = 5
+# Untimed calls before a block of consecutive rounds that follows a pause (run_blocked, the
+# kernels by hand): at least this long, and one call at least.
+WARMUP_S = 0.02
 
 
 def available_cores() -> int:
@@ -79,6 +82,14 @@ class Timing(Summary, Generic[T]):
     """A summary, and the warm-up call's result."""
 
     result: T
+
+
+def warm_up(fn: Callable[[], object], seconds: float = WARMUP_S, clock: Callable[[], float] = CLOCK) -> None:
+    """Calls fn, untimed, until `seconds` have passed (once at least)."""
+    start = clock()
+    fn()
+    while clock() - start < seconds:
+        fn()
 
 
 def _time_loops(fn: Callable[[], object], loops: int, clock: Callable[[], float] = CLOCK) -> float:
@@ -250,6 +261,7 @@ def run_blocked(
     *,
     first_round: int = 0,
     settle_s: float = 0.0,
+    warmup_s: float = WARMUP_S,
     canary: Contender | None = None,
     clock: Callable[[], float] = CLOCK,
     sleep: Callable[[float], object] = time.sleep,
@@ -258,17 +270,20 @@ def run_blocked(
 
     Multi-threaded rows: a BLAS pool left spinning after its call took a core from the next
     pool's call (1.6x slower), so switching pools every round would need a pause every round.
-    Each block starts with one untimed call: after the pause a pool's workers are asleep, and
-    the first call pays for waking them (on a 2-core VM, libgomp's took 6-8 ms after 50 ms
-    idle; in a reference run without this call, fully_vectorized's first round of a block was
-    1.24x its other rounds at the median of its blocks of steps over 1 ms, up to 2.6x), which
-    is not a step's cost in a training loop.
+    Each block starts with untimed calls, for warmup_s at least and one call at least: after
+    the pause a pool's workers are asleep, and the first call pays for waking them (on a 2-core
+    VM, libgomp's took 6-8 ms after 50 ms idle; in a reference run without this call,
+    fully_vectorized's first round of a block was 1.24x its other rounds at the median of its
+    blocks of steps over 1 ms, up to 2.6x), which is not a step's cost in a training loop. One
+    call was not enough for short steps: on the same VM (2 threads, 10 ms rounds of 1.6-6.5 ms
+    steps) the first round after one untimed call was still 1.03-1.07x the block's median, both
+    threads slower alike (clock stamps in each); after 20 ms of calls, 0.99-1.01x.
     The canary, if given, is timed once after each block and its pause, as round first_round + block.
     """
     for block, (contender, count) in enumerate(zip(contenders, counts, strict=True)):
         try:
             with contender.enter():
-                contender.fn()
+                warm_up(contender.fn, warmup_s, clock)
                 for number in range(first_round, first_round + count):
                     contender.samples[number] = _time_loops(contender.fn, contender.loops, clock) / contender.loops
                     contender.stamps[number] = clock()

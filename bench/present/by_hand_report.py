@@ -71,15 +71,18 @@ def kernels_text(table: pd.DataFrame, meta: dict[str, Any], m: int, n_x: int) ->
         ]
         for _, r in table.iterrows()
     ]
-    reps, calls = (int(table[c].iloc[0]) for c in ("reps", "calls")) if not table.empty else (0, 0)
+    reps, calls, warmup_ms = (
+        (int(table[c].iloc[0]) for c in ("reps", "calls", "warmup_ms")) if not table.empty else (0, 0, 0)
+    )
     lines = [
         f"The kernels' goals by hand at n_x = {n_x:,}, m = {m:,} (float64, {n_x * m * 8 / 2**20:,.0f} MiB of X), "
         f"measured now on {machine_line(meta)}.",
         "",
         md_rows(header, rows),
         "",
-        f"Each figure: {reps} repetitions, each a block of {calls} consecutive calls after an untimed one, the kernel, "
-        f"`{REFERENCE}` and a one-pass read of the same X in a fresh random order, at the kernel's thread count. "
+        f"Each figure: {reps} repetitions, each a block of {calls} consecutive calls after {warmup_ms} ms of untimed "
+        f"ones, the kernel, `{REFERENCE}` and a one-pass read of the same X in a fresh random order, at the kernel's "
+        "thread count. "
         "Times: the median over repetitions of each block's median. Speedup: the ratio within each repetition, "
         "median (range). Spread: a block's slowest / fastest call, the median over repetitions. Roof: the read's "
         f"rate, or `{REFERENCE}`'s own streaming rate (two reads of X) where that is higher, as in the report's "
