@@ -247,3 +247,26 @@ def test_labels_are_unique_and_short() -> None:
     ]
     assert _labels([Path("/a/results/local"), Path("/b/results/local")]) == ["a/results/local", "b/results/local"]
     assert _labels([Path("/a/x"), Path("/a/x")]) == ["x#1", "x#2"]
+
+
+def test_the_machine_line_names_numpys_blas_among_the_libraries_loaded() -> None:
+    from bench.base.machine import machine_line
+
+    pools: list[dict[str, Any]] = [
+        {"internal_api": "openmp", "version": None},
+        {"internal_api": "openblas", "version": "0.3.30", "numpy": False},  # a framework's own, loaded first
+        {"internal_api": "openblas", "version": "0.3.31", "numpy": True},
+    ]
+    meta = {
+        "cpu": "Some CPU",
+        "cores": 2,
+        "memory_gib": 8.0,
+        "versions": {"numpy": "2.4.6"},
+        "date": "2026-11-30T12:00:00+00:00",
+        "blas": pools,
+    }
+    assert machine_line(meta) == "Some CPU, 2 cores, 8.0 GiB; NumPy 2.4.6 (openblas 0.3.31); 2026-11-30"
+    # Runs recorded before the mark: the first BLAS, as before.
+    for pool in pools:
+        pool.pop("numpy", None)
+    assert "(openblas 0.3.30)" in machine_line(meta)

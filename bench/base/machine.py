@@ -12,8 +12,10 @@ def machine_line(meta: dict[str, Any]) -> str:
     cores = machine.get("cores", "?")
     mem = machine.get("memory_gib", "?")
     numpy_version = machine.get("versions", {}).get("numpy", "?")
-    # threadpoolctl lists OpenMP runtimes beside the BLAS libraries (a framework may load one first).
+    # threadpoolctl lists OpenMP runtimes and other packages' BLAS beside NumPy's (a framework may
+    # load its own first): NumPy's where the run marked it.
     pools = [b for b in machine.get("blas", []) if b.get("internal_api") and b.get("internal_api") != "openmp"]
+    pools.sort(key=lambda b: not b.get("numpy", False))
     blas: dict[str, Any] = pools[0] if pools else {}
     blas_name = f"{blas.get('internal_api', '?')} {blas.get('version') or ''}".strip()
     date = str(machine.get("date", "?"))[:10]

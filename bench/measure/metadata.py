@@ -71,7 +71,11 @@ def collect_metadata() -> dict[str, Any]:
         except importlib_metadata.PackageNotFoundError:
             versions[name] = "not installed"
     blas = [
-        {k: info.get(k) for k in ("internal_api", "version", "threading_layer", "architecture", "num_threads")}
+        {
+            **{k: info.get(k) for k in ("internal_api", "version", "threading_layer", "architecture", "num_threads")},
+            # NumPy's own BLAS, among the libraries other packages (frameworks, SciPy) load beside it
+            "numpy": "numpy" in Path(str(info.get("filepath", ""))).parent.name,
+        }
         for info in threadpool_info()
     ]
     return {
