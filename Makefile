@@ -79,7 +79,7 @@ bench: $(STAMP) ## Time the default grid (PROFILE=...) and the robustness study,
 	$(PY) -m bench plot --results $(RESULTS) --out $(PLOTS)
 	$(PY) -m bench report --results $(RESULTS) --out $(RESULTS) --plots $(PLOTS)
 
-bench-quick: ## The same on the quick grid without the robustness study, about a minute (results/quick, plots/quick)
+bench-quick: ## The same on the quick grid without the robustness study, under two minutes (results/quick, plots/quick)
 	$(MAKE) bench PROFILE=quick OUT=quick ROBUSTNESS=no
 
 bench-full: ## The same on the full grid, long (results/full, plots/full)

@@ -61,7 +61,7 @@ PROFILES: dict[str, Profile] = {
     for p in (
         Profile(
             name="quick",
-            description="smoke test: small sizes and the course shape, float64, about a minute",
+            description="smoke test: small sizes and the course shape, float64, under two minutes",
             m=(1, 20, 300, 5000),
             n_x=(1, 20, 300),
             dtypes=("float64",),
