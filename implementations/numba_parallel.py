@@ -52,8 +52,8 @@ SHARED_BLOCK_BYTES = 16 * 1024 * 1024
 
 # Examples-major X goes to the threads in runs of about this many bytes of whole columns.
 # Measured on an AMD EPYC (2 threads, interleaved in a random order, blocks of 15 calls): with one
-# chunk per thread the slow calls at 10,000 x 10,000 were the ones where the second thread
-# finished 7-18 ms after the first (clock stamps in each thread); in runs of 4-6 MiB the median
+# chunk per thread, 6 of the 7 slow calls at 10,000 x 10,000 were ones where the second thread
+# finished 4-18 ms after the first (clock stamps in each thread); in runs of 4-6 MiB the median
 # spread of a block of 15 calls went from 1.13 to 1.07-1.10 there and at 1,000 x 100,000, medians
 # within 2-3% at every size tried (100 x 1,000 to 10,000 x 10,000). Numba's own dynamic schedule
 # (parallel_chunksize) over the same runs was 4-40% slower.
@@ -169,7 +169,7 @@ def _propagate_columns(w: FloatArray, b: float, X: FloatArray, Y: FloatArray, ch
     prefetching = numba_fused.prefetches_jit(X, chunks)
     dw_parts, db_parts, cost_parts = _partials_jit(chunks, n_x)
     runs, width = _handout_jit(X, chunks)
-    counter = np.zeros(8, np.int64)  # a cache line of its own
+    counter = np.zeros(8, np.int64)  # counter[0]: the next run to take (and 64 bytes of room, as measured)
     for c in numba.prange(chunks):
         db = 0.0
         cost = 0.0
