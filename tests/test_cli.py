@@ -67,7 +67,7 @@ def test_run_writes_a_tidy_table_and_metadata(finished_run: Path) -> None:
     jit = frame[frame["implementation"].isin([n for n, i in REGISTRY.items() if i.jit])]
     assert jit.groupby("implementation")["compile_s"].apply(lambda s: s.notna().any()).all()
     meta = json.loads((finished_run / "metadata.json").read_text())
-    for key_name in ("machine", "seed", "profile", "bandwidth_gbps", "complete"):
+    for key_name in ("machine", "seed", "profile", "bandwidth_gbps", "complete", "settle_s", "warmup_s"):
         assert key_name in meta
     assert meta["complete"] is True and meta["machine"]["cpu"]
     assert {"numpy", "numba"} <= set(meta["machine"]["versions"])

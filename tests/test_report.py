@@ -137,3 +137,11 @@ def test_readme_blocks_are_rewritten_between_their_markers_only(tmp_path: Path) 
     with pytest.raises(BenchError, match="no profiles markers"):
         update_readme(readme, {"profiles": "x\n"})
     assert "new findings" in readme.read_text()  # a failed update leaves the file as it was
+
+
+def test_the_method_names_the_blocked_rows_pause_and_warm_up_where_the_run_recorded_them(tmp_path: Path) -> None:
+    frame = pd.DataFrame(_rows({"two_loop": 1.0, "fully_vectorized": 0.0025}), columns=list(COLUMNS))
+    recorded = build_report(analyse(frame, {"profile": "test", "settle_s": 0.25, "warmup_s": 0.02}), tmp_path, tmp_path)
+    assert "with a 0.25 s pause between them and 20 ms of untimed calls before each block (" in recorded
+    older = build_report(analyse(frame, {"profile": "test"}), tmp_path, tmp_path)
+    assert "other, with a pause between (a pool left spinning slows the next one), so" in older

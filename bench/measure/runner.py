@@ -74,6 +74,7 @@ from bench.measure.lecture import run_lecture_demo
 from bench.measure.metadata import collect_metadata
 from bench.measure.profiles import Profile
 from bench.measure.timing import (
+    WARMUP_S,
     Contender,
     ContenderError,
     calibrate,
@@ -310,6 +311,9 @@ def _run_meta(
         "cell_budget_s": config.profile.cell_budget_s,
         "round_s": config.profile.round_s,
         "max_rounds": config.profile.max_rounds,
+        # rows on several threads: the pause between blocks, and each block's untimed calls (run_blocked)
+        "settle_s": SETTLE_S,
+        "warmup_s": WARMUP_S,
         "last_level_cache_bytes": last_level_cache_bytes(),
         "memory": memory,
         "bandwidth_gbps": bandwidth,

@@ -289,6 +289,17 @@ def _plots_section(plots: Path, out: Path) -> list[str]:
     return lines
 
 
+def _blocked_detail(meta: dict[str, Any]) -> str:
+    """The pause and warm-up of blocked rows, where the run recorded them (runs before it did not)."""
+    settle, warmup = meta.get("settle_s"), meta.get("warmup_s")
+    if settle is None or warmup is None:
+        return "with a pause between (a pool left spinning slows the next one)"
+    return (
+        f"with a {settle:g} s pause between them and {warmup * 1e3:g} ms of untimed calls before each block "
+        "(a pool left spinning slows the next one; waking a sleeping pool is not a step's cost)"
+    )
+
+
 def _method_section(frame: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
     ok = frame[frame["status"] == STATUS_OK]
     few = ok[ok["rounds"] < MIN_ROUNDS]
@@ -303,8 +314,8 @@ def _method_section(frame: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
         "and cell; median, IQR and min over the rounds that count (`rounds.csv` keeps every round).",
         "- On one thread, a cell's implementations are timed together: one round of each, in a fresh random order "
         "every round, with a canary workload in every round (`canary.csv`). Rows on several threads are timed one "
-        "implementation after the other with a pause between (a pool left spinning slows the next one), so their "
-        "speedups are ratios of unpaired medians with a bootstrap interval.",
+        f"implementation after the other, {_blocked_detail(meta)}, so their speedups are ratios of unpaired "
+        "medians with a bootstrap interval.",
         "- The course shape's rows in the headline setting are always measured, at least 3 rounds, whatever the "
         "cut-off predicts.",
         f"- Cut-off: a cell predicted (from the same implementation's measured cells) to take more than "
