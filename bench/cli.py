@@ -17,6 +17,7 @@ from bench.base.results import RESULTS_CSV, ensure_writable_dir
 from bench.measure.check import add_check_command
 from bench.measure.data import DTYPES, LAYOUTS
 from bench.measure.profiles import PROFILES
+from bench.measure.timing import WARMUP_S
 from bench.measure.user import parse_targets
 from implementations import REGISTRY, with_goals
 
@@ -265,8 +266,8 @@ def _add_kernels(sub: argparse._SubParsersAction[OneLineParser]) -> None:
         help="time each compiled kernel's goal against fully_vectorized at one shape, by hand "
         f"(default m = {KERNELS_SHAPE[0]:,}, n_x = {KERNELS_SHAPE[1]:,}: 512 MiB of X, a minute or two)",
         description="Each kernel with a goal, the reference and a one-pass read of the same X, in blocks of "
-        "consecutive calls after 20 ms of untimed ones, in a fresh random order per repetition; the speedup within "
-        "each repetition, the spreads, the share of the roof, and each goal met or missed.",
+        f"consecutive calls after {WARMUP_S * 1e3:g} ms of untimed ones, in a fresh random order per repetition; "
+        "the speedup within each repetition, the spreads, the share of the roof, and each goal met or missed.",
     )
     kernels.add_argument("--m", type=_positive_int, default=KERNELS_SHAPE[0], help="examples (default %(default)s)")
     kernels.add_argument("--n-x", type=_positive_int, default=KERNELS_SHAPE[1], help="features (default %(default)s)")

@@ -150,6 +150,12 @@ def _item_bytes_compiled(X: Any) -> Any:
     return constant
 
 
+def element_pointer(context: Any, builder: Any, array_type: Any, array: Any, index: Any) -> Any:
+    """In an intrinsic's code: the address of array[index], a 1-d array and an intp index."""
+    view = context.make_array(array_type)(context, builder, array)
+    return cgutils.get_item_pointer(context, builder, array_type, view, [index])  # type: ignore[no-untyped-call]
+
+
 def _prefetch(typingctx: Any, array: Any, index: Any) -> Any:
     """Asks for the cache line of array[index] (llvm.prefetch: read, keep in every level).
 
@@ -160,9 +166,8 @@ def _prefetch(typingctx: Any, array: Any, index: Any) -> Any:
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
         array_type, index_type = signature.args
-        view = context.make_array(array_type)(context, builder, args[0])
         at = context.cast(builder, args[1], index_type, types.intp)
-        pointer = cgutils.get_item_pointer(context, builder, array_type, view, [at])  # type: ignore[no-untyped-call]
+        pointer = element_pointer(context, builder, array_type, args[0], at)
         byte_pointer = ir.IntType(8).as_pointer()
         i32 = ir.IntType(32)
         function = cgutils.get_or_insert_function(  # type: ignore[no-untyped-call]

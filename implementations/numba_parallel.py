@@ -29,7 +29,7 @@ from typing import Any
 
 import numba
 import numpy as np
-from numba.core import cgutils, types
+from numba.core import types
 from numba.extending import intrinsic, register_jitable
 
 from implementations import numba_fused
@@ -53,10 +53,11 @@ SHARED_BLOCK_BYTES = 16 * 1024 * 1024
 # Examples-major X goes to the threads in runs of about this many bytes of whole columns.
 # Measured on an AMD EPYC (2 threads, interleaved in a random order, blocks of 15 calls): with one
 # chunk per thread, 6 of the 7 slow calls at 10,000 x 10,000 were ones where the second thread
-# finished 4-18 ms after the first (clock stamps in each thread); in runs of 4-6 MiB the median
-# spread of a block of 15 calls went from 1.13 to 1.07-1.10 there and at 1,000 x 100,000, medians
-# within 2-3% at every size tried (100 x 1,000 to 10,000 x 10,000). Numba's own dynamic schedule
-# (parallel_chunksize) over the same runs was 4-40% slower.
+# finished 4-18 ms after the first (clock stamps in each thread). Handed out in 6 MiB runs, the
+# median slowest / fastest of a block of 15 calls went from 1.13 to 1.07-1.09 there and at
+# 1,000 x 100,000, medians within 3%; in 4 MiB runs, at six smaller shapes (100 x 1,000 to
+# 100 x 100,000), medians from 14% faster to 5% slower than one chunk per thread. Numba's own
+# dynamic schedule (parallel_chunksize) was 4-40% slower.
 HANDOUT_BYTES = 4 * 1024 * 1024
 
 
@@ -75,10 +76,8 @@ def _take(typingctx: Any, counter: Any) -> Any:
         return None
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        (array_type,) = signature.args
-        view = context.make_array(array_type)(context, builder, args[0])
-        first = cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
-            context, builder, array_type, view, [context.get_constant(types.intp, 0)]
+        first = numba_fused.element_pointer(
+            context, builder, signature.args[0], args[0], context.get_constant(types.intp, 0)
         )
         # monotonic: the counter orders nothing else; the loop's end joins the threads
         return builder.atomic_rmw("add", first, context.get_constant(types.int64, 1), "monotonic")

@@ -270,3 +270,17 @@ def test_the_machine_line_names_numpys_blas_among_the_libraries_loaded() -> None
     for pool in pools:
         pool.pop("numpy", None)
     assert "(openblas 0.3.30)" in machine_line(meta)
+
+
+def test_metadata_tells_numpys_own_blas_by_where_numpy_is_installed() -> None:
+    from pathlib import Path
+
+    import numpy
+
+    from bench.measure.metadata import _numpys
+
+    site = Path(numpy.__file__).resolve().parent.parent
+    assert _numpys(str(site / "numpy.libs" / "libscipy_openblas64_-x.so"))
+    assert _numpys(str(site / "numpy" / ".dylibs" / "libscipy_openblas.dylib"))
+    assert not _numpys(str(site / "torch" / "lib" / "libopenblas.so"))  # a framework's own
+    assert not _numpys("/usr/lib/x86_64-linux-gnu/libopenblas.so.0")

@@ -10,6 +10,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+import numpy
 import psutil
 from threadpoolctl import threadpool_info
 
@@ -62,6 +63,13 @@ def git_commit(repo: Path) -> str:
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def _numpys(library: str) -> bool:
+    """Whether a loaded library ships with NumPy (numpy/, numpy.libs/ or numpy/.dylibs/ beside it)."""
+    site = Path(numpy.__file__).resolve().parent.parent
+    path = Path(library).resolve()
+    return path.is_relative_to(site) and path.relative_to(site).parts[0] in ("numpy", "numpy.libs")
+
+
 def collect_metadata() -> dict[str, Any]:
     """CPU, cores, memory, OS, Python, package versions, BLAS as threadpoolctl sees it, commit, date."""
     versions = {}
@@ -74,7 +82,7 @@ def collect_metadata() -> dict[str, Any]:
         {
             **{k: info.get(k) for k in ("internal_api", "version", "threading_layer", "architecture", "num_threads")},
             # NumPy's own BLAS, among the libraries other packages (frameworks, SciPy) load beside it
-            "numpy": "numpy" in Path(str(info.get("filepath", ""))).parent.name,
+            "numpy": _numpys(str(info.get("filepath", ""))),
         }
         for info in threadpool_info()
     ]
