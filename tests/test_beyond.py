@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from bench.analyse.beyond import beyond
+from bench.base.hierarchy import roof_setters
 from bench.base.results import COLUMNS
 from bench.present.beyond import beyond_section
 from implementations import REFERENCE, REGISTRY, Goal, Implementation, registry
@@ -136,3 +137,13 @@ def test_each_cell_s_share_is_against_the_roof_timed_in_its_own_rounds() -> None
 def test_cells_with_too_few_rounds_and_runs_without_rounds_are_not_measured() -> None:
     assert _check(_rounds(1.1, 1.4, count=3))["met"] is None
     assert _check(None)["met"] is None
+
+
+def test_only_implementations_without_a_roof_goal_and_with_a_known_read_count_can_set_the_roof() -> None:
+    # The report (beyond) and `make kernels` (by_hand) both take the roof from this one rule.
+    setters = roof_setters()
+    assert setters[REFERENCE] == 2  # Z = w.T X, then dw = X dZ.T: two reads of X
+    for name, impl in REGISTRY.items():
+        judged_against_a_roof = impl.goal is not None and bool(impl.goal.roof_share)
+        assert (name in setters) == (impl.reads_of_x is not None and not judged_against_a_roof), name
+    assert "numba_parallel" not in setters  # its own roof would otherwise be its own speed

@@ -14,7 +14,7 @@ import pandas as pd
 
 from bench.analyse.views import spread
 from bench.base.constants import COURSE_SHAPE
-from bench.base.hierarchy import hierarchy_of, out_of_cache_bytes, roof_of
+from bench.base.hierarchy import hierarchy_of, out_of_cache_bytes, roof_of, roof_setters
 from bench.base.results import STATUS_OK
 from bench.base.stats import p_larger
 from implementations import REFERENCE, REGISTRY, Implementation, with_goals
@@ -70,8 +70,8 @@ def _times(data: pd.DataFrame, name: str, layout: str, threads: int) -> pd.Serie
 
 def _streaming_gbps(ok: pd.DataFrame) -> pd.DataFrame:
     """Each row's rate of reading X from memory (reads of X x bytes / time), for implementations without a roof goal."""
-    reads = {name: impl.reads_of_x for name, impl in REGISTRY.items() if not (impl.goal and impl.goal.roof_share)}
-    rows = ok[[reads.get(name) is not None for name in ok["implementation"]]]
+    reads = roof_setters()
+    rows = ok[[name in reads for name in ok["implementation"]]]
     count = rows["implementation"].map(reads).astype(float)
     return rows.assign(streamed_gbps=count * rows["bytes_x"] / rows["median_s"] / 1e9)
 

@@ -138,6 +138,22 @@ def curve_of(meta: dict[str, Any], threads: int = 1) -> Bandwidth | None:
     )
 
 
+def roof_setters() -> dict[str, int]:
+    """The implementations whose streaming rate can raise a cell's roof, with how many times each
+    reads X per step: every one with a known count and no roof goal of its own.
+
+    The roof is the best streaming rate code reaches on X: the one-pass read, or one of these
+    reading X faster (reads x bytes / time), whichever is higher.
+    """
+    from implementations import REGISTRY
+
+    return {
+        name: impl.reads_of_x
+        for name, impl in REGISTRY.items()
+        if impl.reads_of_x is not None and not (impl.goal and impl.goal.roof_share)
+    }
+
+
 def roof_of(meta: dict[str, Any], layout: str, threads: int) -> float | None:
     """GB/s of the sweep's one-pass read of X in this layout's access pattern (None for runs without it)."""
     value = ((meta.get("memory") or {}).get("roof") or {}).get(layout, {}).get(str(threads))

@@ -28,6 +28,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from bench.base.hierarchy import roof_setters
 from bench.base.records import Cell
 from bench.base.stats import p_larger
 from bench.measure.bandwidth import OnePassRead
@@ -94,9 +95,8 @@ def _row(
     med = {k: [float(np.median(b)) for b in v] for k, v in blocks.items()}
     ratios = np.array(med[REFERENCE]) / np.array(med[impl.name])
     kernel_s, reference_s, read_s = (float(np.median(med[k])) for k in (impl.name, REFERENCE, "read"))
-    # The roof, as the report's: the read, or the reference's own streaming rate if that is higher.
-    reads = REGISTRY[REFERENCE].reads_of_x or 1
-    roof = max(nbytes / read_s, reads * nbytes / reference_s) / 1e9
+    # The roof, as the report's (roof_setters): the read, or the reference's own streaming rate if higher.
+    roof = max(nbytes / read_s, roof_setters().get(REFERENCE, 0) * nbytes / reference_s) / 1e9
     spreads = {k: [max(b) / min(b) for b in v] for k, v in blocks.items()}
     spread = {k: float(np.median(v)) for k, v in spreads.items()}
     speedup, share = float(np.median(ratios)), nbytes / kernel_s / 1e9 / roof
