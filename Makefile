@@ -16,6 +16,9 @@ A ?= results/reference
 B ?= $(RESULTS)
 # `make bench` also runs the robustness study (about a minute); ROBUSTNESS=no leaves it out.
 ROBUSTNESS ?= yes
+# Processes `make unit` (and so `make test`) runs the tests in, a test file at a time each (most of
+# their time is Numba compiling, which one process does on one core).
+TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test lint typecheck unit bench bench-quick bench-full bench-resume plot report \
@@ -42,8 +45,8 @@ lint: $(STAMP) ## Run ruff, and import-linter on the layer contracts (pyproject.
 typecheck: $(STAMP) ## Run mypy (strict)
 	$(VENV)/bin/mypy
 
-unit: $(STAMP) ## Run the tests only (benchmark bodies run once, untimed)
-	$(PY) -m pytest -q --benchmark-disable
+unit: $(STAMP) ## Run the tests only, in TEST_WORKERS processes (benchmark bodies run once, untimed)
+	$(PY) -m pytest -q --benchmark-disable -n $(TEST_WORKERS) --dist loadfile
 
 test: lint typecheck unit ## Lint, type-check and run the tests (the browser tests skip, with the reason, without chromium)
 
