@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.measure.data import placed
 from implementations import Gradients
 from tests.conftest import RTOL
 from tests.reference import Reference
@@ -64,11 +65,7 @@ def has_row(markdown: str, *cells: str) -> bool:
 
 
 def at_offset(X: np.ndarray[Any, Any], offset: int) -> np.ndarray[Any, Any]:
-    """A C-ordered copy of X whose first element lies `offset` bytes past a 64-byte boundary."""
-    spare = 64 // X.itemsize
-    buffer = np.empty(X.size + 2 * spare, dtype=X.dtype)
-    skip = ((-buffer.ctypes.data) % 64 + offset) // X.itemsize
-    out = buffer[skip : skip + X.size].reshape(X.shape)
-    out[...] = X
-    assert out.ctypes.data % 64 == offset
+    """A copy of X, in its layout, whose first element lies `offset` bytes past a 64-byte boundary."""
+    out = placed(X, offset)
+    assert out.ctypes.data % 64 == offset and np.array_equal(out, X)
     return out

@@ -37,18 +37,24 @@ KEPT = dict(KEEP_MAPPED_ENV)
 
 
 class FakeTimer:
-    """Seconds per call from a table keyed by (implementation, m, n_x, kept mapped?); a queue per key for spreads."""
+    """Seconds per call from a table keyed by (implementation, m, n_x, kept mapped or placed on a line?); a queue
+    per key for spreads."""
 
     def __init__(self, times: Mapping[tuple[str, int, int, bool], float | list[float]]) -> None:
         self.times = {k: list(v) if isinstance(v, list) else v for k, v in times.items()}
         self.calls: list[tuple[str, int, int, bool]] = []
+        self.requests: list[WorkerRequest] = []
 
     def __call__(self, request: WorkerRequest, env: Mapping[str, str]) -> WorkerResult:
         key = (request.cell.implementation, request.cell.m, request.cell.n_x, dict(env) == KEPT)
         self.calls.append(key)
-        value = self.times.get(key, 1e-3)
+        self.requests.append(request)
+        # Placed on a line (x_offset 0): the time under the key with the aligned flag in place of the kept one.
+        placed = (*key[:3], True) if request.x_offset == 0 else key
+        value = self.times.get(placed, 1e-3)
         median = value.pop(0) if isinstance(value, list) else value
-        return WorkerResult(median, median / 10, median * 0.9, 5, 10, None, (0,), pid=1)
+        where = 16 if request.x_offset is None else request.x_offset  # where a large NumPy array starts
+        return WorkerResult(median, median / 10, median * 0.9, 5, 10, None, (0,), pid=1, x_offset=where)
 
 
 def _ab(effect: str, a: Variant, b: Variant, processes: int = 1, per_element: bool = False) -> Comparison:
@@ -105,6 +111,22 @@ def test_process_spread_is_slowest_over_fastest_and_keeps_every_median() -> None
         measure_comparison(Comparison("process", comparison.a, None, processes=2), SETTINGS, timer)
 
 
+def test_alignment_times_x_where_numpy_put_it_against_on_a_line_in_the_comparison_s_layout() -> None:
+    comparison = Comparison(
+        "alignment",
+        Variant("numpy_placement", "numba_fused", 1_000, 1_000),
+        Variant("line_aligned", "numba_fused", 1_000, 1_000, x_offset=0),
+        processes=2,
+        layout="F",
+    )
+    timer = FakeTimer({("numba_fused", 1_000, 1_000, False): 1.2e-3, ("numba_fused", 1_000, 1_000, True): 1.0e-3})
+    row = measure_comparison(comparison, SETTINGS, timer)
+    assert [r.x_offset for r in timer.requests] == [None, 0, 0, None]  # a b b a
+    assert {r.cell.layout for r in timer.requests} == {"F"} and SETTINGS.layout == "C"
+    assert row["layout"] == "F" and row["factor"] == pytest.approx(1.2)
+    assert (row["x_offset_a"], row["x_offset_b"]) == ("16", "0")  # as the workers said
+
+
 def test_default_plan_covers_the_named_cells() -> None:
     plan = default_plan()
     assert {c.effect for c in plan} == set(EFFECTS)
@@ -116,6 +138,12 @@ def test_default_plan_covers_the_named_cells() -> None:
     assert all(c.processes >= 3 and c.b is None for c in spread)
     assert all(c.b is not None and c.b.env == KEEP_MAPPED_ENV for c in plan if c.effect == "allocator")
     assert all(c.b is not None and c.b.implementation == "two_loop_lists" for c in plan if c.effect == "baseline_style")
+    aligned = [c for c in plan if c.effect == "alignment"]
+    assert all(c.a.x_offset is None and c.b is not None and c.b.x_offset == 0 for c in aligned)
+    # The kernel and the reference in the same examples-major cells, so the speedup's move can be derived.
+    examples_major = {(c.a.implementation, c.a.m, c.a.n_x) for c in aligned if c.layout == "F"}
+    assert {("numba_fused", 1_000, 1_000), ("fully_vectorized", 1_000, 1_000)} <= examples_major
+    assert any(c.layout == "C" and c.a.implementation == "fully_vectorized" for c in aligned)
 
 
 def test_study_writes_only_robustness_csv_with_every_effect(tmp_path: Path) -> None:
@@ -225,6 +253,10 @@ def _study(folder: Path) -> None:
         ("two_loop_lists", 10, 10, False): 1e-5,  # baseline style: 4x
         ("two_loop", 1_000, 100, False): [1.0, 1.1, 1.05],  # spread 1.1x
         ("fully_vectorized", 1_000, 100, False): [1.0, 1.5, 1.2],  # spread 1.5x
+        ("numba_fused", 2_000, 1_000, False): 2.2e-3,
+        ("numba_fused", 2_000, 1_000, True): 1.0e-3,  # alignment: 2.2x
+        ("fully_vectorized", 2_000, 1_000, False): 4.0e-3,
+        ("fully_vectorized", 2_000, 1_000, True): 2.5e-3,  # alignment: 1.6x
     }
     plan = [
         _ab(
@@ -242,6 +274,15 @@ def _study(folder: Path) -> None:
             "baseline_style",
             Variant("numpy_arrays", "two_loop", 10, 10),
             Variant("python_lists", "two_loop_lists", 10, 10),
+        ),
+        *(
+            Comparison(
+                "alignment",
+                Variant("numpy_placement", name, 2_000, 1_000),
+                Variant("line_aligned", name, 2_000, 1_000, x_offset=0),
+                layout="F",
+            )
+            for name in ("numba_fused", "fully_vectorized")
         ),
         Comparison("process", Variant("fresh_process", "two_loop", 1_000, 100), None, 3),
         Comparison("process", Variant("fresh_process", "fully_vectorized", 1_000, 100), None, 3),
@@ -324,6 +365,20 @@ def test_baseline_style_uses_the_lists_verdicts_when_the_run_measured_them(tmp_p
     assert measured.detail["measured"] and (measured.held, measured.detail["held_other"]) == (3, 1)
     assert measured.outcome == "changes"
     assert "`two_loop_lists` was not measured in this run" in _section(tmp_path, lists=False)
+
+
+def test_alignment_says_where_x_started_and_what_a_line_would_do_to_the_kernel_s_speedup(tmp_path: Path) -> None:
+    _study(tmp_path)
+    found = _analysis(tmp_path).robustness
+    assert found is not None
+    (scale,) = found.alignment  # the kernel paired with the reference in the same cell
+    assert (scale.implementation, scale.layout, scale.m, scale.n_x) == ("numba_fused", "F", 2_000, 1_000)
+    assert scale.scale == pytest.approx(2.2 / 1.6)
+    text = _section(tmp_path)
+    assert "### Where X starts (alignment)" in text
+    assert "`numba_fused` at m = 2,000, n_x = 1,000, F order" in text and "**2.20x**, beyond the process spread" in text
+    assert "where NumPy put X (16 bytes into a line)" in text
+    assert "would be 1.38x the one measured with X where NumPy put it (2.20x / 1.60x, *derived*)" in text
 
 
 def test_process_spread_flags_the_cells_near_each_threshold(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.measure.data import make_problem
+from bench.measure.data import line_offset, make_problem
 from implementations import REGISTRY, validate_hyperparameters, validate_inputs
 
 Case = Callable[[dict[str, Any]], None]
@@ -127,3 +127,21 @@ def test_registry_names_and_order() -> None:
     for name, impl in REGISTRY.items():
         assert impl.name == name
         assert impl.summary and not impl.summary.startswith(" ")
+
+
+@pytest.mark.parametrize("layout", ["C", "F"])
+@pytest.mark.parametrize(("dtype", "offset"), [("float64", 0), ("float64", 16), ("float64", 56), ("float32", 4)])
+def test_a_placed_problem_is_the_same_x_starting_where_asked(layout: str, dtype: str, offset: int) -> None:
+    p = make_problem(30, 7, seed=4).as_layout(dtype, layout)  # type: ignore[arg-type]
+    q = p.placed(offset)
+    assert q.X.ctypes.data % 64 == offset and line_offset(q.X) == offset
+    assert np.array_equal(q.X, p.X) and q.X.shape == p.X.shape and q.X.dtype == p.X.dtype
+    assert q.X.flags.f_contiguous if layout == "F" else q.X.flags.c_contiguous
+    assert q.X.ctypes.data != p.X.ctypes.data and q.w is p.w and q.Y is p.Y
+
+
+def test_placing_x_refuses_offsets_between_elements_or_past_the_line() -> None:
+    p = make_problem(30, 7, seed=4)
+    for offset in (4, 64, -8):
+        with pytest.raises(ValueError, match="offset must be a multiple of 8 below 64"):
+            p.placed(offset)

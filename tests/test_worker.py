@@ -20,6 +20,19 @@ def test_worker_times_a_cell_on_the_cores_it_was_given() -> None:
     assert result.compile_s is not None  # a JIT implementation compiles in the fresh process
 
 
+def test_worker_places_x_where_asked_and_says_where_it_was() -> None:
+    # A 64 x 64 float64 X in F order: 32 KiB, so each worker's X lies wherever its heap was.
+    placed = [
+        time_in_worker(WorkerRequest(Cell("numba_loop", 64, 64, "float64", "F", 1, 3), 0.02, 0.002, 2, x_offset=o))
+        for o in (0, 24, 56)
+    ]
+    assert [r.x_offset for r in placed] == [0, 24, 56]
+    unplaced = time_in_worker(WorkerRequest(Cell("numba_loop", 64, 64, "float64", "F", 1, 3), 0.02, 0.002, 2))
+    assert 0 <= unplaced.x_offset < 64 and unplaced.x_offset % 8 == 0
+    with pytest.raises(BenchError, match="offset must be a multiple of 8"):
+        time_in_worker(WorkerRequest(Cell("numba_loop", 64, 64, "float64", "F", 1, 3), 0.02, 0.002, 2, x_offset=12))
+
+
 def test_worker_errors_are_one_line() -> None:
     request = WorkerRequest(Cell("fully_vectorized", 4, 2, "float64", "Z", 1, 3), 0.05, 0.002, 3)
     with pytest.raises(BenchError, match="worker for fully_vectorized: ValueError") as exc:

@@ -18,7 +18,7 @@ import pandas as pd
 from bench.analyse.verdicts import Verdict
 from bench.analyse.views import cell_items, headline, speedups
 from bench.base.constants import ALIASING_STRIDE_BYTES, DEFAULT_MMAP_THRESHOLD_BYTES
-from implementations import BASELINE, REGISTRY
+from implementations import BASELINE, REFERENCE, REGISTRY
 
 IMPACTS_CSV = "robustness_impacts.csv"
 NOISY_IQR = 0.25  # an IQR above this share of the median marks a row measured on a busy machine
@@ -54,6 +54,26 @@ class Impact:
 
 
 @dataclass(frozen=True)
+class AlignmentScale:
+    """A kernel and the reference, each timed with X where NumPy put it and on a cache line, in one cell.
+
+    scale: what X on a line would do to the kernel's speedup over the reference (its factor over the
+    reference's; *derived*, not itself measured).
+    """
+
+    implementation: str
+    layout: str
+    m: int
+    n_x: int
+    factor: float
+    reference_factor: float
+
+    @property
+    def scale(self) -> float:
+        return self.factor / self.reference_factor
+
+
+@dataclass(frozen=True)
 class Robustness:
     """The study's measured rows, the process spread, and each effect's impact on each verdict."""
 
@@ -62,6 +82,7 @@ class Robustness:
     itemsize: int
     aliasing_cells: tuple[Cell, ...]  # this run's cells with an aliasing stride and n_x >= ALIASING_MIN_N_X
     impacts: tuple[Impact, ...]
+    alignment: tuple[AlignmentScale, ...] = ()
 
     def impacts_of(self, effect: str) -> list[Impact]:
         return [i for i in self.impacts if i.effect == effect]
@@ -270,6 +291,26 @@ def process_impacts(study: pd.DataFrame, frame: pd.DataFrame, verdicts: Sequence
     return out
 
 
+def alignment_scales(study: pd.DataFrame) -> list[AlignmentScale]:
+    """Each alignment row of a kernel paired with the reference's in the same cell and layout."""
+    rows = study[study["effect"] == "alignment"]
+    key = ["layout", "m", "n_x"]
+    reference = {
+        tuple(r[k] for k in key): float(r["factor"])
+        for r in rows[rows["implementation"] == REFERENCE].to_dict("records")
+    }
+    out = []
+    for r in rows[rows["implementation"] != REFERENCE].to_dict("records"):
+        other = reference.get(tuple(r[k] for k in key))
+        if other is not None:
+            out.append(
+                AlignmentScale(
+                    str(r["implementation"]), str(r["layout"]), int(r["m"]), int(r["n_x"]), float(r["factor"]), other
+                )
+            )
+    return out
+
+
 def beyond_noise(study: pd.DataFrame) -> pd.DataFrame:
     """The study's rows with `noise` (the larger process spread of the two sides) and whether the factor clears it.
 
@@ -305,4 +346,4 @@ def robustness(
         *process_impacts(study, frame, verdicts),
     ]
     cpus = tuple(sorted({str(c) for c in study["cpu"].dropna()})) if "cpu" in study else ()
-    return Robustness(beyond_noise(study), cpus, itemsize, tuple(cells), tuple(impacts))
+    return Robustness(beyond_noise(study), cpus, itemsize, tuple(cells), tuple(impacts), tuple(alignment_scales(study)))

@@ -16,6 +16,16 @@ DTYPES: tuple[str, ...] = ("float64", "float32")
 # F: examples-major, the same (n_x, m) array with each example's column contiguous.
 LAYOUTS: tuple[Layout, ...] = ("C", "F")
 LAYOUT_NAMES = {"C": "features-major (C order)", "F": "examples-major (Fortran order)"}
+LINE_BYTES = 64  # a cache line on the x86 and Arm cores this runs on
+
+
+def line_offset(X: NDArray[Any]) -> int:
+    """Bytes from the start of the cache line X's first element lies in to that element.
+
+    NumPy gives an array whatever malloc returns: 16 bytes into a line where glibc maps a large
+    block for it (its header), any multiple of 16 where the block comes from the heap.
+    """
+    return int(X.ctypes.data % LINE_BYTES)
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,24 @@ class Problem:
         """The same numbers in another dtype and memory layout (a copy where needed)."""
         X = np.asarray(self.X, dtype=np.dtype(dtype), order=layout)
         return Problem(w=self.w.astype(dtype), b=self.b, X=X, Y=np.ascontiguousarray(self.Y, dtype=dtype))
+
+    def placed(self, offset: int) -> Problem:
+        """The same problem with X copied, in its layout, to start `offset` bytes into a cache line (placed)."""
+        return Problem(w=self.w, b=self.b, X=placed(self.X, offset), Y=self.Y)
+
+
+def placed(X: NDArray[Any], offset: int) -> NDArray[Any]:
+    """A copy of contiguous X, in its layout, whose first element lies `offset` bytes into a cache line."""
+    if not (0 <= offset < LINE_BYTES and offset % X.itemsize == 0):
+        raise ValueError(f"offset must be a multiple of {X.itemsize} below {LINE_BYTES}, got {offset}")
+    if not (X.flags.c_contiguous or X.flags.f_contiguous):
+        raise ValueError("placed needs a contiguous X")
+    buffer = np.empty(X.nbytes + 2 * LINE_BYTES, dtype=np.uint8)
+    start = (offset - buffer.ctypes.data) % LINE_BYTES
+    order: Layout = "C" if X.flags.c_contiguous else "F"
+    moved = buffer[start : start + X.nbytes].view(X.dtype).reshape(X.shape, order=order)
+    moved[...] = X
+    return moved
 
 
 def make_problem(m: int, n_x: int, *, seed: int, dtype: str = "float64", layout: Layout = "C") -> Problem:

@@ -1,6 +1,6 @@
 """How robust is the answer: incidental choices that move a timing, each measured side by side.
 
-Four effects, each a comparison of two variants (a against b, factor = time_a / time_b):
+Five effects, each a comparison of two variants (a against b, factor = time_a / time_b):
 - allocator: glibc malloc's default state against one that keeps freed memory mapped
   (MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ raised). glibc reads these when a
   process starts, so each variant runs in its own fresh worker process.
@@ -8,6 +8,10 @@ Four effects, each a comparison of two variants (a against b, factor = time_a / 
   order a row stride that is a multiple of 4 KiB maps one example's features to the same
   cache sets.
 - baseline_style: the two-loop baseline over NumPy arrays against the same loops over lists.
+- alignment: X where NumPy put it (16 bytes into a cache line where glibc maps it) against the
+  same X copied to start on a line: a vector load that straddles two lines costs two. The
+  one-pass kernel and BLAS, examples-major (where the kernel cannot choose where its loads
+  start) and features-major.
 - process: one cell's median in several fresh processes; factor = slowest / fastest. The
   IQR of a results row is within one process and cannot show this.
 
@@ -36,7 +40,7 @@ if TYPE_CHECKING:  # pandas is imported only where the table is read
     import pandas as pd
 
 ROBUSTNESS_CSV = "robustness.csv"
-EFFECTS = ("allocator", "power_of_two", "baseline_style", "process")
+EFFECTS = ("allocator", "power_of_two", "baseline_style", "alignment", "process")
 
 COLUMNS = (
     "effect",
@@ -53,6 +57,8 @@ COLUMNS = (
     "n_x_b",
     "env_a",  # environment added to variant a's worker, e.g. MALLOC_* settings
     "env_b",
+    "x_offset_a",  # bytes into a cache line X started in variant a's workers, as measured there
+    "x_offset_b",
     "time_a_s",  # median over processes of each process's median seconds per call
     "time_b_s",
     "iqr_a_s",  # median over processes of each process's IQR
@@ -96,6 +102,7 @@ class Variant:
     m: int
     n_x: int
     env: tuple[tuple[str, str], ...] = ()
+    x_offset: int | None = None  # bytes into a cache line X starts; None: where NumPy put it
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,7 @@ class Comparison:
     b: Variant | None
     processes: int = 1
     per_element: bool = False
+    layout: str | None = None  # None: the study's (StudySettings.layout)
 
 
 @dataclass(frozen=True)
@@ -137,7 +145,7 @@ def _ab(effect: str, impl: str, cells: Sequence[tuple[int, int]], processes: int
 def default_plan(spread_processes: int = 3) -> tuple[Comparison, ...]:
     """The study's comparisons: the named cells of the issue plus a few that show where an effect stops.
 
-    About 40 worker processes, under a minute on 2 cores.
+    About 64 worker processes, under two minutes on 2 cores (1 min 43 s on a 2-core AMD EPYC VM).
     """
     plan: list[Comparison] = []
     # Allocator: fully_vectorized's (1, m) temporaries are 240 KB at m = 30,000 and 800 KB at
@@ -173,6 +181,26 @@ def default_plan(spread_processes: int = 3) -> tuple[Comparison, ...]:
                 Variant("python_lists", "two_loop_lists", m, n_x),
             )
         )
+    # Alignment: the one-pass kernel, whose loads over a column straddle lines unless X starts on
+    # one, and BLAS, in cache (8 MB) and out of it (80 MB), examples-major; features-major, the
+    # kernel (whose blocks start on a line themselves) and BLAS in the headline setting.
+    for impl, layout, (m, n_x) in (
+        ("numba_fused", "F", (1_000, 1_000)),
+        ("numba_fused", "F", (10_000, 1_000)),
+        ("fully_vectorized", "F", (1_000, 1_000)),
+        ("fully_vectorized", "F", (10_000, 1_000)),
+        ("numba_fused", "C", (10_000, 1_000)),
+        ("fully_vectorized", "C", (1_000, 1_000)),
+    ):
+        plan.append(
+            Comparison(
+                "alignment",
+                Variant("numpy_placement", impl, m, n_x),
+                Variant("line_aligned", impl, m, n_x, x_offset=0),
+                processes=2,
+                layout=layout,
+            )
+        )
     # Process-to-process spread: a compiled, a BLAS and an interpreted implementation, one cell.
     for impl in ("numba_loop", "fully_vectorized", "two_loop"):
         plan.append(Comparison("process", Variant("fresh_process", impl, 1_000, 100), None, spread_processes))
@@ -183,15 +211,18 @@ def _default_timer(request: WorkerRequest, env: Mapping[str, str]) -> WorkerResu
     return time_in_worker(request, env=env)
 
 
-def _request(variant: Variant, settings: StudySettings) -> WorkerRequest:
-    cell = Cell(
-        variant.implementation, variant.m, variant.n_x, settings.dtype, settings.layout, settings.threads, settings.seed
-    )
+def _layout(comparison: Comparison, settings: StudySettings) -> str:
+    return comparison.layout or settings.layout
+
+
+def _request(variant: Variant, settings: StudySettings, layout: str) -> WorkerRequest:
+    cell = Cell(variant.implementation, variant.m, variant.n_x, settings.dtype, layout, settings.threads, settings.seed)
     return WorkerRequest(
         cell,
         budget_s=settings.budget_s,
         round_s=settings.round_s,
         max_rounds=settings.max_rounds,
+        x_offset=variant.x_offset,
     )
 
 
@@ -225,7 +256,7 @@ def _base_row(comparison: Comparison, settings: StudySettings, cpu: str) -> dict
         "m": a.m,
         "n_x": a.n_x,
         "dtype": settings.dtype,
-        "layout": settings.layout,
+        "layout": _layout(comparison, settings),
         "threads": settings.threads,
         "variant_a": a.label,
         "variant_b": b.label if b is not None else "fastest_process",
@@ -239,6 +270,12 @@ def _base_row(comparison: Comparison, settings: StudySettings, cpu: str) -> dict
     }
 
 
+def _offsets(results: Sequence[WorkerResult]) -> str:
+    """The offsets X started at in these workers, ';'-separated where they differ ('' where none told)."""
+    told = sorted({r.x_offset for r in results if r.x_offset >= 0})
+    return ";".join(str(o) for o in told)
+
+
 def summarise(
     comparison: Comparison,
     results_a: Sequence[WorkerResult],
@@ -248,6 +285,7 @@ def summarise(
 ) -> dict[str, Any]:
     """One robustness.csv row from each variant's per-process results (results_b unused for process)."""
     row = _base_row(comparison, settings, cpu)
+    row.update(x_offset_a=_offsets(results_a), x_offset_b=_offsets(results_b))
     medians_a = [r.median_s for r in results_a]
     a, b = comparison.a, comparison.b
     if b is None:
@@ -305,7 +343,7 @@ def _measure(comparison: Comparison, settings: StudySettings, timer: Timer) -> t
         for variant, into in order:
             if variant is None:
                 continue
-            into.append(timer(_request(variant, settings), dict(variant.env)))
+            into.append(timer(_request(variant, settings, _layout(comparison, settings)), dict(variant.env)))
     return results_a, results_b
 
 
@@ -337,6 +375,8 @@ def _describe(comparison: Comparison) -> str:
         return f"{what} against m={b.m}, n_x={b.n_x}"
     if comparison.effect == "baseline_style":
         return f"{what} against {b.implementation}"
+    if comparison.layout is not None:
+        what += f" ({comparison.layout})"
     return f"{what}, {a.label} against {b.label}"
 
 

@@ -35,6 +35,7 @@ class WorkerRequest:
     round_s: float
     max_rounds: int
     cores: tuple[int, ...] | None = None  # None: the parent's affinity mask
+    x_offset: int | None = None  # bytes into a cache line X starts (data.Problem.placed); None: where NumPy put it
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class WorkerResult(Summary):
 
     cores: tuple[int, ...]
     pid: int  # the process it was timed in
+    x_offset: int = -1  # bytes into a cache line the timed X started (data.line_offset); -1: not told
 
 
 ANSWER = "@bench-worker "  # marks the worker's answer among anything a library prints to stdout
@@ -147,13 +149,15 @@ class WorkerPool:
 
 def _serve(request: WorkerRequest) -> WorkerResult:
     # Imported here, after the affinity mask is set: thread pools size themselves on import.
-    from bench.measure.data import make_problem
+    from bench.measure.data import line_offset, make_problem
     from bench.measure.here import time_here
     from bench.measure.timing import thread_limits
     from implementations import REFERENCE, REGISTRY
 
     cell = request.cell
     problem = make_problem(cell.m, cell.n_x, seed=cell.seed).as_layout(cell.dtype, cell.layout)  # type: ignore[arg-type]
+    if request.x_offset is not None:
+        problem = problem.placed(request.x_offset)
     with thread_limits(1):
         reference = REGISTRY[REFERENCE].propagate(problem.w, problem.b, problem.X, problem.Y)
     budgets = (request.budget_s, request.round_s, request.max_rounds)
@@ -162,6 +166,7 @@ def _serve(request: WorkerRequest) -> WorkerResult:
         **{name: getattr(timing, name) for name in SUMMARY_FIELDS},
         cores=tuple(sorted(os.sched_getaffinity(0))),
         pid=os.getpid(),
+        x_offset=line_offset(problem.X),
     )
 
 

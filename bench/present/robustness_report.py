@@ -15,7 +15,7 @@ from bench.analyse.views import fmt_seconds, fmt_speedup
 from bench.base.constants import ALIASING_STRIDE_BYTES, DEFAULT_MMAP_THRESHOLD_BYTES, KEEP_MAPPED_ENV
 from bench.measure.robustness import ROBUSTNESS_CSV
 from bench.present.tables import md_rows
-from implementations import BASELINE, REGISTRY
+from implementations import BASELINE, REFERENCE, REGISTRY
 
 MAX_LISTED = 8  # cells named in one sentence before "and N more"
 
@@ -31,9 +31,11 @@ def _factor(value: float) -> str:
 
 
 def _cell_of(row: pd.Series) -> str:
+    # The study's setting is C order; a row in another layout says so.
+    layout = f", {row['layout']} order" if str(row.get("layout", "C")) != "C" else ""
     if int(row["m_b"]) != int(row["m"]) or int(row["n_x_b"]) != int(row["n_x"]):
-        return f"{int(row['m']):,} x {int(row['n_x']):,} against {int(row['m_b']):,} x {int(row['n_x_b']):,}"
-    return f"m = {int(row['m']):,}, n_x = {int(row['n_x']):,}"
+        return f"{int(row['m']):,} x {int(row['n_x']):,} against {int(row['m_b']):,} x {int(row['n_x_b']):,}{layout}"
+    return f"m = {int(row['m']):,}, n_x = {int(row['n_x']):,}{layout}"
 
 
 def _label(i: Impact) -> str:
@@ -216,6 +218,42 @@ def _baseline_style(r: Robustness) -> list[str]:
     return lines + [_baseline_line(i) for i in r.impacts_of("baseline_style")]
 
 
+def _alignment(r: Robustness) -> list[str]:
+    rows = r.study[r.study["effect"] == "alignment"]
+    if rows.empty:
+        return []
+    lines = ["", "### Where X starts (alignment)", ""]
+    for _, s in rows.iterrows():
+        beyond = (
+            "beyond the process spread"
+            if s["beyond_noise"]
+            else f"within the process spread ({_factor(float(s['noise']))})"
+        )
+        offsets = str(s.get("x_offset_a") or "").strip()
+        where = f" ({offsets} bytes into a line)" if offsets else ""
+        lines.append(
+            f"- `{s['implementation']}` at {_cell_of(s)}: {fmt_seconds(float(s['time_a_s']))} where NumPy put X"
+            f"{where} against {fmt_seconds(float(s['time_b_s']))} on a line: **{_factor(s['factor'])}**, {beyond}."
+        )
+    lines += [
+        "",
+        "A NumPy array starts where malloc put it: 16 bytes into a 64-byte cache line where glibc maps a large "
+        "block for it (a 16-byte header), on any 16-byte step where the block comes from the heap (as large ones "
+        "can once glibc has raised its mapping threshold). Unless X starts on a line, every 64-byte vector load "
+        "along its contiguous axis straddles two lines. "
+        "Every other timing in this report uses X where NumPy put it, as a user's array would be; the "
+        "claims' verdicts too (the study did not time the baseline with X on a line).",
+        "",
+    ]
+    for a in r.alignment:
+        lines.append(
+            f"- With X on a line, `{a.implementation}`'s speedup over `{REFERENCE}` at m = {a.m:,}, n_x = {a.n_x:,}, "
+            f"{a.layout} order, would be {_factor(a.scale)} the one measured with X where NumPy put it "
+            f"({_factor(a.factor)} / {_factor(a.reference_factor)}, *derived*)."
+        )
+    return lines
+
+
 def _process(r: Robustness) -> list[str]:
     rows = r.study[r.study["effect"] == "process"]
     if rows.empty:
@@ -252,7 +290,8 @@ def _process(r: Robustness) -> list[str]:
 INTRO = (
     "A speedup that moves several times with an incidental choice is not an answer until the choices that "
     "move it are known. `python -m bench robustness` measured each effect below side by side, every variant "
-    "in its own fresh worker process timed with the grid's gate and timing code (float64, C order, 1 thread). "
+    "in its own fresh worker process timed with the grid's gate and timing code (float64, C order unless a row "
+    "says otherwise, 1 thread). "
     "Factor = time of variant a / time of variant b (medians): per element for power-of-two sizes, slowest / "
     "fastest process for the spread; the factor of minima is the same ratio on each side's fastest round, "
     "steadier when the machine is busy. Anything marked *derived* applies a measured factor to this run's "
@@ -272,6 +311,7 @@ def robustness_section(r: Robustness | None, missing: str, run_cpu: str) -> list
     lines += _allocator(r)
     lines += _power_of_two(r)
     lines += _baseline_style(r)
+    lines += _alignment(r)
     lines += _process(r)
     return lines
 
@@ -281,7 +321,7 @@ def missing_study_text(folder: str, problem: str | None) -> str:
     if problem is None:
         return (
             f"No robustness study beside these results (no `{ROBUSTNESS_CSV}` in `{folder}`). Measure it with "
-            f"`python -m bench robustness --out {folder}` (or `make robustness`), about a minute, then rewrite this "
+            f"`python -m bench robustness --out {folder}` (or `make robustness`), under two minutes, then rewrite this "
             "report."
         )
     return problem
