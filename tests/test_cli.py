@@ -69,8 +69,29 @@ def test_run_writes_a_tidy_table_and_metadata(finished_run: Path) -> None:
     meta = json.loads((finished_run / "metadata.json").read_text())
     for key_name in ("machine", "seed", "profile", "bandwidth_gbps", "complete", "settle_s", "warmup_s"):
         assert key_name in meta
+    assert meta["x_offset_bytes"] == 16  # where every timed X starts in its cache line
     assert meta["complete"] is True and meta["machine"]["cpu"]
     assert {"numpy", "numba"} <= set(meta["machine"]["versions"])
+
+
+def test_every_timed_x_starts_where_the_grid_places_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    offsets: set[int] = set()
+
+    def probe(w: Any, b: float, X: Any, Y: Any) -> Gradients:
+        offsets.add(X.ctypes.data % 64)
+        return REGISTRY["fully_vectorized"].propagate(w, b, X, Y)
+
+    registry = {**REGISTRY, "probe": Implementation(name="probe", propagate=probe, summary="says where X starts")}
+    monkeypatch.setattr(bench.measure.user, "REGISTRY", registry)
+    monkeypatch.setattr(bench.cli, "REGISTRY", registry)
+    monkeypatch.setattr(bench.measure.runner, "measure_hierarchy", flat_memory)  # not tested here
+    # Sizes whose X the allocator would put at several offsets: 8 bytes to 32 KiB, both layouts and dtypes.
+    args = ["run", "--profile", "quick", "--m", "1,8,64", "--n-x", "1,4,64", "--no-lecture", "--threads", "1"]
+    args += ["--dtypes", "float64,float32", "--layouts", "C,F", "--implementations", "two_loop,probe"]
+    assert _run([*args, "--out", str(tmp_path)], capsys)[0] == 0
+    assert offsets == {16}
 
 
 def test_plot_and_report_read_only_the_table(

@@ -145,3 +145,11 @@ def test_the_method_names_the_blocked_rows_pause_and_warm_up_where_the_run_recor
     assert "with a 0.25 s pause between them and 20 ms of untimed calls before each block (" in recorded
     older = build_report(analyse(frame, {"profile": "test"}), tmp_path, tmp_path)
     assert "other, with a pause between (a pool left spinning slows the next one), so" in older
+
+
+def test_the_method_says_where_every_x_started_where_the_run_recorded_it(tmp_path: Path) -> None:
+    frame = pd.DataFrame(_rows({"two_loop": 1.0, "fully_vectorized": 0.0025}), columns=list(COLUMNS))
+    recorded = build_report(analyse(frame, {"profile": "test", "x_offset_bytes": 16}), tmp_path, tmp_path)
+    assert "- Every X starts 16 bytes into a 64-byte cache line, as a large array glibc maps does" in recorded
+    older = build_report(analyse(frame, {"profile": "test"}), tmp_path, tmp_path)
+    assert "Every X starts" not in older

@@ -53,7 +53,7 @@ class FakeTimer:
         placed = (*key[:3], True) if request.x_offset == 0 else key
         value = self.times.get(placed, 1e-3)
         median = value.pop(0) if isinstance(value, list) else value
-        where = 16 if request.x_offset is None else request.x_offset  # where a large NumPy array starts
+        where = 16 if request.x_offset is None else request.x_offset  # the grid's placement
         return WorkerResult(median, median / 10, median * 0.9, 5, 10, None, (0,), pid=1, x_offset=where)
 
 
@@ -114,7 +114,7 @@ def test_process_spread_is_slowest_over_fastest_and_keeps_every_median() -> None
 def test_alignment_times_x_where_numpy_put_it_against_on_a_line_in_the_comparison_s_layout() -> None:
     comparison = Comparison(
         "alignment",
-        Variant("numpy_placement", "numba_fused", 1_000, 1_000),
+        Variant("grid_placement", "numba_fused", 1_000, 1_000),
         Variant("line_aligned", "numba_fused", 1_000, 1_000, x_offset=0),
         processes=2,
         layout="F",
@@ -278,7 +278,7 @@ def _study(folder: Path) -> None:
         *(
             Comparison(
                 "alignment",
-                Variant("numpy_placement", name, 2_000, 1_000),
+                Variant("grid_placement", name, 2_000, 1_000),
                 Variant("line_aligned", name, 2_000, 1_000, x_offset=0),
                 layout="F",
             )
@@ -377,8 +377,8 @@ def test_alignment_says_where_x_started_and_what_a_line_would_do_to_the_kernel_s
     text = _section(tmp_path)
     assert "### Where X starts (alignment)" in text
     assert "`numba_fused` at m = 2,000, n_x = 1,000, F order" in text and "**2.20x**, beyond the process spread" in text
-    assert "where NumPy put X (16 bytes into a line)" in text
-    assert "would be 1.38x the one measured with X where NumPy put it (2.20x / 1.60x, *derived*)" in text
+    assert "with X where the grid puts it (16 bytes into a line)" in text
+    assert "would be 1.38x the one measured with X where the grid puts it (2.20x / 1.60x, *derived*)" in text
 
 
 def test_process_spread_flags_the_cells_near_each_threshold(tmp_path: Path) -> None:

@@ -145,3 +145,13 @@ def test_placing_x_refuses_offsets_between_elements_or_past_the_line() -> None:
     for offset in (4, 64, -8):
         with pytest.raises(ValueError, match="offset must be a multiple of 8 below 64"):
             p.placed(offset)
+
+
+@pytest.mark.parametrize("layout", ["C", "F"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_problem_made_in_a_layout_at_an_offset_is_one_copy_starting_there(layout: str, dtype: str) -> None:
+    p = make_problem(30, 7, seed=4)
+    q = p.as_layout(dtype, layout, 16)  # type: ignore[arg-type]
+    assert line_offset(q.X) == 16 and q.X.dtype == np.dtype(dtype)
+    assert q.X.flags.f_contiguous if layout == "F" else q.X.flags.c_contiguous
+    assert np.array_equal(q.X, p.X.astype(dtype)) and not np.shares_memory(q.X, p.X)

@@ -55,7 +55,7 @@ class Impact:
 
 @dataclass(frozen=True)
 class AlignmentScale:
-    """A kernel and the reference, each timed with X where NumPy put it and on a cache line, in one cell.
+    """A kernel and the reference, each timed with X where the grid puts it and on a cache line, in one cell.
 
     scale: what X on a line would do to the kernel's speedup over the reference (its factor over the
     reference's; *derived*, not itself measured).

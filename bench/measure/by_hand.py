@@ -32,7 +32,7 @@ from bench.base.hierarchy import roof_setters
 from bench.base.records import Cell
 from bench.base.stats import p_larger
 from bench.measure.bandwidth import OnePassRead
-from bench.measure.data import Layout, Problem, make_problem
+from bench.measure.data import GRID_X_OFFSET, Layout, Problem, make_problem
 from bench.measure.here import correctness_gate
 from bench.measure.timing import WARMUP_S, available_cores, thread_limits, warm_up
 from implementations import REFERENCE, REGISTRY, Gradients, Implementation, with_goals
@@ -164,7 +164,7 @@ def time_kernels(s: Settings, rng: np.random.Generator | None = None) -> tuple[p
     rows = []
     try:
         for layout in s.layouts:
-            problem = base.as_layout("float64", cast(Layout, layout))
+            problem = base.as_layout("float64", cast(Layout, layout), GRID_X_OFFSET)
             with thread_limits(1):
                 reference = REGISTRY[REFERENCE].propagate(problem.w, problem.b, problem.X, problem.Y)
             for impl in with_goals():

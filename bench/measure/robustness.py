@@ -8,8 +8,8 @@ Five effects, each a comparison of two variants (a against b, factor = time_a / 
   order a row stride that is a multiple of 4 KiB maps one example's features to the same
   cache sets.
 - baseline_style: the two-loop baseline over NumPy arrays against the same loops over lists.
-- alignment: X where NumPy put it (16 bytes into a cache line where glibc maps it) against the
-  same X copied to start on a line: a vector load that straddles two lines costs two. The
+- alignment: X where the grid puts it (data.GRID_X_OFFSET: 16 bytes into a cache line, where
+  glibc puts a large array) against X on a line: a vector load that straddles two lines costs two. The
   one-pass kernel and BLAS, examples-major (where the kernel cannot choose where its loads
   start) and features-major.
 - process: one cell's median in several fresh processes; factor = slowest / fastest. The
@@ -102,7 +102,7 @@ class Variant:
     m: int
     n_x: int
     env: tuple[tuple[str, str], ...] = ()
-    x_offset: int | None = None  # bytes into a cache line X starts; None: where NumPy put it
+    x_offset: int | None = None  # bytes into a cache line X starts; None: the grid's (data.GRID_X_OFFSET)
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,7 @@ def default_plan(spread_processes: int = 3) -> tuple[Comparison, ...]:
         plan.append(
             Comparison(
                 "alignment",
-                Variant("numpy_placement", impl, m, n_x),
+                Variant("grid_placement", impl, m, n_x),
                 Variant("line_aligned", impl, m, n_x, x_offset=0),
                 processes=2,
                 layout=layout,

@@ -53,7 +53,7 @@ from bench.base.results import (
 from bench.measure.bandwidth import OnePassRead, last_level_cache_bytes, measure_hierarchy
 from bench.measure.check import check_before_run, describe_failure
 from bench.measure.cutoff import predict_call_s
-from bench.measure.data import Layout, Problem, make_problem
+from bench.measure.data import GRID_X_OFFSET, Layout, Problem, make_problem
 from bench.measure.estimates import (
     CANARY_COLUMNS,
     GROUP,
@@ -172,9 +172,10 @@ def plan(config: RunConfig) -> list[Task]:
 
 
 def _cell_bytes(m: int, n_x: int, variants: set[tuple[str, str]]) -> int:
-    """Peak bytes of a cell: the float64 base X plus the largest other variant alive beside it."""
+    """Peak bytes of a cell: the float64 base X plus the largest variant alive beside it (each a copy,
+    placed at GRID_X_OFFSET)."""
     base = m * n_x * 8
-    extra = [m * n_x * np.dtype(d).itemsize for d, lay in variants if (d, lay) != ("float64", "C")]
+    extra = [m * n_x * np.dtype(d).itemsize for d, _ in variants]
     return int((base + max(extra, default=0)) * 1.1) + 64 * 2**20
 
 
@@ -314,6 +315,7 @@ def _run_meta(
         # rows on several threads: the pause between blocks, and each block's untimed calls (run_blocked)
         "settle_s": SETTLE_S,
         "warmup_s": WARMUP_S,
+        "x_offset_bytes": GRID_X_OFFSET,  # where every timed X starts in its cache line
         "last_level_cache_bytes": last_level_cache_bytes(),
         "memory": memory,
         "bandwidth_gbps": bandwidth,
@@ -551,7 +553,7 @@ class _Sweep:
         timed = 0
         variants = dict.fromkeys((dtype, layout) for dtype, layout, _ in by_group)
         for dtype, layout in variants:
-            problem = base.as_layout(dtype, cast(Layout, layout))
+            problem = base.as_layout(dtype, cast(Layout, layout), GRID_X_OFFSET)
             with thread_limits(1):
                 reference = REGISTRY[REFERENCE].propagate(problem.w, problem.b, problem.X, problem.Y)
             for (d, lay, threads), entries in by_group.items():
@@ -769,7 +771,7 @@ def _remeasure(sweep: _Sweep, budget_s: float) -> int:
                 print(f"re-measurement budget of {budget_s:g} s spent", file=sys.stderr, flush=True)
                 return done
             m, n_x, dtype, layout, _ = key
-            problem = make_problem(m, n_x, seed=sweep.config.seed).as_layout(dtype, cast(Layout, layout))
+            problem = make_problem(m, n_x, seed=sweep.config.seed).as_layout(dtype, cast(Layout, layout), GRID_X_OFFSET)
             with thread_limits(1):
                 reference = REGISTRY[REFERENCE].propagate(problem.w, problem.b, problem.X, problem.Y)
             sweep.time_group(sweep.groups[key], problem, reference)

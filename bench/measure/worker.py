@@ -35,7 +35,7 @@ class WorkerRequest:
     round_s: float
     max_rounds: int
     cores: tuple[int, ...] | None = None  # None: the parent's affinity mask
-    x_offset: int | None = None  # bytes into a cache line X starts (data.Problem.placed); None: where NumPy put it
+    x_offset: int | None = None  # bytes into a cache line X starts; None: the grid's (data.GRID_X_OFFSET)
 
 
 @dataclass(frozen=True)
@@ -149,15 +149,14 @@ class WorkerPool:
 
 def _serve(request: WorkerRequest) -> WorkerResult:
     # Imported here, after the affinity mask is set: thread pools size themselves on import.
-    from bench.measure.data import line_offset, make_problem
+    from bench.measure.data import GRID_X_OFFSET, line_offset, make_problem
     from bench.measure.here import time_here
     from bench.measure.timing import thread_limits
     from implementations import REFERENCE, REGISTRY
 
     cell = request.cell
-    problem = make_problem(cell.m, cell.n_x, seed=cell.seed).as_layout(cell.dtype, cell.layout)  # type: ignore[arg-type]
-    if request.x_offset is not None:
-        problem = problem.placed(request.x_offset)
+    offset = GRID_X_OFFSET if request.x_offset is None else request.x_offset
+    problem = make_problem(cell.m, cell.n_x, seed=cell.seed).as_layout(cell.dtype, cell.layout, offset)  # type: ignore[arg-type]
     with thread_limits(1):
         reference = REGISTRY[REFERENCE].propagate(problem.w, problem.b, problem.X, problem.Y)
     budgets = (request.budget_s, request.round_s, request.max_rounds)

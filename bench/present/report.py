@@ -300,6 +300,17 @@ def _blocked_detail(meta: dict[str, Any]) -> str:
     )
 
 
+def _placement_line(meta: dict[str, Any]) -> list[str]:
+    """Where every X started in its cache line, where the run recorded it (runs before it did not)."""
+    offset = meta.get("x_offset_bytes")
+    if offset is None:
+        return []
+    return [
+        f"- Every X starts {offset} bytes into a 64-byte cache line, as a large array glibc maps does, in every "
+        "cell and pass (left to the allocator it varies; the robustness study's alignment effect shows by how much)."
+    ]
+
+
 def _method_section(frame: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
     ok = frame[frame["status"] == STATUS_OK]
     few = ok[ok["rounds"] < MIN_ROUNDS]
@@ -324,6 +335,7 @@ def _method_section(frame: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
         "- Correctness gate: before timing, each implementation's result on the cell's data is compared with "
         f"`{REFERENCE}`; an implementation that disagrees or raises gets `failed_check` rows and is not timed.",
         "- BLAS and Numba thread pools are fixed per row with threadpoolctl and `numba.set_num_threads`.",
+        *_placement_line(meta),
     ]
     if not few.empty:
         lines.append(

@@ -232,8 +232,9 @@ def _alignment(r: Robustness) -> list[str]:
         offsets = str(s.get("x_offset_a") or "").strip()
         where = f" ({offsets} bytes into a line)" if offsets else ""
         lines.append(
-            f"- `{s['implementation']}` at {_cell_of(s)}: {fmt_seconds(float(s['time_a_s']))} where NumPy put X"
-            f"{where} against {fmt_seconds(float(s['time_b_s']))} on a line: **{_factor(s['factor'])}**, {beyond}."
+            f"- `{s['implementation']}` at {_cell_of(s)}: {fmt_seconds(float(s['time_a_s']))} with X where the grid "
+            f"puts it{where} against {fmt_seconds(float(s['time_b_s']))} on a line: **{_factor(s['factor'])}**, "
+            f"{beyond}."
         )
     lines += [
         "",
@@ -241,14 +242,15 @@ def _alignment(r: Robustness) -> list[str]:
         "block for it (a 16-byte header), on any 16-byte step where the block comes from the heap (as large ones "
         "can once glibc has raised its mapping threshold). Unless X starts on a line, every 64-byte vector load "
         "along its contiguous axis straddles two lines. "
-        "Every other timing in this report uses X where NumPy put it, as a user's array would be; the "
-        "claims' verdicts too (the study did not time the baseline with X on a line).",
+        "So that this does not vary from cell to cell or from one run to the next, every timing in this report "
+        "uses X placed 16 bytes into a line, as a large array glibc maps is; the claims' verdicts too (the study "
+        "did not time the baseline with X on a line).",
         "",
     ]
     for a in r.alignment:
         lines.append(
             f"- With X on a line, `{a.implementation}`'s speedup over `{REFERENCE}` at m = {a.m:,}, n_x = {a.n_x:,}, "
-            f"{a.layout} order, would be {_factor(a.scale)} the one measured with X where NumPy put it "
+            f"{a.layout} order, would be {_factor(a.scale)} the one measured with X where the grid puts it "
             f"({_factor(a.factor)} / {_factor(a.reference_factor)}, *derived*)."
         )
     return lines
