@@ -13,6 +13,7 @@ import pytest
 from bench.analyse.analysis import Analysis, analyse
 from bench.analyse.robustness import IMPACTS_CSV, Impact
 from bench.base.constants import KEEP_MAPPED_ENV
+from bench.base.errors import BenchError
 from bench.base.results import COLUMNS as RESULT_COLUMNS
 from bench.cli import main
 from bench.measure.robustness import (
@@ -49,12 +50,16 @@ class FakeTimer:
         key = (request.cell.implementation, request.cell.m, request.cell.n_x, dict(env) == KEPT)
         self.calls.append(key)
         self.requests.append(request)
+        return self._result(key, request.x_offset, request.paired_offset)
+
+    def _result(self, key: tuple[str, int, int, bool], offset: int | None, paired: int | None) -> WorkerResult:
         # Placed on a line (x_offset 0): the time under the key with the aligned flag in place of the kept one.
-        placed = (*key[:3], True) if request.x_offset == 0 else key
+        placed = (*key[:3], True) if offset == 0 else key
         value = self.times.get(placed, 1e-3)
         median = value.pop(0) if isinstance(value, list) else value
-        where = 16 if request.x_offset is None else request.x_offset  # the grid's placement
-        return WorkerResult(median, median / 10, median * 0.9, 5, 10, None, (0,), pid=1, x_offset=where)
+        where = 16 if offset is None else offset  # the grid's placement
+        second = None if paired is None else self._result(key, paired, None)
+        return WorkerResult(median, median / 10, median * 0.9, 5, 10, None, (0,), pid=1, x_offset=where, paired=second)
 
 
 def _ab(effect: str, a: Variant, b: Variant, processes: int = 1, per_element: bool = False) -> Comparison:
@@ -118,13 +123,18 @@ def test_alignment_times_x_where_numpy_put_it_against_on_a_line_in_the_compariso
         Variant("line_aligned", "numba_fused", 1_000, 1_000, x_offset=0),
         processes=2,
         layout="F",
+        paired=True,
     )
     timer = FakeTimer({("numba_fused", 1_000, 1_000, False): 1.2e-3, ("numba_fused", 1_000, 1_000, True): 1.0e-3})
     row = measure_comparison(comparison, SETTINGS, timer)
-    assert [r.x_offset for r in timer.requests] == [None, 0, 0, None]  # a b b a
+    # Both placements in each of the two processes, in the same rounds: the worker's paired answer is b.
+    assert [(r.x_offset, r.paired_offset) for r in timer.requests] == [(None, 0), (None, 0)]
     assert {r.cell.layout for r in timer.requests} == {"F"} and SETTINGS.layout == "C"
     assert row["layout"] == "F" and row["factor"] == pytest.approx(1.2)
     assert (row["x_offset_a"], row["x_offset_b"]) == ("16", "0")  # as the workers said
+    unpaired = Comparison("alignment", comparison.a, Variant("other_cell", "numba_fused", 999, 1_000), paired=True)
+    with pytest.raises(BenchError, match="differ in more than where X starts"):
+        measure_comparison(unpaired, SETTINGS, timer)
 
 
 def test_default_plan_covers_the_named_cells() -> None:
@@ -139,7 +149,7 @@ def test_default_plan_covers_the_named_cells() -> None:
     assert all(c.b is not None and c.b.env == KEEP_MAPPED_ENV for c in plan if c.effect == "allocator")
     assert all(c.b is not None and c.b.implementation == "two_loop_lists" for c in plan if c.effect == "baseline_style")
     aligned = [c for c in plan if c.effect == "alignment"]
-    assert all(c.a.x_offset is None and c.b is not None and c.b.x_offset == 0 for c in aligned)
+    assert all(c.paired and c.a.x_offset is None and c.b is not None and c.b.x_offset == 0 for c in aligned)
     # The kernel and the reference in the same examples-major cells, so the speedup's move can be derived.
     examples_major = {(c.a.implementation, c.a.m, c.a.n_x) for c in aligned if c.layout == "F"}
     assert {("numba_fused", 1_000, 1_000), ("fully_vectorized", 1_000, 1_000)} <= examples_major
@@ -281,6 +291,7 @@ def _study(folder: Path) -> None:
                 Variant("grid_placement", name, 2_000, 1_000),
                 Variant("line_aligned", name, 2_000, 1_000, x_offset=0),
                 layout="F",
+                paired=True,
             )
             for name in ("numba_fused", "fully_vectorized")
         ),

@@ -29,6 +29,11 @@ def test_worker_places_x_where_asked_and_says_where_it_was() -> None:
     assert [r.x_offset for r in placed] == [0, 24, 56]
     unplaced = time_in_worker(WorkerRequest(Cell("numba_loop", 64, 64, "float64", "F", 1, 3), 0.02, 0.002, 2))
     assert 0 <= unplaced.x_offset < 64 and unplaced.x_offset % 8 == 0
+    both = time_in_worker(
+        WorkerRequest(Cell("numba_loop", 64, 64, "float64", "C", 1, 3), 0.02, 0.002, 2, x_offset=8, paired_offset=0)
+    )
+    assert both.x_offset == 8 and both.paired is not None and both.paired.x_offset == 0
+    assert both.paired.pid == both.pid and both.paired.median_s > 0 and both.paired.paired is None
     with pytest.raises(BenchError, match="offset must be a multiple of 8"):
         time_in_worker(WorkerRequest(Cell("numba_loop", 64, 64, "float64", "F", 1, 3), 0.02, 0.002, 2, x_offset=12))
 

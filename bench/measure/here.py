@@ -6,15 +6,25 @@ worker is measured exactly as one measured in the run's own process.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from bench.base.errors import GateError
 from bench.base.records import Cell
 from bench.measure.data import Problem
-from bench.measure.timing import Timing, measure, thread_limits
-from implementations import REFERENCE, Gradients, Implementation
+from bench.measure.timing import (
+    Contender,
+    Timing,
+    calibrate,
+    measure,
+    round_counts,
+    run_interleaved,
+    schedule,
+    summarise,
+    thread_limits,
+)
+from implementations import REFERENCE, Gradients, Implementation, Prepared
 
 # Gate tolerances, relative to the largest |component| of the reference: loose enough for
 # summation order (BLAS blocks, threads, float32), tight enough that any wrong formula fails.
@@ -65,3 +75,36 @@ def time_here(
             max_rounds=max_rounds,
             check=lambda result: gate(prepared.gradients(result)),
         )
+
+
+def _gated(gate: Callable[[Gradients], None], prepared: Prepared) -> Callable[[object], None]:
+    return lambda result: gate(prepared.gradients(result))
+
+
+def time_placements(
+    impl: Implementation,
+    task: Cell,
+    problems: Sequence[Problem],
+    reference: Gradients,
+    budget_s: float,
+    round_s: float,
+    max_rounds: int,
+) -> list[Timing[object]]:
+    """The step on each of these problems (the same numbers placed differently), gated, then timed in
+    interleaved rounds in this process (a fresh random order each round), so that the comparison is
+    of the data alone: the process, its pages and the machine's moment are the same for each."""
+    gate = correctness_gate(task, reference)
+    with thread_limits(task.threads, impl.thread_hook):
+        contenders, calibrations = [], []
+        for problem in problems:
+            prepared = impl.setup(problem.w, problem.b, problem.X, problem.Y)
+            cal = calibrate(prepared.step, jit=impl.jit, round_s=round_s, check=_gated(gate, prepared))
+            calibrations.append(cal)
+            contenders.append(Contender(prepared.step, cal.loops, cal.round_time))
+        plan = schedule(round_counts(contenders, budget_s, max_rounds))
+        run_interleaved(contenders, plan, np.random.default_rng(task.seed))
+    timings: list[Timing[object]] = []
+    for contender, cal in zip(contenders, calibrations, strict=True):
+        median, iqr, low = summarise(list(contender.samples.values()))
+        timings.append(Timing(median, iqr, low, len(contender.samples), contender.loops, cal.compile_s, cal.result))
+    return timings

@@ -9,7 +9,9 @@ Five effects, each a comparison of two variants (a against b, factor = time_a / 
   cache sets.
 - baseline_style: the two-loop baseline over NumPy arrays against the same loops over lists.
 - alignment: X where the grid puts it (data.GRID_X_OFFSET: 16 bytes into a cache line, where
-  glibc puts a large array) against X on a line: a vector load that straddles two lines costs two. The
+  glibc puts a large array) against X on a line: a vector load that straddles two lines costs two.
+  An effect of the data, not of the process: both in each worker, in interleaved rounds (paired),
+  so that the difference between two processes' pages is not taken for it. The
   one-pass kernel and BLAS, examples-major (where the kernel cannot choose where its loads
   start) and features-major.
 - process: one cell's median in several fresh processes; factor = slowest / fastest. The
@@ -115,6 +117,7 @@ class Comparison:
     processes: int = 1
     per_element: bool = False
     layout: str | None = None  # None: the study's (StudySettings.layout)
+    paired: bool = False  # a and b (X placed differently) in the same worker, in interleaved rounds
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ def _ab(effect: str, impl: str, cells: Sequence[tuple[int, int]], processes: int
 def default_plan(spread_processes: int = 3) -> tuple[Comparison, ...]:
     """The study's comparisons: the named cells of the issue plus a few that show where an effect stops.
 
-    About 64 worker processes, under two minutes on 2 cores (1 min 43 s on a 2-core AMD EPYC VM).
+    About 52 worker processes, about a minute on 2 cores (64 s on a 2-core AMD EPYC VM).
     """
     plan: list[Comparison] = []
     # Allocator: fully_vectorized's (1, m) temporaries are 240 KB at m = 30,000 and 800 KB at
@@ -199,6 +202,7 @@ def default_plan(spread_processes: int = 3) -> tuple[Comparison, ...]:
                 Variant("line_aligned", impl, m, n_x, x_offset=0),
                 processes=2,
                 layout=layout,
+                paired=True,
             )
         )
     # Process-to-process spread: a compiled, a BLAS and an interpreted implementation, one cell.
@@ -215,7 +219,7 @@ def _layout(comparison: Comparison, settings: StudySettings) -> str:
     return comparison.layout or settings.layout
 
 
-def _request(variant: Variant, settings: StudySettings, layout: str) -> WorkerRequest:
+def _request(variant: Variant, settings: StudySettings, layout: str, paired: Variant | None = None) -> WorkerRequest:
     cell = Cell(variant.implementation, variant.m, variant.n_x, settings.dtype, layout, settings.threads, settings.seed)
     return WorkerRequest(
         cell,
@@ -223,6 +227,7 @@ def _request(variant: Variant, settings: StudySettings, layout: str) -> WorkerRe
         round_s=settings.round_s,
         max_rounds=settings.max_rounds,
         x_offset=variant.x_offset,
+        paired_offset=None if paired is None else paired.x_offset,
     )
 
 
@@ -332,10 +337,20 @@ def summarise(
 
 
 def _measure(comparison: Comparison, settings: StudySettings, timer: Timer) -> tuple[list[WorkerResult], ...]:
-    """Each variant in `processes` fresh processes, in the order a b b a a b ... so drift cancels."""
+    """Each variant in `processes` fresh processes, in the order a b b a a b ... so drift cancels; a
+    paired comparison both in each of `processes` fresh processes, in the same rounds."""
     results_a: list[WorkerResult] = []
     results_b: list[WorkerResult] = []
     b = comparison.b
+    layout = _layout(comparison, settings)
+    if comparison.paired and b is not None:
+        for _ in range(comparison.processes):
+            both = timer(_request(comparison.a, settings, layout, paired=b), dict(comparison.a.env))
+            if both.paired is None:
+                raise BenchError(f"robustness study: the worker did not time {comparison.effect}'s second variant")
+            results_a.append(both)
+            results_b.append(both.paired)
+        return results_a, results_b
     for i in range(comparison.processes):
         order = [(comparison.a, results_a), (b, results_b)]
         if i % 2:
@@ -343,8 +358,14 @@ def _measure(comparison: Comparison, settings: StudySettings, timer: Timer) -> t
         for variant, into in order:
             if variant is None:
                 continue
-            into.append(timer(_request(variant, settings, _layout(comparison, settings)), dict(variant.env)))
+            into.append(timer(_request(variant, settings, layout), dict(variant.env)))
     return results_a, results_b
+
+
+def _pairable(comparison: Comparison) -> bool:
+    """Whether a and b differ only in where X starts: what one worker can time in the same rounds."""
+    a, b = comparison.a, comparison.b
+    return b is not None and (a.implementation, a.m, a.n_x, a.env) == (b.implementation, b.m, b.n_x, b.env)
 
 
 def measure_comparison(
@@ -353,6 +374,8 @@ def measure_comparison(
     """Time one comparison and return its row (a skipped row where an implementation cannot run here)."""
     if comparison.effect not in EFFECTS:
         raise BenchError(f"robustness study: unknown effect {comparison.effect!r}")
+    if comparison.paired and not _pairable(comparison):
+        raise BenchError(f"robustness study: {comparison.effect}'s variants differ in more than where X starts")
     if comparison.processes < (3 if comparison.b is None else 1):
         raise BenchError(f"robustness study: {comparison.effect} needs more processes than {comparison.processes}")
     reason = _unavailable(comparison)

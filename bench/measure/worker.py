@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import IO, Any
 
 from bench.base.errors import BenchError, GateError
@@ -36,6 +36,7 @@ class WorkerRequest:
     max_rounds: int
     cores: tuple[int, ...] | None = None  # None: the parent's affinity mask
     x_offset: int | None = None  # bytes into a cache line X starts; None: the grid's (data.GRID_X_OFFSET)
+    paired_offset: int | None = None  # also X starting here, in the same rounds of this process (answer's paired)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class WorkerResult(Summary):
     cores: tuple[int, ...]
     pid: int  # the process it was timed in
     x_offset: int = -1  # bytes into a cache line the timed X started (data.line_offset); -1: not told
+    paired: WorkerResult | None = None  # the request's paired_offset: the same cell, timed in the same rounds
 
 
 ANSWER = "@bench-worker "  # marks the worker's answer among anything a library prints to stdout
@@ -56,7 +58,14 @@ def _answer(line: str, request: WorkerRequest) -> WorkerResult:
         if answer["error"] == "gate":
             raise GateError(str(answer["message"]))
         raise BenchError(f"worker for {request.cell.implementation}: {answer['message']}")
-    return WorkerResult(**{**answer, "cores": tuple(answer["cores"])})
+    return _result(answer)
+
+
+def _result(answer: dict[str, Any]) -> WorkerResult:
+    paired = answer.get("paired")
+    return WorkerResult(
+        **{**answer, "cores": tuple(answer["cores"]), "paired": _result(paired) if paired is not None else None}
+    )
 
 
 def _last_line(text: str) -> str:
@@ -150,23 +159,36 @@ class WorkerPool:
 def _serve(request: WorkerRequest) -> WorkerResult:
     # Imported here, after the affinity mask is set: thread pools size themselves on import.
     from bench.measure.data import GRID_X_OFFSET, line_offset, make_problem
-    from bench.measure.here import time_here
+    from bench.measure.here import time_here, time_placements
     from bench.measure.timing import thread_limits
     from implementations import REFERENCE, REGISTRY
 
     cell = request.cell
-    offset = GRID_X_OFFSET if request.x_offset is None else request.x_offset
-    problem = make_problem(cell.m, cell.n_x, seed=cell.seed).as_layout(cell.dtype, cell.layout, offset)  # type: ignore[arg-type]
+    base = make_problem(cell.m, cell.n_x, seed=cell.seed)
+    offsets = [GRID_X_OFFSET if request.x_offset is None else request.x_offset]
+    if request.paired_offset is not None:
+        offsets.append(request.paired_offset)
+    problems = [base.as_layout(cell.dtype, cell.layout, offset) for offset in offsets]  # type: ignore[arg-type]
     with thread_limits(1):
-        reference = REGISTRY[REFERENCE].propagate(problem.w, problem.b, problem.X, problem.Y)
+        first = problems[0]
+        reference = REGISTRY[REFERENCE].propagate(first.w, first.b, first.X, first.Y)
     budgets = (request.budget_s, request.round_s, request.max_rounds)
-    timing = time_here(REGISTRY[cell.implementation], cell, problem, reference, *budgets)
-    return WorkerResult(
-        **{name: getattr(timing, name) for name in SUMMARY_FIELDS},
-        cores=tuple(sorted(os.sched_getaffinity(0))),
-        pid=os.getpid(),
-        x_offset=line_offset(problem.X),
-    )
+    impl = REGISTRY[cell.implementation]
+    if len(problems) == 1:
+        timings = [time_here(impl, cell, problems[0], reference, *budgets)]
+    else:
+        timings = time_placements(impl, cell, problems, reference, *budgets)
+    cores = tuple(sorted(os.sched_getaffinity(0)))
+    results = [
+        WorkerResult(
+            **{name: getattr(timing, name) for name in SUMMARY_FIELDS},
+            cores=cores,
+            pid=os.getpid(),
+            x_offset=line_offset(problem.X),
+        )
+        for timing, problem in zip(timings, problems, strict=True)
+    ]
+    return replace(results[0], paired=results[1]) if len(results) > 1 else results[0]
 
 
 def main() -> int:

@@ -292,7 +292,8 @@ def _process(r: Robustness) -> list[str]:
 INTRO = (
     "A speedup that moves several times with an incidental choice is not an answer until the choices that "
     "move it are known. `python -m bench robustness` measured each effect below side by side, every variant "
-    "in its own fresh worker process timed with the grid's gate and timing code (float64, C order unless a row "
+    "in its own fresh worker process (alignment's two in the same one, round by round) timed with the grid's gate "
+    "and timing code (float64, C order unless a row "
     "says otherwise, 1 thread). "
     "Factor = time of variant a / time of variant b (medians): per element for power-of-two sizes, slowest / "
     "fastest process for the spread; the factor of minima is the same ratio on each side's fastest round, "
@@ -323,7 +324,7 @@ def missing_study_text(folder: str, problem: str | None) -> str:
     if problem is None:
         return (
             f"No robustness study beside these results (no `{ROBUSTNESS_CSV}` in `{folder}`). Measure it with "
-            f"`python -m bench robustness --out {folder}` (or `make robustness`), under two minutes, then rewrite this "
+            f"`python -m bench robustness --out {folder}` (or `make robustness`), about a minute, then rewrite this "
             "report."
         )
     return problem
