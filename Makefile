@@ -14,7 +14,7 @@ ARGS ?=
 # The runs `make compare` puts side by side: A is the one B is compared with.
 A ?= results/reference
 B ?= $(RESULTS)
-# `make bench` also runs the robustness study (under two minutes); ROBUSTNESS=no leaves it out.
+# `make bench` also runs the robustness study (about a minute); ROBUSTNESS=no leaves it out.
 ROBUSTNESS ?= yes
 # Processes `make unit` (and so `make test`) runs the tests in, a test file at a time each (most of
 # their time is Numba compiling, which one process does on one core).
@@ -91,7 +91,7 @@ bench-full: ## The same on the full grid, long (results/full, plots/full)
 bench-resume: $(STAMP) ## Finish an interrupted `make bench` without re-timing finished cells
 	$(MAKE) bench ARGS="--resume $(ARGS)"
 
-robustness: $(STAMP) ## Measure what moves a timing (allocator, power-of-two sizes, baseline style, alignment, process), under two minutes
+robustness: $(STAMP) ## Measure what moves a timing (allocator, power-of-two sizes, baseline style, alignment, process), about a minute
 	$(PY) -m bench robustness --out $(RESULTS)
 
 plot: $(STAMP) ## Redraw the plots from results/$(OUT) without timing anything
