@@ -12,8 +12,8 @@ Five effects, each a comparison of two variants (a against b, factor = time_a / 
   glibc puts a large array) against X on a line: a vector load that straddles two lines costs two.
   An effect of the data, not of the process: both in each worker, in interleaved rounds (paired),
   so that the difference between two processes' pages is not taken for it. The
-  one-pass kernel and BLAS, examples-major (where the kernel cannot choose where its loads
-  start) and features-major.
+  one-pass kernel and BLAS, examples-major (where the kernel's loads over a column start where
+  the column does) and features-major.
 - process: one cell's median in several fresh processes; factor = slowest / fastest. The
   IQR of a results row is within one process and cannot show this.
 
@@ -148,7 +148,7 @@ def _ab(effect: str, impl: str, cells: Sequence[tuple[int, int]], processes: int
 def default_plan(spread_processes: int = 3) -> tuple[Comparison, ...]:
     """The study's comparisons: the named cells of the issue plus a few that show where an effect stops.
 
-    About 52 worker processes, about a minute on 2 cores (64 s on a 2-core AMD EPYC VM).
+    About 50 worker processes, about a minute on 2 cores (64 s on a 2-core AMD EPYC VM).
     """
     plan: list[Comparison] = []
     # Allocator: fully_vectorized's (1, m) temporaries are 240 KB at m = 30,000 and 800 KB at
@@ -184,8 +184,8 @@ def default_plan(spread_processes: int = 3) -> tuple[Comparison, ...]:
                 Variant("python_lists", "two_loop_lists", m, n_x),
             )
         )
-    # Alignment: the one-pass kernel, whose loads over a column straddle lines unless X starts on
-    # one, and BLAS, in cache (8 MB) and out of it (80 MB), examples-major; features-major, the
+    # Alignment: the one-pass kernel, whose loads over a column straddle lines unless the column
+    # starts on one, and BLAS, in cache (8 MB) and out of it (80 MB), examples-major; features-major, the
     # kernel (whose blocks start on a line themselves) and BLAS in the headline setting.
     for impl, layout, (m, n_x) in (
         ("numba_fused", "F", (1_000, 1_000)),
