@@ -242,9 +242,9 @@ def _alignment(r: Robustness) -> list[str]:
         "block for it (a 16-byte header), on any 16-byte step where the block comes from the heap (as large ones "
         "can once glibc has raised its mapping threshold). Unless X starts on a line, every 64-byte vector load "
         "along its contiguous axis straddles two lines. "
-        "So that this does not vary from cell to cell or from one run to the next, every timing in this report "
-        "uses X placed 16 bytes into a line, as a large array glibc maps is; the claims' verdicts too (the study "
-        "did not time the baseline with X on a line).",
+        "So that this does not vary from cell to cell or from one run to the next, the grid places every X at one "
+        "offset (see how this was measured), and the claims' verdicts rest on it (the study did not time the "
+        "baseline with X on a line).",
         "",
     ]
     for a in r.alignment:
