@@ -130,10 +130,7 @@ def test_the_read_timed_beside_the_kernels_reads_every_element_once(
 
     X: np.ndarray = np.asarray(np.arange(40 * 37).reshape(40, 37) % 7, dtype=dtype, order=order)
     read = OnePassRead(X, threads)
-    try:
-        assert read() == float(X.sum(dtype=np.float64)) and read.nbytes == X.nbytes
-    finally:
-        read.close()
+    assert read() == float(X.sum(dtype=np.float64)) and read.nbytes == X.nbytes
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -145,10 +142,7 @@ def test_the_read_covers_the_examples_before_an_aligned_start(threads: int) -> N
     values = np.arange(40 * 64, dtype=np.float64).reshape(40, 64) % 11
     for offset in range(0, 64, 8):
         read = OnePassRead(at_offset(values, offset), threads)
-        try:
-            assert read() == float(values.sum()), offset
-        finally:
-            read.close()
+        assert read() == float(values.sum()), offset
 
 
 def test_the_read_refuses_an_x_it_cannot_stream() -> None:

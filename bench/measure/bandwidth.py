@@ -12,7 +12,9 @@ from __future__ import annotations
 import glob
 import math
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import numba
@@ -21,6 +23,7 @@ import psutil
 from numpy.typing import NDArray
 
 from bench.base.hierarchy import FALLBACK_LLC_BYTES, Hierarchy, Level
+from bench.measure.timing import thread_limits
 
 _SIZE_SUFFIXES = {"K": 1024, "M": 1024**2, "G": 1024**3}
 MIN_SWEEP_BYTES = 4 * 1024
@@ -235,82 +238,105 @@ def _row_segments(X: NDArray[np.float64], block: int, first: int, step: int, rep
 _segments_jit: Any = numba.njit(fastmath={"reassoc"}, nogil=True)(_row_segments)
 
 
-def _best_of(pool: ThreadPoolExecutor, calls: list[Any], repeats: int = 5) -> float:
-    """Seconds of the fastest of `repeats` runs of the calls, one per thread, after an untimed one."""
-    times = []
-    for _ in range(repeats + 1):
-        start = time.perf_counter()
-        for future in [pool.submit(*call) for call in calls]:
-            future.result()
-        times.append(time.perf_counter() - start)
-    return min(times[1:])
+def _streams_in_pool(flat: NDArray[Any], threads: int) -> float:
+    """Examples-major pattern: each of `threads` parts of X's memory streamed whole, one part per iteration."""
+    n = flat.size
+    sums = np.zeros(threads)
+    for t in numba.prange(threads):
+        sums[t] = _sum_reps_jit(flat[t * n // threads : (t + 1) * n // threads], 1)
+    return float(sums.sum())
 
 
-def _streams(flat: NDArray[Any], threads: int) -> list[tuple[Any, ...]]:
-    """Examples-major pattern: each thread streams its contiguous share of X's memory."""
-    return [(_sum_reps_jit, part, 1) for part in np.array_split(flat, threads)]
-
-
-def _row_blocks(X: NDArray[Any], threads: int) -> list[tuple[Any, ...]]:
+def _blocks_in_pool(X: NDArray[Any], block: int, lead: int, threads: int) -> float:
     """Features-major pattern: the fused kernels' blocks of examples, dealt out in turn, row segment by row segment.
 
-    As in the kernels, the blocks start on a cache line where the rows allow it, and the first
-    thread also reads the examples before it.
+    As in the kernels, the blocks start on a cache line where the rows allow it, and part 0
+    also reads the examples before it.
     """
-    from implementations.numba_parallel import block_plan
+    sums = np.zeros(threads)
+    for t in numba.prange(threads):
+        sums[t] = _segments_jit(X, block, lead + t * block, threads * block, 1, lead if t == 0 else 0)
+    return float(sums.sum())
 
-    lead, block = block_plan(X, threads)
-    step = threads * block
-    return [(_segments_jit, X, block, lead + t * block, step, 1, lead if t == 0 else 0) for t in range(threads)]
+
+# The parts run on Numba's thread pool, the one numba_parallel runs on; numba.get_num_threads()
+# of its threads take them. Not a pool of Python threads, as the sweep's read uses (it keeps the best
+# of several reads, so a slow wake-up costs it nothing): between two consecutive calls those threads
+# sleep, and waking them cost a 2-core VM up to a millisecond, while the roof is a median of rounds.
+# Measured on an AMD EPYC (2 threads, 76 MiB of float64, interleaved, medians of 7 calls after
+# 20 ms of warm-up, 25 rounds), Python threads against Numba's pool: examples-major 47 against
+# 85 GB/s at 1,000 x 10,000, 38 against 80 at 100 x 100,000; features-major blocks 49 against
+# 70 at 1,000 x 10,000, while OpenBLAS's w.T @ X read the same X at 72, 63 and 74: the roof
+# read with Python threads put numba_parallel above 85% of a roof it was at 70% of.
+_streams_in_pool_jit: Any = numba.njit(parallel=True)(_streams_in_pool)
+_blocks_in_pool_jit: Any = numba.njit(parallel=True)(_blocks_in_pool)
 
 
 class OnePassRead:
-    """A compiled read of every element of X once, in its layout's access pattern, on `threads` threads.
+    """A compiled read of every element of X once, in its layout's access pattern, in `threads` parts.
 
     The roof a kernel that reads X once is measured against: the runner times it beside the
     kernels, in the same rounds, in every cell with X out of cache. Examples-major X (and any
-    other contiguous X in that order) is streamed in contiguous shares; features-major X is
-    read in the fused kernels' blocks (numba_parallel.block_plan).
+    other contiguous X in that order) is streamed in contiguous parts; features-major X is
+    read in the fused kernels' blocks (numba_parallel.block_plan). With more than one part the
+    parts run on Numba's thread pool, as numba_parallel does: set its threads (numba.set_num_threads,
+    timing.thread_limits) to the part count before timing.
     """
 
     def __init__(self, X: NDArray[Any], threads: int) -> None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
         if X.ndim == 2 and X.flags.f_contiguous and X.shape[0] > 1:
-            self._calls = _streams(X.T.reshape(-1), threads)
+            flat = X.T.reshape(-1)  # a view: X's memory in order
+            self._read: Callable[[], float] = (
+                partial(_sum_reps_jit, flat, 1) if threads == 1 else partial(_streams_in_pool_jit, flat, threads)
+            )
         elif X.ndim == 2 and X.flags.c_contiguous:
-            self._calls = _row_blocks(X, threads)
+            from implementations.numba_parallel import block_plan
+
+            lead, block = block_plan(X, threads)
+            self._read = (
+                partial(_segments_jit, X, block, lead, block, 1, lead)
+                if threads == 1
+                else partial(_blocks_in_pool_jit, X, block, lead, threads)
+            )
         else:
             raise ValueError("OnePassRead needs a contiguous 2-d X")
         self.nbytes = int(X.nbytes)
-        self._pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
 
     def __call__(self) -> float:
         """The sum of X's elements (each read once)."""
-        if self._pool is None:
-            return float(self._calls[0][0](*self._calls[0][1:]))
-        return float(sum(future.result() for future in [self._pool.submit(*call) for call in self._calls]))
+        return float(self._read())
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
+
+def _best_of(read: Callable[[], float], repeats: int = 5) -> float:
+    """Seconds of the fastest of `repeats` calls, after an untimed one (which also compiles)."""
+    read()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        read()
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def measure_roof(buffer: NDArray[np.float64], thread_counts: list[int]) -> dict[str, dict[str, float]]:
     """GB/s of a compiled one-pass read of an X out of cache, in each layout's access pattern, per thread count.
 
-    Examples-major (F): each thread streams its contiguous share. Features-major (C): the
+    Examples-major (F): each thread streams its contiguous part. Features-major (C): the
     fused kernels' access, blocks of examples read row segment by row segment, blocks dealt
-    out in turn to the threads (numba_parallel.block_plan). The best streaming rate code reaches
-    here, against which the report measures the kernels where no cell timed it beside them.
+    out in turn to the threads (numba_parallel.block_plan). Both OnePassRead, on Numba's pool.
+    The best streaming rate code reaches here, against which the report measures the kernels
+    where no cell timed it beside them.
     """
     m = buffer.size // ROOF_N_X
-    X = buffer[: ROOF_N_X * m].reshape(ROOF_N_X, m)
+    X = buffer[: ROOF_N_X * m].reshape(ROOF_N_X, m)  # C-ordered; its transpose is the F-ordered X
     nbytes = X.size * 8
     out: dict[str, dict[str, float]] = {"F": {}, "C": {}}
     for threads in thread_counts:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            _best_of(pool, [(_segments_jit, X[:, :8], 8, 0, 8, 1, 0)], 1)  # compile, untimed
-            flat = _best_of(pool, _streams(X.reshape(-1), threads))
-            blocks = _best_of(pool, _row_blocks(X, threads))
+        with thread_limits(threads):
+            flat = _best_of(OnePassRead(X.T, threads))
+            blocks = _best_of(OnePassRead(X, threads))
         out["F"][str(threads)] = nbytes / flat / 1e9
         out["C"][str(threads)] = nbytes / blocks / 1e9
     return out

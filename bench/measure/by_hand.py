@@ -142,18 +142,16 @@ def _time_one(
             gate(prepared.gradients(prepared.step()))  # compiles, and nothing wrong is timed
         steps[name] = prepared.step
     read = OnePassRead(problem.X, threads)
-    try:
+    with thread_limits(threads):
         read()  # compiles
-        steps["read"] = read
-        blocks: dict[str, list[list[float]]] = {k: [] for k in steps}
-        for _ in range(s.reps):
-            for name in map(str, rng.permutation(list(steps))):
-                hook = REGISTRY[name].thread_hook if name in REGISTRY else None
-                with thread_limits(threads, hook):
-                    blocks[name].append(_block(steps[name], s.calls))
-                time.sleep(SETTLE_S)
-    finally:
-        read.close()
+    steps["read"] = read
+    blocks: dict[str, list[list[float]]] = {k: [] for k in steps}
+    for _ in range(s.reps):
+        for name in map(str, rng.permutation(list(steps))):
+            hook = REGISTRY[name].thread_hook if name in REGISTRY else None
+            with thread_limits(threads, hook):
+                blocks[name].append(_block(steps[name], s.calls))
+            time.sleep(SETTLE_S)
     return _row(layout, impl, threads, s, blocks, int(problem.X.nbytes))
 
 

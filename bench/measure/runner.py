@@ -657,7 +657,8 @@ class _Sweep:
             return {}
         roof = OnePassRead(problem.X, group.key[4]) if problem.X.nbytes >= self.roof_from_bytes else None
         try:
-            roofs = [] if roof is None else [_roof_contender(roof, profile.round_s)]
+            with thread_limits(group.key[4]):  # its parts run on Numba's pool, as numba_parallel does
+                roofs = [] if roof is None else [_roof_contender(roof, profile.round_s)]
             timed = [c for _, c, _ in contenders] + roofs  # the roof last: outside `contenders`, like the canary
             counts = round_counts(timed, profile.cell_budget_s, profile.max_rounds)
             first, number = group.next_round, group.passes
@@ -670,9 +671,6 @@ class _Sweep:
             task = contenders[exc.index][0]
             self.failed[task.implementation] = describe_failure(exc.error)
             return self.time_group(group, problem, reference)  # which writes its failed_check row
-        finally:
-            if roof is not None:
-                roof.close()
         group.next_round = first + max(*counts, len(timed))
         group.passes += 1
         if roofs:
