@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.base.hierarchy import Hierarchy, out_of_cache_bytes
+from bench.base.hierarchy import Hierarchy, Level, out_of_cache_bytes
 from bench.measure.bandwidth import find_levels, read_gbps, sweep_sizes
 from tests.helpers import at_offset
 
@@ -77,6 +77,16 @@ def test_out_of_cache_comes_from_the_sweep_when_there_is_one() -> None:
     meta = {"memory": {"threads": {"1": found.to_json()}}, "last_level_cache_bytes": 480 * MIB}
     assert out_of_cache_bytes(meta) == 2 * (found.last_capacity_bytes or 0) < 480 * MIB
     assert out_of_cache_bytes({"last_level_cache_bytes": 32 * MIB}) == 128 * MIB  # older runs: /sys, x4
+
+
+def test_out_of_cache_is_twice_the_cache_measured_on_that_many_threads() -> None:
+    # Threads on other cores bring more cache: a 2-thread X is out of it only past twice that.
+    one = Hierarchy((Level(100.0, 1 * MIB), Level(20.0, None)), 4 * MIB)
+    two = Hierarchy((Level(200.0, 8 * MIB), Level(30.0, None)), 32 * MIB)
+    meta = {"memory": {"threads": {"1": one.to_json(), "2": two.to_json()}}}
+    assert out_of_cache_bytes(meta) == out_of_cache_bytes(meta, 1) == 2 * MIB
+    assert out_of_cache_bytes(meta, 2) == 16 * MIB
+    assert out_of_cache_bytes(meta, 4) == 2 * MIB  # no sweep on 4 threads: the 1-thread one
 
 
 # A reference run's sweep (AMD EPYC, 1 thread, sizes from 5 MiB): past the last cache the bandwidth

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bench.analyse.beyond import beyond
-from bench.base.hierarchy import roof_setters
+from bench.base.hierarchy import Hierarchy, Level, roof_setters
 from bench.base.results import COLUMNS
 from bench.present.beyond import beyond_section
 from implementations import REFERENCE, REGISTRY, Goal, Implementation, registry
@@ -92,6 +92,31 @@ def _spread_line(rounds: pd.DataFrame) -> str:
 def test_the_spread_is_within_a_pass_not_the_drift_between_passes() -> None:
     check = _check(_rounds(kernel_spread=1.1, reference_spread=1.3, drift=1.6))
     assert check["value"] == pytest.approx(1.1) and bool(check["met"]) is True
+
+
+def test_a_cell_is_judged_out_of_cache_against_the_cache_its_thread_count_measured() -> None:
+    # 1 MiB of cache on 1 thread, 8 MiB on 2: of the 8, 16 and 32 MB cells on 2 threads only the
+    # last is out of cache (past 16 MiB), and so is only its roof; on 1 thread all three are.
+    one = Hierarchy((Level(100.0, 1 << 20), Level(20.0, None)), 4 << 20)
+    two = Hierarchy((Level(200.0, 8 << 20), Level(30.0, None)), 32 << 20)
+    meta = {"memory": {"threads": {"1": one.to_json(), "2": two.to_json()}}}
+    roofs = pd.DataFrame(
+        [{"m": m, "n_x": n_x, "dtype": "float64", "layout": "C", "threads": 2, "pass": 0, "round": k, "seconds": 1e-3}
+         for m, n_x in CELLS for k in range(3)]
+    )  # fmt: skip
+    frame = _frame()
+    found = beyond(frame, meta, _rounds(1.1, 1.2), roofs)
+    assert found is not None
+    spread = found.table[(found.table["what"] == "spread") & (found.table["scope"] == "out of cache")]
+    assert spread["cells"].tolist() == [1]
+    assert found.cell_roofs[["m", "n_x"]].values.tolist() == [[4_000, 1_000]]
+    assert "X of at least 16 MiB:" in "\n".join(beyond_section(found))
+    both = pd.concat([frame, frame.assign(threads=1)], ignore_index=True)
+    found = beyond(both, meta, _rounds(1.1, 1.2))
+    assert found is not None
+    speedups = found.table[(found.table["what"] == "speedup") & (found.table["scope"] == "out of cache")]
+    assert dict(zip(speedups["implementation"], speedups["cells"], strict=True)) == {"steady_kernel": 1}
+    assert "X of at least 2 MiB on 1 thread and 16 MiB on 2 threads" in "\n".join(beyond_section(found))
 
 
 def test_each_cell_s_share_is_against_the_roof_timed_in_its_own_rounds() -> None:

@@ -47,7 +47,7 @@ MIN_SPREAD_ROUNDS = 5  # a cell's slowest / fastest round needs this many rounds
 class Beyond:
     """The section's figures: kernels against the reference per layout and scope, the checks, the layouts."""
 
-    out_of_cache_bytes: float
+    out_of_cache_bytes: dict[int, float]  # per thread count: twice the last cache measured on that many threads
     measured_hierarchy: bool  # False: out of cache from the OS-reported cache size, no sweep
     roof_gbps: dict[str, dict[str, float]]  # the sweep's one-pass read of X per layout and threads (empty: none)
     cell_roofs: pd.DataFrame  # ROOF_TABLE_COLUMNS: the read timed beside the kernels, per cell out of cache (float64)
@@ -247,12 +247,14 @@ def beyond(
     kernels = with_goals(names)
     if REFERENCE not in names or not kernels:
         return None
-    limit = out_of_cache_bytes(meta)
-    all_threads = int(max(set(ok["threads"])))
-    big = ok[ok["bytes_x"] >= limit]
+    limits = {int(t): out_of_cache_bytes(meta, int(t)) for t in sorted(set(ok["threads"]))}
+    all_threads = int(max(limits))
+    big = ok[ok["bytes_x"] >= ok["threads"].map(limits)]
     course = ok[(ok["m"] == COURSE_SHAPE[0]) & (ok["n_x"] == COURSE_SHAPE[1])]
     roofs = {(lay, t): roof_of(meta, lay, t) for lay in set(ok["layout"]) for t in set(ok["threads"])}
     paired = cell_roofs(roof_rounds, ok)
+    # Only the cells judged out of cache at their thread count: the runner times the read from the smallest limit on.
+    paired = paired[paired["m"] * paired["n_x"] * 8 >= paired["threads"].map(limits)].reset_index(drop=True)
     rows, checks = [], []
     for layout in sorted(set(ok["layout"])):
         for scope, data in (("out of cache", big), (f"course shape {COURSE_SHAPE[0]} x {COURSE_SHAPE[1]:,}", course)):
@@ -260,7 +262,7 @@ def beyond(
             rows += more_rows
             checks += more_checks
     return Beyond(
-        out_of_cache_bytes=limit,
+        out_of_cache_bytes=limits,
         measured_hierarchy=hierarchy_of(meta) is not None,
         roof_gbps=dict((meta.get("memory") or {}).get("roof") or {}),
         cell_roofs=paired,

@@ -105,17 +105,19 @@ def hierarchy_of(meta: dict[str, Any], threads: int = 1) -> Hierarchy | None:
 OUT_OF_CACHE_CAPACITIES = 2.0
 
 
-def out_of_cache_bytes(meta: dict[str, Any]) -> float:
-    """X at least this large lives in main memory on this machine: measured where there is a sweep.
+def out_of_cache_bytes(meta: dict[str, Any], threads: int = 1) -> float:
+    """X at least this large lives in main memory for `threads` threads here: measured where there is a sweep.
 
-    OUT_OF_CACHE_CAPACITIES times the last cache's measured capacity; where the sweep found no
-    cache, where its read bandwidth reached main memory's plateau. Not that plateau's start where
-    there is a cache: past the cache the bandwidth can keep falling slowly (on an AMD EPYC, 1
-    thread: 59 GB/s at 32 MiB, 53 at 51 MiB, 44 at 256 MiB), and where the plateau starts then
-    moves with the noise: two sweeps of the same machine put it at 51 and 81 MiB, for a cache
-    measured at 24.1 and 24.8 MiB.
+    OUT_OF_CACHE_CAPACITIES times the last cache's capacity as the sweep measured it on that many
+    threads (on 1 thread where the sweep has no such count): threads on other cores bring more
+    cache (on an AMD EPYC VM, 25 MiB on 1 thread, 40 MiB on 2, where a 2-thread read of a 76 MiB
+    X ran at 49-70 GB/s and of an 800 MB one at 40-46). Where the sweep found no cache, where its
+    read bandwidth reached main memory's plateau. Not that plateau's start where there is a cache:
+    past the cache the bandwidth can keep falling slowly (on an AMD EPYC, 1 thread: 59 GB/s at
+    32 MiB, 53 at 51 MiB, 44 at 256 MiB), and where the plateau starts then moves with the noise:
+    two sweeps of the same machine put it at 51 and 81 MiB, for a cache measured at 24.1 and 24.8 MiB.
     """
-    found = hierarchy_of(meta)
+    found = hierarchy_of(meta, threads) or hierarchy_of(meta)
     if found is not None:
         capacity = found.last_capacity_bytes
         return found.memory_from_bytes if capacity is None else OUT_OF_CACHE_CAPACITIES * capacity

@@ -397,7 +397,7 @@ def run(config: RunConfig) -> RunSummary:
             pool,
             summary.failed,
             canary=make_canary(config.profile.round_s / 4),
-            roof_from_bytes=out_of_cache_bytes(meta),
+            roof_from_bytes=min(out_of_cache_bytes(meta, t) for t in {1, *config.threads}),
             rng=np.random.default_rng([config.seed, 1]),
         )
         if previous_rows is not None:

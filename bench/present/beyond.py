@@ -122,6 +122,14 @@ def _layout_line(r: pd.Series) -> str:
     )
 
 
+def _limits_text(limits: dict[int, float]) -> str:
+    """'50 MiB', or '50 MiB on 1 thread and 80 MiB on 2 threads' where the thread counts' limits differ."""
+    if len({round(v / 2**20) for v in limits.values()}) == 1:
+        return f"{next(iter(limits.values())) / 2**20:,.0f} MiB"
+    sizes = [f"{v / 2**20:,.0f} MiB on {t} thread{'s' if t > 1 else ''}" for t, v in sorted(limits.items())]
+    return ", ".join(sizes[:-1]) + " and " + sizes[-1]
+
+
 def _intro(b: Beyond) -> list[str]:
     threads = dict(zip(b.table["implementation"], b.table["threads"], strict=False))
     kernels = "; ".join(
@@ -136,10 +144,10 @@ def _intro(b: Beyond) -> list[str]:
         f"goal against it read it: {kernels}. Once X is larger than the cache, the step is bound by memory "
         "bandwidth, so reading X fewer times should be faster by up to the ratio of reads.",
         "",
-        f"Out of cache here means X of at least {b.out_of_cache_bytes / 2**20:,.0f} MiB: "
+        f"Out of cache here means X of at least {_limits_text(b.out_of_cache_bytes)}: "
         + (
-            "twice the last cache this machine's memory sweep measured, whatever the OS reports, so that X "
-            "cannot stay in it from one pass to the next"
+            "twice the last cache this machine's memory sweep measured on that many threads (threads on other "
+            "cores bring more cache), whatever the OS reports, so that X cannot stay in it from one pass to the next"
             if b.measured_hierarchy
             else "4x the last-level cache the OS reports (this run has no memory sweep)"
         )
@@ -167,7 +175,8 @@ def _intro(b: Beyond) -> list[str]:
 
 _PATTERN = (
     "(examples-major: each thread streams its contiguous share; features-major: the fused kernels' blocks of "
-    "examples, row segment by row segment)"
+    "examples, row segment by row segment; on several threads the parts run on Numba's thread pool, where "
+    "the Numba kernels' threads run)"
 )
 
 
