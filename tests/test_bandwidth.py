@@ -160,3 +160,30 @@ def test_the_read_refuses_an_x_it_cannot_stream() -> None:
 
     with pytest.raises(ValueError, match="contiguous"):
         OnePassRead(np.ones((8, 16))[:, ::2], 1)
+
+
+def test_the_grid_reaches_past_the_largest_cache_any_thread_count_measured() -> None:
+    from pathlib import Path
+
+    from bench.measure.profiles import PROFILES
+    from bench.measure.runner import CACHE_REACH, RunConfig, sized_cells
+    from implementations import REGISTRY
+
+    config = RunConfig(
+        profile=PROFILES["quick"],
+        implementations=(REGISTRY["fully_vectorized"],),
+        cells=((10, 10),),
+        dtypes=("float64",),
+        layouts=("C",),
+        threads=(1, 2),
+        seed=1,
+        out=Path("unused"),
+    )
+    one = Hierarchy((Level(100.0, 1 * MIB), Level(20.0, None)), 4 * MIB)
+    two = Hierarchy((Level(200.0, 8 * MIB), Level(30.0, None)), 32 * MIB)
+    cells, note = sized_cells(config, {"threads": {"1": one.to_json(), "2": two.to_json()}})
+    assert note["needed_bytes"] == CACHE_REACH * 8 * MIB
+    m, n_x = cells[-1]
+    assert m * n_x * 8 >= CACHE_REACH * 8 * MIB and note["added_cell"] == [m, n_x]
+    _, note = sized_cells(config, {"threads": {"1": one.to_json()}})
+    assert note["needed_bytes"] == CACHE_REACH * 1 * MIB

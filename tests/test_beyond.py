@@ -111,12 +111,28 @@ def test_a_cell_is_judged_out_of_cache_against_the_cache_its_thread_count_measur
     assert spread["cells"].tolist() == [1]
     assert found.cell_roofs[["m", "n_x"]].values.tolist() == [[4_000, 1_000]]
     assert "X of at least 16 MiB:" in "\n".join(beyond_section(found))
-    both = pd.concat([frame, frame.assign(threads=1)], ignore_index=True)
-    found = beyond(both, meta, _rounds(1.1, 1.2))
-    assert found is not None
+    # A kernel judged on 1 thread beside it: all three cells.
+    single = Implementation(
+        name="single_kernel",
+        propagate=REGISTRY[REFERENCE].propagate,
+        summary="A kernel that exists only in this test.",
+        threading="none",
+        goal=Goal(),
+    )
+    one_thread = frame.assign(threads=1)
+    both = pd.concat([frame, one_thread, one_thread.assign(implementation="single_kernel")], ignore_index=True)
+    both = both.drop_duplicates(["implementation", "m", "n_x", "threads"])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(registry._BY_NAME, single.name, single)
+        found = beyond(both, meta, _rounds(1.1, 1.2))
+        assert found is not None
+        text = "\n".join(beyond_section(found))
     speedups = found.table[(found.table["what"] == "speedup") & (found.table["scope"] == "out of cache")]
-    assert dict(zip(speedups["implementation"], speedups["cells"], strict=True)) == {"steady_kernel": 1}
-    assert "X of at least 2 MiB on 1 thread and 16 MiB on 2 threads" in "\n".join(beyond_section(found))
+    assert dict(zip(speedups["implementation"], speedups["cells"], strict=True)) == {
+        "steady_kernel": 1,
+        "single_kernel": 3,
+    }
+    assert "X of at least 2 MiB on 1 thread and 16 MiB on 2 threads" in text
 
 
 def test_each_cell_s_share_is_against_the_roof_timed_in_its_own_rounds() -> None:

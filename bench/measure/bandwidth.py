@@ -53,8 +53,10 @@ _sum_reps_jit: Any = numba.njit(fastmath={"reassoc"}, nogil=True)(_sum_reps)
 
 def _read(pool: ThreadPoolExecutor, parts: list[NDArray[np.float64]], reps: int) -> float:
     # One plain thread per part, each in compiled code that releases the GIL. Not Numba's
-    # parallel pool: under its OpenMP layer on a shared 2-core VM, a two-thread read was seen
-    # stuck at 5.6 GB/s for a whole process (against 29 GB/s on one thread).
+    # parallel pool: under its OpenMP layer on a shared 2-core VM, a two-thread read was once
+    # seen stuck at 5.6 GB/s for a whole process (against 29 GB/s on one thread), and the sweep
+    # keeps each size's best, which a slow wake of these threads does not touch. The roof's read
+    # (OnePassRead) is timed as the kernels are, on their pool, and reported as a median.
     start = time.perf_counter()
     for future in [pool.submit(_sum_reps_jit, part, reps) for part in parts]:
         future.result()
@@ -263,11 +265,12 @@ def _blocks_in_pool(X: NDArray[Any], block: int, lead: int, threads: int) -> flo
 # of its threads take them. Not a pool of Python threads, as the sweep's read uses (it keeps the best
 # of several reads, so a slow wake-up costs it nothing): between two consecutive calls those threads
 # sleep, and waking them cost a 2-core VM up to a millisecond, while the roof is a median of rounds.
-# Measured on an AMD EPYC (2 threads, 76 MiB of float64, interleaved, medians of 7 calls after
-# 20 ms of warm-up, 25 rounds), Python threads against Numba's pool: examples-major 47 against
-# 85 GB/s at 1,000 x 10,000, 38 against 80 at 100 x 100,000; features-major blocks 49 against
-# 70 at 1,000 x 10,000, while OpenBLAS's w.T @ X read the same X at 72, 63 and 74: the roof
-# read with Python threads put numba_parallel above 85% of a roof it was at 70% of.
+# Measured on an AMD EPYC (2 threads, interleaved, medians of 7 calls after 20 ms of warm-up, 12-25
+# rounds), Python threads against Numba's pool: at 76 MiB (calls of 1-2 ms) examples-major 47 against
+# 85 GB/s at 1,000 x 10,000 and 38 against 80 at 100 x 100,000, features-major blocks 49 against 70 at
+# 1,000 x 10,000, with OpenBLAS's w.T @ X at 72, 63 and 74; at 763 MiB (calls of about 17 ms) within
+# 1-5%: examples-major 43.8 against 44.3 at 1,000 x 100,000, features-major 43.8 against 46.2 at
+# 10,000 x 10,000.
 _streams_in_pool_jit: Any = numba.njit(parallel=True)(_streams_in_pool)
 _blocks_in_pool_jit: Any = numba.njit(parallel=True)(_blocks_in_pool)
 
@@ -276,7 +279,7 @@ class OnePassRead:
     """A compiled read of every element of X once, in its layout's access pattern, in `threads` parts.
 
     The roof a kernel that reads X once is measured against: the runner times it beside the
-    kernels, in the same rounds, in every cell with X out of cache. Examples-major X (and any
+    kernels, in the same rounds, in every cell with X out of cache at its thread count. Examples-major X (and any
     other contiguous X in that order) is streamed in contiguous parts; features-major X is
     read in the fused kernels' blocks (numba_parallel.block_plan). With more than one part the
     parts run on Numba's thread pool, as numba_parallel does: set its threads (numba.set_num_threads,

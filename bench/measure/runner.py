@@ -252,9 +252,14 @@ SIZING_N_X = 1_000  # the added cell's n_x: many examples of a middling width
 
 
 def sized_cells(config: RunConfig, memory: dict[str, Any]) -> tuple[tuple[tuple[int, int], ...], dict[str, Any]]:
-    """The plan's cells, plus one cell of X >= CACHE_REACH x the measured last capacity if none reaches it."""
-    found = hierarchy_of({"memory": memory})
-    capacity = found.last_capacity_bytes if found is not None else None
+    """The plan's cells, plus one cell of X >= CACHE_REACH x the measured last capacity if none reaches it.
+
+    The largest capacity any swept thread count measured: threads on other cores bring more cache,
+    and the out-of-cache limit of a row is its own thread count's (hierarchy.out_of_cache_bytes).
+    """
+    found = [hierarchy_of({"memory": memory}, int(t)) for t in (memory.get("threads") or {"1": None})]
+    capacities = [h.last_capacity_bytes for h in found if h is not None and h.last_capacity_bytes is not None]
+    capacity = max(capacities) if capacities else None
     if capacity is None:
         return config.cells, {"note": "no cache level found in the sweep"}
     need = CACHE_REACH * capacity
@@ -397,7 +402,7 @@ def run(config: RunConfig) -> RunSummary:
             pool,
             summary.failed,
             canary=make_canary(config.profile.round_s / 4),
-            roof_from_bytes=min(out_of_cache_bytes(meta, t) for t in {1, *config.threads}),
+            roof_from_bytes={t: out_of_cache_bytes(meta, t) for t in {1, *config.threads}},
             rng=np.random.default_rng([config.seed, 1]),
         )
         if previous_rows is not None:
@@ -448,7 +453,8 @@ class _Sweep:
     pool: WorkerPool  # pinned workers for implementations whose thread pool no call can resize
     failed: dict[str, str]  # implementation -> why it failed the check; its later rows say so
     canary: Contender  # timed in every round: the machine's own speed through the run
-    roof_from_bytes: float = math.inf  # groups with an X this large also time OnePassRead, the roof, in their rounds
+    # Per thread count: groups with an X this large (out of cache there) also time the roof's read in their rounds.
+    roof_from_bytes: dict[int, float] = field(default_factory=dict)
     done: set[tuple[Any, ...]] = field(default_factory=set)
     history: dict[tuple[str, str, str, int], list[tuple[int, int, float]]] = field(
         default_factory=lambda: defaultdict(list)
@@ -655,9 +661,11 @@ class _Sweep:
             contenders.append((task, contender, compile_s))
         if not contenders:
             return {}
-        roof = OnePassRead(problem.X, group.key[4]) if problem.X.nbytes >= self.roof_from_bytes else None
+        threads = group.key[4]
+        out_of_cache = problem.X.nbytes >= self.roof_from_bytes.get(threads, math.inf)
+        roof = OnePassRead(problem.X, threads) if out_of_cache else None
         try:
-            with thread_limits(group.key[4]):  # its parts run on Numba's pool, as numba_parallel does
+            with thread_limits(threads):  # its parts run on Numba's pool, as numba_parallel does
                 roofs = [] if roof is None else [_roof_contender(roof, profile.round_s)]
             timed = [c for _, c, _ in contenders] + roofs  # the roof last: outside `contenders`, like the canary
             counts = round_counts(timed, profile.cell_budget_s, profile.max_rounds)

@@ -176,7 +176,7 @@ def _intro(b: Beyond) -> list[str]:
 _PATTERN = (
     "(examples-major: each thread streams its contiguous share; features-major: the fused kernels' blocks of "
     "examples, row segment by row segment; on several threads the parts run on Numba's thread pool, where "
-    "the Numba kernels' threads run)"
+    "Numba-compiled kernels run)"
 )
 
 
