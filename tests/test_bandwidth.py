@@ -87,6 +87,10 @@ def test_out_of_cache_is_twice_the_cache_measured_on_that_many_threads() -> None
     assert out_of_cache_bytes(meta) == out_of_cache_bytes(meta, 1) == 2 * MIB
     assert out_of_cache_bytes(meta, 2) == 16 * MIB
     assert out_of_cache_bytes(meta, 4) == 2 * MIB  # no sweep on 4 threads: the 1-thread one
+    # A 2-thread sweep that took its last cache and memory for one fading plateau: not below 1 thread's.
+    missed = Hierarchy((Level(200.0, 512 * 1024), Level(90.0, None)), 1 * MIB)
+    meta = {"memory": {"threads": {"1": two.to_json(), "2": missed.to_json()}}}
+    assert out_of_cache_bytes(meta, 2) == out_of_cache_bytes(meta) == 16 * MIB
 
 
 # A reference run's sweep (AMD EPYC, 1 thread, sizes from 5 MiB): past the last cache the bandwidth

@@ -117,7 +117,15 @@ def out_of_cache_bytes(meta: dict[str, Any], threads: int = 1) -> float:
     32 MiB, 53 at 51 MiB, 44 at 256 MiB), and where the plateau starts then moves with the noise:
     two sweeps of the same machine put it at 51 and 81 MiB, for a cache measured at 24.1 and 24.8 MiB.
     """
-    found = hierarchy_of(meta, threads) or hierarchy_of(meta)
+    one = _limit(hierarchy_of(meta), meta)
+    mine = hierarchy_of(meta, threads) if threads != 1 else None
+    # Never below one thread's: more threads do not bring less cache, while a sweep on several
+    # threads that misses a level (a slow fade taken for one plateau) would put the limit at the
+    # level before it.
+    return one if mine is None else max(one, _limit(mine, meta))
+
+
+def _limit(found: Hierarchy | None, meta: dict[str, Any]) -> float:
     if found is not None:
         capacity = found.last_capacity_bytes
         return found.memory_from_bytes if capacity is None else OUT_OF_CACHE_CAPACITIES * capacity

@@ -28,7 +28,11 @@ from bench.measure.timing import thread_limits
 _SIZE_SUFFIXES = {"K": 1024, "M": 1024**2, "G": 1024**3}
 MIN_SWEEP_BYTES = 4 * 1024
 MAX_SWEEP_BYTES = 2 * 1024**3
-MIN_TOP_BYTES = 256 * 1024**2  # sweep at least this far, whatever /sys says
+# Sweep at least this far, whatever /sys says: far enough for the plateau of main memory on several
+# threads, which bring more cache. On an AMD EPYC VM, 2 threads: 25 MiB of cache on 1 thread, 40 on 2,
+# and the 2-thread read still fell from 91 GB/s at 51 MiB to 50 at 102 and 44 at 256; swept to 256 MiB
+# only, the knee finder once took the fade for one level and missed memory's.
+MIN_TOP_BYTES = 512 * 1024**2
 POINTS_PER_DOUBLING = 3
 CALL_S = 0.002  # each timed read lasts about this long: far above thread start-up and timer costs
 STEP = 1.2  # a fall of 20% or more between plateaus is a level of the hierarchy
