@@ -109,13 +109,14 @@ def out_of_cache_bytes(meta: dict[str, Any], threads: int = 1) -> float:
     """X at least this large lives in main memory for `threads` threads here: measured where there is a sweep.
 
     OUT_OF_CACHE_CAPACITIES times the last cache's capacity as the sweep measured it on that many
-    threads (on 1 thread where the sweep has no such count): threads on other cores bring more
-    cache (on an AMD EPYC VM, 25 MiB on 1 thread, 40 MiB on 2, where a 2-thread read of a 76 MiB
-    X ran at 49-70 GB/s and of an 800 MB one at 40-46). Where the sweep found no cache, where its
-    read bandwidth reached main memory's plateau. Not that plateau's start where there is a cache:
-    past the cache the bandwidth can keep falling slowly (on an AMD EPYC, 1 thread: 59 GB/s at
-    32 MiB, 53 at 51 MiB, 44 at 256 MiB), and where the plateau starts then moves with the noise:
-    two sweeps of the same machine put it at 51 and 81 MiB, for a cache measured at 24.1 and 24.8 MiB.
+    threads, never below 1 thread's (1 thread's where the sweep has no such count): threads on
+    other cores bring more cache (on an AMD EPYC VM, 23-25 MiB on 1 thread and 38-40 MiB on 2 in
+    two sweeps; a 2-thread read of a 76 MiB X ran at 49-70 GB/s and of a 763 MiB one at 40-50).
+    Where the sweep found no cache, where its read bandwidth reached main memory's plateau. Not
+    that plateau's start where there is a cache: past the cache the bandwidth can keep falling
+    slowly (on an AMD EPYC, 1 thread: 59 GB/s at 32 MiB, 53 at 51 MiB, 44 at 256 MiB), and where
+    the plateau starts then moves with the noise: two sweeps of the same machine put it at 51 and
+    81 MiB, for a cache measured at 24.1 and 24.8 MiB.
     """
     one = _limit(hierarchy_of(meta), meta)
     mine = hierarchy_of(meta, threads) if threads != 1 else None

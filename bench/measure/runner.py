@@ -257,7 +257,7 @@ def sized_cells(config: RunConfig, memory: dict[str, Any]) -> tuple[tuple[tuple[
     The largest capacity any swept thread count measured: threads on other cores bring more cache,
     and the out-of-cache limit of a row is its own thread count's (hierarchy.out_of_cache_bytes).
     """
-    found = [hierarchy_of({"memory": memory}, int(t)) for t in (memory.get("threads") or {"1": None})]
+    found = [hierarchy_of({"memory": memory}, int(t)) for t in memory.get("threads", {})]
     capacities = [h.last_capacity_bytes for h in found if h is not None and h.last_capacity_bytes is not None]
     capacity = max(capacities) if capacities else None
     if capacity is None:
