@@ -135,14 +135,19 @@ def test_a_cell_is_judged_out_of_cache_against_the_cache_its_thread_count_measur
     assert "X of at least 2 MiB on 1 thread and 16 MiB on 2 threads" in text
 
 
-def test_each_cell_s_share_is_against_the_roof_timed_in_its_own_rounds() -> None:
-    roofed = Implementation(
+def _roofed_kernel(steady: bool) -> Implementation:
+    """A kernel judged against 90% of its roof in C order on all threads (and for its spread, if steady)."""
+    return Implementation(
         name="roofed_kernel",
         propagate=REGISTRY[REFERENCE].propagate,
         summary="A kernel that exists only in this test.",
         threading="numba",
-        goal=Goal(all_threads=True, roof_share=(("C", 0.9),)),
+        goal=Goal(all_threads=True, roof_share=(("C", 0.9),), steady=steady),
     )
+
+
+def test_each_cell_s_share_is_against_the_roof_timed_in_its_own_rounds() -> None:
+    roofed = _roofed_kernel(steady=False)
     frame = _frame()
     kernel = frame[frame["implementation"] == "steady_kernel"].assign(implementation="roofed_kernel")
     frame = pd.concat([frame, kernel], ignore_index=True)
@@ -188,3 +193,44 @@ def test_only_implementations_without_a_roof_goal_and_with_a_known_read_count_ca
         judged_against_a_roof = impl.goal is not None and bool(impl.goal.roof_share)
         assert (name in setters) == (impl.reads_of_x is not None and not judged_against_a_roof), name
     assert "numba_parallel" not in setters  # its own roof would otherwise be its own speed
+
+
+def test_float32_cells_out_of_cache_are_shown_with_their_own_roofs_and_judged_by_no_goal() -> None:
+    roofed = _roofed_kernel(steady=True)
+    wide = _frame()
+    wide = pd.concat([wide, wide[wide["implementation"] == "steady_kernel"].assign(implementation="roofed_kernel")])
+    # The same cells in float32: 4, 8 and 16 MB of X, the last two out of cache (from 4 MiB), where
+    # the kernels take twice the reference's time.
+    narrow = wide.assign(dtype="float32", bytes_x=wide["bytes_x"] // 2)
+    narrow.loc[narrow["implementation"] != REFERENCE, "median_s"] = 2e-3
+    frame = pd.concat([wide, narrow], ignore_index=True)
+    frame["gbps"] = frame["bytes_x"] / frame["median_s"] / 1e9
+    # The read of each float32 cell takes 0.5 ms: 8, 16 and 32 GB/s of its 4-byte elements; the
+    # reference's two reads in 1 ms are as fast.
+    roofs = pd.DataFrame(
+        [{"m": m, "n_x": n_x, "dtype": "float32", "layout": "C", "threads": 2, "pass": 0, "round": k, "seconds": 5e-4}
+         for m, n_x in CELLS for k in range(3)]
+    )  # fmt: skip
+    rounds = pd.concat([_rounds(1.1, 1.2), _rounds(3.0, 1.2).assign(dtype="float32")], ignore_index=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(registry._BY_NAME, roofed.name, roofed)
+        found = beyond(frame, META, rounds, roofs)
+        assert found is not None
+        text = "\n".join(beyond_section(found))
+    assert found.unjudged_dtypes == ("float32",)
+    assert found.cell_roofs["dtype"].tolist() == ["float32"] * 2
+    assert found.cell_roofs["read_gbps"].tolist() == pytest.approx([16.0, 32.0])
+    scope = found.table[(found.table["scope"] == "out of cache, float32")]
+    speed = scope[(scope["implementation"] == "roofed_kernel") & (scope["what"] == "speedup")]
+    assert speed.iloc[0][["cells", "median"]].tolist() == [2, pytest.approx(0.5)]
+    share = scope[(scope["implementation"] == "roofed_kernel") & (scope["what"] == "roof share")]
+    assert share.iloc[0]["median"] == pytest.approx(0.25)  # 4 GB/s of X against its own 16 GB/s read
+    steady = scope[(scope["implementation"] == "steady_kernel") & (scope["what"] == "spread")]
+    assert steady.iloc[0]["median"] == pytest.approx(3.0)
+    # The goals are float64's: every check is on the float64 cells, none on the float32 ones.
+    assert set(found.checks["scope"]) == {"out of cache"}
+    checks = found.checks
+    spread_check = checks[(checks["what"] == "spread") & (checks["implementation"] == "steady_kernel")]
+    assert spread_check.iloc[0]["value"] == pytest.approx(1.1)
+    assert '(the rows "out of cache, float32" give the same figures for those cells, with no goal checked)' in text
+    assert "features-major (C) on 2 thread(s), float32 24.0 GB/s (16.0 to 32.0 over 2 cell(s)" in text

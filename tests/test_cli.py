@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psutil
 import pytest
@@ -72,6 +73,18 @@ def test_run_writes_a_tidy_table_and_metadata(finished_run: Path) -> None:
     assert meta["x_offset_bytes"] == 16  # where every timed X starts in its cache line
     assert meta["complete"] is True and meta["machine"]["cpu"]
     assert {"numpy", "numba"} <= set(meta["machine"]["versions"])
+
+
+def test_metadata_names_the_threading_layer_numba_parallel_runs_on() -> None:
+    from bench.measure.metadata import numba_threading
+    from bench.present.report import _numba_layer
+
+    X = np.ones((1_000, 1_000), order="F")  # past numba_parallel's smallest split: its pool starts
+    REGISTRY["numba_parallel"].propagate(np.zeros((1_000, 1)), 0.0, X, np.ones((1, 1_000)))
+    found = numba_threading()
+    assert found["layer"] in {"omp", "tbb", "workqueue"}
+    assert _numba_layer({"machine": {"numba_threading": found}}) == f"; Numba's threading layer: {found['layer']}"
+    assert _numba_layer({"machine": {}}) == ""  # runs from before it was recorded
 
 
 def test_every_timed_x_starts_where_the_grid_places_it(

@@ -24,6 +24,7 @@ BEYOND_CHECKS_CSV = "beyond_checks.csv"
 LAYOUTS_CSV = "layouts.csv"
 BEYOND_ROOFS_CSV = "beyond_roofs.csv"
 ROOF_TABLE_COLUMNS = [
+    "dtype",
     "layout",
     "threads",
     "m",
@@ -41,6 +42,9 @@ CHECK_COLUMNS = ["layout", "scope", "implementation", "threads", "what", "value"
 LAYOUT_COLUMNS = ["implementation", "cells", "c_over_f_median", "c_over_f_min", "c_over_f_max", "faster", "note"]
 SAME_LAYOUT = 1.1  # C/F time ratios at the median within this factor: neither layout is faster
 MIN_SPREAD_ROUNDS = 5  # a cell's slowest / fastest round needs this many rounds to mean anything
+JUDGED_DTYPE = "float64"  # the goals are float64's; float32's cells out of cache are shown beside them, unjudged
+SHOWN_DTYPES = ("float64", "float32")
+OUT_OF_CACHE = "out of cache"
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class Beyond:
     out_of_cache_bytes: dict[int, float]  # per thread count: twice the last cache measured on that many threads
     measured_hierarchy: bool  # False: out of cache from the OS-reported cache size, no sweep
     roof_gbps: dict[str, dict[str, float]]  # the sweep's one-pass read of X per layout and threads (empty: none)
-    cell_roofs: pd.DataFrame  # ROOF_TABLE_COLUMNS: the read timed beside the kernels, per cell out of cache (float64)
+    cell_roofs: pd.DataFrame  # ROOF_TABLE_COLUMNS: the read timed beside the kernels, per cell out of cache
     all_threads: int
     bandwidth_gbps: dict[int, float]
     sizing: dict[str, Any]
@@ -58,6 +62,7 @@ class Beyond:
     table: pd.DataFrame  # TABLE_COLUMNS: a kernel's speedup over the reference, or its share of the roof
     checks: pd.DataFrame  # CHECK_COLUMNS: each goal, met (True), missed (False) or not measured (None)
     layouts: pd.DataFrame  # LAYOUT_COLUMNS: C/F time ratio per implementation at 1 thread, the faster one, why
+    unjudged_dtypes: tuple[str, ...] = ()  # dtypes whose out-of-cache cells are shown, no goal checked
 
 
 def _rows(data: pd.DataFrame, name: str, layout: str, threads: int) -> pd.DataFrame:
@@ -77,7 +82,7 @@ def _streaming_gbps(ok: pd.DataFrame) -> pd.DataFrame:
 
 
 def cell_roofs(roof_rounds: pd.DataFrame | None, ok: pd.DataFrame) -> pd.DataFrame:
-    """Each cell's roof where the run timed the one-pass read in its rounds (roofs.csv), float64.
+    """Each cell's roof where the run timed the one-pass read in its rounds (roofs.csv), per dtype.
 
     The roof is the best streaming rate code reached in the cell: the read (median over its
     rounds), or an implementation judged against no roof reading X faster (fully_vectorized's
@@ -85,16 +90,18 @@ def cell_roofs(roof_rounds: pd.DataFrame | None, ok: pd.DataFrame) -> pd.DataFra
     """
     if roof_rounds is None or roof_rounds.empty:
         return pd.DataFrame(columns=ROOF_TABLE_COLUMNS)
-    cell = ["layout", "threads", "m", "n_x"]
-    mine = roof_rounds[roof_rounds["dtype"] == "float64"]
+    cell = ["dtype", "layout", "threads", "m", "n_x"]
+    mine = roof_rounds[roof_rounds["dtype"].isin(SHOWN_DTYPES)]
     per = mine.groupby(cell)["seconds"].agg(["median", "count"]).reset_index()
-    per["read_gbps"] = per["m"] * per["n_x"] * 8 / per["median"] / 1e9
+    itemsize = per["dtype"].map(lambda d: np.dtype(d).itemsize)
+    per["read_gbps"] = per["m"] * per["n_x"] * itemsize / per["median"] / 1e9
     streams = _streaming_gbps(ok)
     best = streams.loc[streams.groupby(cell)["streamed_gbps"].idxmax(), [*cell, "implementation", "streamed_gbps"]]
     per = per.merge(best, on=cell, how="left").rename(
         columns={"count": "rounds", "implementation": "best_other", "streamed_gbps": "best_other_gbps"}
     )
     per["roof_gbps"] = per[["read_gbps", "best_other_gbps"]].max(axis=1)
+    per = per.sort_values("dtype", key=lambda d: d != JUDGED_DTYPE, kind="stable")
     return per[ROOF_TABLE_COLUMNS].reset_index(drop=True)
 
 
@@ -109,8 +116,10 @@ def _check(
     return {**row, "what": what, "value": value, "target": target, "met": met, **extra}
 
 
-def _spreads(rounds: pd.DataFrame | None, cells: pd.DataFrame, name: str, layout: str, threads: int) -> pd.Series:
-    """Slowest / fastest round within each pass over each of these cells (float64) for one implementation.
+def _spreads(
+    rounds: pd.DataFrame | None, cells: pd.DataFrame, name: str, layout: str, threads: int, dtype: str = JUDGED_DTYPE
+) -> pd.Series:
+    """Slowest / fastest round within each pass over each of these cells (in dtype) for one implementation.
 
     Within a pass, not across passes: the rounds of one pass are consecutive calls, while two
     passes can be minutes apart on a machine whose speed drifts (the reference's too). Empty
@@ -122,10 +131,12 @@ def _spreads(rounds: pd.DataFrame | None, cells: pd.DataFrame, name: str, layout
         (rounds["implementation"] == name)
         & (rounds["layout"] == layout)
         & (rounds["threads"] == threads)
-        & (rounds["dtype"] == "float64")
+        & (rounds["dtype"] == dtype)
     ]
     keys = set(zip(cells["m"], cells["n_x"], strict=True))
-    mine = mine[[(m, n) in keys for m, n in zip(mine["m"], mine["n_x"], strict=True)]]
+    # A boolean Series, not a list: an empty list would select columns, not rows.
+    inside = [(m, n) in keys for m, n in zip(mine["m"], mine["n_x"], strict=True)]
+    mine = mine[pd.Series(inside, index=mine.index, dtype=bool)]
     by = ["m", "n_x", "pass"] if "pass" in mine.columns else ["m", "n_x"]
     per_cell = mine.groupby(by)["seconds"].agg(["min", "max", "count"])
     per_cell = per_cell[per_cell["count"] >= MIN_SPREAD_ROUNDS]
@@ -141,10 +152,19 @@ def _scope_rows(
     roofs: dict[tuple[str, int], float | None],
     rounds: pd.DataFrame | None = None,
     paired: pd.DataFrame | None = None,
+    *,
+    out_of_cache: bool | None = None,
+    dtype: str = JUDGED_DTYPE,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The table's rows and the checks of one layout and scope."""
+    """The table's rows and the checks of one layout and scope (data: its cells, in dtype).
+
+    Out of cache (by default, the scope "out of cache") each goal is checked, in float64; in
+    another dtype the same figures are shown and nothing is checked. Elsewhere a kernel is
+    checked only for not being slower than the reference.
+    """
     rows, checks = [], []
-    judged = scope == "out of cache"
+    out_of_cache = scope == OUT_OF_CACHE if out_of_cache is None else out_of_cache
+    judged = out_of_cache and dtype == JUDGED_DTYPE
     for impl in kernels:
         goal = impl.goal
         assert goal is not None
@@ -160,7 +180,9 @@ def _scope_rows(
             roof = roofs.get((layout, threads))
             share = mine["gbps"] / roof if roof else mine["bw_fraction"]
             if paired is not None and not paired.empty:
-                here = paired[(paired["layout"] == layout) & (paired["threads"] == threads)]
+                here = paired[
+                    (paired["dtype"] == dtype) & (paired["layout"] == layout) & (paired["threads"] == threads)
+                ]
                 own = mine["gbps"] / here.set_index(["m", "n_x"])["roof_gbps"]
                 share = own.reindex(share.index).fillna(share)
             share = share.dropna()
@@ -169,26 +191,27 @@ def _scope_rows(
         roof_target = goal.roof_in(layout)
         if judged and roof_target is not None:
             checks.append(_check(base, "roof share", _median(share), roof_target))
-        if judged and goal.steady:
+        if out_of_cache and goal.steady:
             cells = _rows(data, impl.name, layout, threads)
-            kernel_spreads = _spreads(rounds, cells, impl.name, layout, threads)
-            reference_spreads = _spreads(rounds, cells, REFERENCE, layout, threads)
+            kernel_spreads = _spreads(rounds, cells, impl.name, layout, threads, dtype)
+            reference_spreads = _spreads(rounds, cells, REFERENCE, layout, threads, dtype)
             if not kernel_spreads.empty:
                 rows.append({**base, "what": "spread", **spread(kernel_spreads)})
-            checks.append(
-                _check(
-                    base,
-                    "spread",
-                    _median(kernel_spreads),
-                    _median(reference_spreads),
-                    at_most=True,
-                    p_wider=p_larger(kernel_spreads.to_numpy(), reference_spreads.to_numpy()),
-                    samples=float(min(kernel_spreads.size, reference_spreads.size)),
+            if judged:
+                checks.append(
+                    _check(
+                        base,
+                        "spread",
+                        _median(kernel_spreads),
+                        _median(reference_spreads),
+                        at_most=True,
+                        p_wider=p_larger(kernel_spreads.to_numpy(), reference_spreads.to_numpy()),
+                        samples=float(min(kernel_spreads.size, reference_spreads.size)),
+                    )
                 )
-            )
         if judged and target is not None:
             checks.append(_check(base, "speedup", _median(speed), target))
-        elif not speed.empty:
+        elif not out_of_cache and not speed.empty:
             # Where no speedup is aimed for, the goal is not to be slower than the reference anywhere.
             checks.append(_check(base, "worst speedup", float(speed.min()), 1.0))
     return rows, checks
@@ -242,7 +265,8 @@ def beyond(
     rounds (the run's rounds.csv) gives the spread of each cell's rounds, for the goals that ask for it;
     roof_rounds (roofs.csv) the one-pass read timed beside the kernels: each cell's own roof.
     """
-    ok = frame[(frame["status"] == STATUS_OK) & (frame["dtype"] == "float64")]
+    every = frame[frame["status"] == STATUS_OK]
+    ok = every[every["dtype"] == JUDGED_DTYPE]
     names = set(ok["implementation"])
     kernels = with_goals(names)
     if REFERENCE not in names or not kernels:
@@ -250,15 +274,23 @@ def beyond(
     limits = {int(t): out_of_cache_bytes(meta, int(t)) for t in sorted(set(ok["threads"]))}
     all_threads = int(max(limits))
     big = ok[ok["bytes_x"] >= ok["threads"].map(limits)]
+    shown = every[every["dtype"].isin(SHOWN_DTYPES[1:])]
+    shown = shown[shown["bytes_x"] >= shown["threads"].map(limits)]
     course = ok[(ok["m"] == COURSE_SHAPE[0]) & (ok["n_x"] == COURSE_SHAPE[1])]
     roofs = {(lay, t): roof_of(meta, lay, t) for lay in set(ok["layout"]) for t in set(ok["threads"])}
-    paired = cell_roofs(roof_rounds, ok)
+    paired = cell_roofs(roof_rounds, every)
     # Only the cells out of cache at their thread count (a run may have timed the read in more: older ones did).
-    paired = paired[paired["m"] * paired["n_x"] * 8 >= paired["threads"].map(limits)].reset_index(drop=True)
+    itemsize = paired["dtype"].map(lambda d: np.dtype(d).itemsize)
+    paired = paired[paired["m"] * paired["n_x"] * itemsize >= paired["threads"].map(limits)].reset_index(drop=True)
     rows, checks = [], []
     for layout in sorted(set(ok["layout"])):
-        for scope, data in (("out of cache", big), (f"course shape {COURSE_SHAPE[0]} x {COURSE_SHAPE[1]:,}", course)):
-            more_rows, more_checks = _scope_rows(data, layout, scope, kernels, all_threads, roofs, rounds, paired)
+        scopes = [(OUT_OF_CACHE, big, JUDGED_DTYPE, True)]
+        scopes += [(f"{OUT_OF_CACHE}, {d}", g, str(d), True) for d, g in shown.groupby("dtype") if not g.empty]
+        scopes += [(f"course shape {COURSE_SHAPE[0]} x {COURSE_SHAPE[1]:,}", course, JUDGED_DTYPE, False)]
+        for scope, data, dtype, out in scopes:
+            more_rows, more_checks = _scope_rows(
+                data, layout, scope, kernels, all_threads, roofs, rounds, paired, out_of_cache=out, dtype=dtype
+            )
             rows += more_rows
             checks += more_checks
     return Beyond(
@@ -273,4 +305,5 @@ def beyond(
         table=pd.DataFrame(rows, columns=TABLE_COLUMNS),
         checks=pd.DataFrame(_order_checks(checks), columns=CHECK_COLUMNS),
         layouts=layout_table(ok),
+        unjudged_dtypes=tuple(sorted(set(shown["dtype"]))),
     )

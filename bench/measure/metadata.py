@@ -10,6 +10,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy
 import psutil
 from threadpoolctl import threadpool_info
@@ -70,8 +71,24 @@ def _numpys(library: str) -> bool:
     return path.is_relative_to(site) and path.relative_to(site).parts[0] in ("numpy", "numpy.libs")
 
 
+def numba_threading() -> dict[str, Any]:
+    """Numba's threading layer as this process chose it, and what was asked for.
+
+    Numba picks its layer (omp, tbb or workqueue) when its thread pool first starts, so `layer`
+    is None until then; a run starts it in the memory sweep's roof read, before this is called.
+    numba_parallel and the roof's read run on that pool: how it wakes its threads moves both.
+    """
+    try:
+        layer: str | None = numba.threading_layer()  # type: ignore[attr-defined]
+    except ValueError:  # the pool has not started in this process
+        layer = None
+    config: Any = numba.config  # set from the environment at import: not typed
+    return {"layer": layer, "requested": str(config.THREADING_LAYER), "threads": int(config.NUMBA_NUM_THREADS)}
+
+
 def collect_metadata() -> dict[str, Any]:
-    """CPU, cores, memory, OS, Python, package versions, BLAS as threadpoolctl sees it, commit, date."""
+    """CPU, cores, memory, OS, Python, package versions, BLAS as threadpoolctl sees it, Numba's threading
+    layer, commit, date."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -95,6 +112,7 @@ def collect_metadata() -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": versions,
         "blas": blas,
+        "numba_threading": numba_threading(),
         "git_commit": git_commit(Path(__file__).resolve().parents[2]),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "pid_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,

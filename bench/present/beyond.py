@@ -7,7 +7,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.analyse.beyond import BEYOND_CHECKS_CSV, BEYOND_CSV, BEYOND_ROOFS_CSV, LAYOUTS_CSV, SAME_LAYOUT, Beyond
+from bench.analyse.beyond import (
+    BEYOND_CHECKS_CSV,
+    BEYOND_CSV,
+    BEYOND_ROOFS_CSV,
+    JUDGED_DTYPE,
+    LAYOUTS_CSV,
+    OUT_OF_CACHE,
+    SAME_LAYOUT,
+    Beyond,
+)
 from bench.analyse.views import fmt_speedup
 from bench.base.results import ROOFS_CSV
 from bench.base.stats import SIGNIFICANCE
@@ -130,6 +139,13 @@ def _limits_text(limits: dict[int, float]) -> str:
     return ", ".join(sizes[:-1]) + " and " + sizes[-1]
 
 
+def _unjudged_text(b: Beyond) -> str:
+    if not b.unjudged_dtypes:
+        return ""
+    scopes = " and ".join(f'"{OUT_OF_CACHE}, {d}"' for d in b.unjudged_dtypes)
+    return f" (the rows {scopes} give the same figures for those cells, with no goal checked)"
+
+
 def _intro(b: Beyond) -> list[str]:
     threads = dict(zip(b.table["implementation"], b.table["threads"], strict=False))
     kernels = "; ".join(
@@ -151,7 +167,8 @@ def _intro(b: Beyond) -> list[str]:
             if b.measured_hierarchy
             else "4x the last-level cache the OS reports (this run has no memory sweep)"
         )
-        + f"; float64; all threads = {b.all_threads}. Figures are medians over those cells (range in brackets). "
+        + f"; {JUDGED_DTYPE}{_unjudged_text(b)}; all threads = {b.all_threads}. Figures are medians over those "
+        "cells (range in brackets). "
         f"Also in `{BEYOND_CSV}`, the targets in `{BEYOND_CHECKS_CSV}`.",
         "",
     ]
@@ -182,13 +199,14 @@ _PATTERN = (
 
 def _cell_roof_text(b: Beyond) -> str:
     parts = []
-    for (layout, threads), g in b.cell_roofs.groupby(["layout", "threads"]):
+    for (dtype, layout, threads), g in b.cell_roofs.groupby(["dtype", "layout", "threads"], sort=False):
         gbps = g["roof_gbps"]
         read = g["read_gbps"] >= g["roof_gbps"]
         setters = [f"the read in {int(read.sum())}"] if read.any() else []
         setters += [f"`{name}` in {n}" for name, n in g.loc[~read, "best_other"].value_counts().items()]
         parts.append(
-            f"{LAYOUT_LABEL[str(layout)]} on {threads} thread(s) {gbps.median():.1f} GB/s "
+            f"{LAYOUT_LABEL[str(layout)]} on {threads} thread(s){'' if dtype == JUDGED_DTYPE else ', ' + str(dtype)} "
+            f"{gbps.median():.1f} GB/s "
             f"({gbps.min():.1f} to {gbps.max():.1f} over {len(g)} cell(s); set by " + ", ".join(setters) + ")"
         )
     return "; ".join(parts)

@@ -346,7 +346,7 @@ def roofline_figure(frame: pd.DataFrame, meta: dict[str, Any], cell_roofs: pd.Da
             if curve is not None:
                 ax.plot(curve.sizes, curve.gbps, roof_styles[k % 4], color="black", lw=1.2, zorder=2)
         if cell_roofs is not None and not cell_roofs.empty:
-            mine = cell_roofs[cell_roofs["layout"] == layout]
+            mine = cell_roofs[(cell_roofs["layout"] == layout) & (cell_roofs["dtype"] == "float64")]
             ax.scatter(
                 mine["m"] * mine["n_x"] * 8, mine["roof_gbps"], s=160, marker="_", linewidths=3, color="black", zorder=4
             )

@@ -300,6 +300,12 @@ def _blocked_detail(meta: dict[str, Any]) -> str:
     )
 
 
+def _numba_layer(meta: dict[str, Any]) -> str:
+    """'; Numba's threading layer: omp' where the run recorded the layer its pool started with."""
+    layer = ((meta.get("machine") or {}).get("numba_threading") or {}).get("layer")
+    return f"; Numba's threading layer: {layer}" if layer else ""
+
+
 def _placement_line(meta: dict[str, Any]) -> list[str]:
     """Where every X started in its cache line, where the run recorded it (runs before it did not)."""
     offset = meta.get("x_offset_bytes")
@@ -334,7 +340,9 @@ def _method_section(frame: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
         "and is recorded as `skipped_budget` with its prediction.",
         "- Correctness gate: before timing, each implementation's result on the cell's data is compared with "
         f"`{REFERENCE}`; an implementation that disagrees or raises gets `failed_check` rows and is not timed.",
-        "- BLAS and Numba thread pools are fixed per row with threadpoolctl and `numba.set_num_threads`.",
+        "- BLAS and Numba thread pools are fixed per row with threadpoolctl and `numba.set_num_threads`"
+        + _numba_layer(meta)
+        + ".",
         *_placement_line(meta),
     ]
     if not few.empty:
