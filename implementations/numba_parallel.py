@@ -187,12 +187,12 @@ def _propagate_columns(w: FloatArray, b: float, X: FloatArray, Y: FloatArray, ch
 def _propagate_blocks(w: FloatArray, b: float, X: FloatArray, Y: FloatArray, chunks: int) -> numba_fused.StepResult:
     n_x, m = X.shape
     lead, block = _block_plan_jit(X, chunks)
-    w64 = numba_fused.weights_float64(w)
+    wx = numba_fused.weights_like(w, X)
     dw_parts, db_parts, cost_parts = _partials_jit(chunks, n_x)
     for c in numba.prange(chunks):
         own_lead = lead if c == 0 else 0  # the examples before the first line go to the first thread
         db_parts[c], cost_parts[c] = numba_fused.blocks(
-            w64, b, X, Y, own_lead, lead + c * block, chunks * block, m, dw_parts[c], block
+            wx, b, X, Y, own_lead, lead + c * block, chunks * block, m, dw_parts[c], block
         )
     return _reduce_jit(dw_parts, db_parts, cost_parts, m, X)
 
@@ -208,13 +208,13 @@ _row_range_jit: Any = numba.njit(inline="always")(_row_range)
 
 def _propagate_rows(w: FloatArray, b: float, X: FloatArray, Y: FloatArray, chunks: int) -> numba_fused.StepResult:
     n_x, m = X.shape
-    w64 = numba_fused.weights_float64(w)
+    wx = numba_fused.weights_like(w, X)
     short = numba_fused.short_rows(X)
     stride = (m + 7) // 8 * 8  # each thread's share of z on lines of its own
     z_parts = np.zeros((chunks, stride))
     for c in numba.prange(chunks):
         lo, hi = _row_range_jit(c, chunks, n_x)
-        numba_fused.z_rows(w64[lo:hi], X[lo:hi], z_parts[c, :m], short)
+        numba_fused.z_rows(wx[lo:hi], X[lo:hi], z_parts[c, :m], short)
     z = numba_fused.aligned_empty(m)  # z, then dz in place
     for i in range(m):
         total = b
@@ -222,10 +222,11 @@ def _propagate_rows(w: FloatArray, b: float, X: FloatArray, Y: FloatArray, chunk
             total += z_parts[c, i]
         z[i] = total
     db, cost = numba_fused.block_sigmoid_and_loss(z, Y[0])
+    dzx = numba_fused.narrow(z, numba_fused.narrow_buffer(m, X))
     dw = np.zeros(n_x)
     for c in numba.prange(chunks):
         lo, hi = _row_range_jit(c, chunks, n_x)
-        numba_fused.dw_rows(X[lo:hi], z, dw[lo:hi], short)
+        numba_fused.dw_rows(X[lo:hi], dzx, dw[lo:hi], short)
     return numba_fused.finish(dw, db, cost, m, X)
 
 

@@ -137,12 +137,13 @@ def test_the_roof_reads_every_element_of_x_once_in_each_pattern() -> None:
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(40, 37), (3, 2_500)])  # rows of several float32 spans (SPAN) too
 def test_the_read_timed_beside_the_kernels_reads_every_element_once(
-    threads: int, order: Literal["C", "F"], dtype: type
+    threads: int, order: Literal["C", "F"], dtype: type, shape: tuple[int, int]
 ) -> None:
     from bench.measure.bandwidth import OnePassRead
 
-    X: np.ndarray = np.asarray(np.arange(40 * 37).reshape(40, 37) % 7, dtype=dtype, order=order)
+    X: np.ndarray = np.asarray(np.arange(shape[0] * shape[1]).reshape(shape) % 7, dtype=dtype, order=order)
     read = OnePassRead(X, threads)
     assert read() == float(X.sum(dtype=np.float64)) and read.nbytes == X.nbytes
 

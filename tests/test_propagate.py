@@ -85,23 +85,30 @@ def test_propagate_leaves_inputs_untouched(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["numba_fused", "numba_parallel"])
 @pytest.mark.parametrize("layout", ["C", "F"])
-@pytest.mark.parametrize("shape", ["blocks", "long rows", "short rows"])
-def test_kernels_across_their_blocks(name: str, layout: str, shape: str) -> None:
+@pytest.mark.parametrize("shape", ["blocks", "long rows", "short rows", "spans"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_kernels_across_their_blocks(name: str, layout: str, shape: str, dtype: str) -> None:
     # blocks: more examples than one features-major block holds (MAX_BLOCK) and than one
     # examples-major batch (MAX_BATCH), with a ragged end: the block loop, its last short block
     # and the sums carried across blocks. long rows and short rows: one block of whole rows, too
     # long for the short-row loops or within their SHORT_ROW_BYTES, with a ragged number of rows.
-    # The small shapes above reach none of them.
+    # spans: rows of several SPANs and a ragged one, eight rows at a time and a few more (float32
+    # sums each span in float32). The small shapes above reach none of them.
     from implementations import numba_fused
 
-    m, n_x = {"blocks": (2 * numba_fused.MAX_BLOCK + 37, 5), "long rows": (300, 11), "short rows": (200, 7)}[shape]
+    m, n_x = {
+        "blocks": (2 * numba_fused.MAX_BLOCK + 37, 5),
+        "long rows": (300, 11),
+        "short rows": (200, 7),
+        "spans": (3 * numba_fused.SPAN + 37, 19),
+    }[shape]
     low, high = numba_fused.SHORT_ROW_BYTES
-    assert shape == "blocks" or (low <= m * 8 < high) == (shape == "short rows")
-    p = make_problem(m, n_x, seed=11)
+    assert shape in ("blocks", "spans") or (low <= m * 8 < high) == (shape == "short rows")
+    p = make_problem(m, n_x, seed=11, dtype=dtype)
     X = _views(p.X)[layout]
     ref = reference_gradients(p.w, p.b, p.X, p.Y)
     grads = REGISTRY[name].propagate(p.w, p.b, X, p.Y)
-    assert_matches_reference(grads, ref, "float64", where=f"{name} m={m} {layout}")
+    assert_matches_reference(grads, ref, dtype, where=f"{name} m={m} {layout} {dtype}")
 
 
 def test_one_thread_takes_whole_rows_when_segments_would_be_short() -> None:

@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 
 from bench.base.hierarchy import FALLBACK_LLC_BYTES, Hierarchy, Level
 from bench.measure.timing import thread_limits
+from implementations.numba_fused import add_sum
 
 _SIZE_SUFFIXES = {"K": 1024, "M": 1024**2, "G": 1024**3}
 MIN_SWEEP_BYTES = 4 * 1024
@@ -44,8 +45,7 @@ MIN_PLATEAU_POINTS = POINTS_PER_DOUBLING + 1
 def _sum_reps(part: NDArray[np.float64], reps: int) -> float:
     s = 0.0
     for _ in range(reps):
-        for i in range(part.size):
-            s += part[i]
+        s = add_sum(s, part)  # float32 in spans, as the kernels sum it (numba_fused.SPAN)
     return s
 
 
@@ -235,9 +235,7 @@ def _row_segments(X: NDArray[np.float64], block: int, first: int, step: int, rep
         for start in range(first, m, step):
             stop = min(start + block, m)
             for j in range(n_x):
-                row = X[j, start:stop]
-                for i in range(row.size):
-                    s += row[i]
+                s = add_sum(s, X[j, start:stop])
     return s
 
 
