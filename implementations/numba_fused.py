@@ -221,10 +221,11 @@ add_eight: Any = numba.njit(inline="always", fastmath=FASTMATH)(_add_eight)
 # float64 X read at 35-36 (in cache float32 summed twice as many elements a second either way, so
 # not the arithmetic). The kernels, features-major float32 (interleaved in a random order, median of
 # 9 rounds, against float64 sums), 1 thread: 1,000 x 100,000 1.28x, 4,096 x 16,384 1.15x,
-# 10,000 x 10,000 1.20x, 100 x 100,000 1.25x; 2 threads 1.11-1.29x; spans of 256 1.12-1.20x, of 64
-# 0.95-1.07x, of 4,096 as 1,024. Examples-major, dw's eight columns summed in float32 were within
-# 3% (kept: one rule for dw in both layouts); z in float32 spans was 3-26% slower (0.76x at
-# 100 x 100,000) and is not used. float64 X runs the same code as before (0.99-1.04x at 8 shapes).
+# 10,000 x 10,000 1.20x, 100 x 100,000 1.25x; 2 threads 1.11-1.18x; on 1 thread spans of 256
+# 1.12-1.20x, of 64 0.94-1.07x, of 4,096 as 1,024. Examples-major, dw's eight columns summed in
+# float32 were 0.98-1.07x (kept: one rule for dw in both layouts); z in float32 spans was 4-26%
+# slower on 1 thread (0.74x at 100 x 100,000) and is not used. float64 X runs the same code as
+# before (0.95-1.04x at 5-8 shapes, both layouts and thread counts: the noise).
 # Every float32 kernel stays more accurate than fully_vectorized's float32 BLAS (tests/).
 SPAN = 1024
 

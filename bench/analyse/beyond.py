@@ -153,17 +153,16 @@ def _scope_rows(
     rounds: pd.DataFrame | None = None,
     paired: pd.DataFrame | None = None,
     *,
-    out_of_cache: bool | None = None,
+    out_of_cache: bool,
     dtype: str = JUDGED_DTYPE,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The table's rows and the checks of one layout and scope (data: its cells, in dtype).
 
-    Out of cache (by default, the scope "out of cache") each goal is checked, in float64; in
-    another dtype the same figures are shown and nothing is checked. Elsewhere a kernel is
-    checked only for not being slower than the reference.
+    Out of cache each goal is checked, in float64; in another dtype the same figures are shown
+    and nothing is checked. Elsewhere a kernel is checked only for not being slower than the
+    reference.
     """
     rows, checks = [], []
-    out_of_cache = scope == OUT_OF_CACHE if out_of_cache is None else out_of_cache
     judged = out_of_cache and dtype == JUDGED_DTYPE
     for impl in kernels:
         goal = impl.goal
