@@ -192,7 +192,8 @@ def _intro(b: Beyond) -> list[str]:
 
 _PATTERN = (
     "(examples-major: each thread streams its contiguous share; features-major: the fused kernels' blocks of "
-    "examples, row segment by row segment; on several threads the parts run on Numba's thread pool, where "
+    "examples, eight rows' segments at a time as their first pass reads them; on several threads the parts run "
+    "on Numba's thread pool, where "
     "Numba-compiled kernels run)"
 )
 
