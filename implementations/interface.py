@@ -7,6 +7,7 @@ w is (n_x, 1) and b is a float.
 from __future__ import annotations
 
 import importlib.util
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -80,7 +81,8 @@ class Prepared:
 SetupFn = Callable[[FloatArray, float, FloatArray, FloatArray], Prepared]
 
 
-def _as_gradients(result: object) -> Gradients:
+def as_gradients(result: object) -> Gradients:
+    """A step's result when the step returns Gradients itself."""
     if not isinstance(result, Gradients):
         raise TypeError(f"a step returned {type(result).__name__}, not Gradients")
     return result
@@ -176,7 +178,7 @@ class Implementation:
         if self.setup_fn is not None:
             return self.setup_fn(w, b, X, Y)
         propagate = self.propagate
-        return Prepared(step=lambda: propagate(w, b, X, Y), gradients=_as_gradients)
+        return Prepared(step=lambda: propagate(w, b, X, Y), gradients=as_gradients)
 
     @property
     def unavailable(self) -> str | None:
@@ -202,6 +204,22 @@ class Implementation:
             lambda w_, b_, X_, Y_, n_, lr_: gradient_descent(self.propagate, w_, b_, X_, Y_, n_, lr_)
         )
         return run(w, b, X, Y, num_iterations, learning_rate)
+
+
+def fastest(
+    candidates: dict[str, Callable[[], object]], calls: int = 3, clock: Callable[[], float] = time.perf_counter
+) -> str:
+    """The name of the candidate whose median call is shortest: each called once untimed (it may compile),
+    then `calls` times each, in turn, so that a slow stretch of the machine falls on all of them."""
+    for run in candidates.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(calls):
+        for name, run in candidates.items():
+            start = clock()
+            run()
+            times[name].append(clock() - start)
+    return min(times, key=lambda name: float(np.median(times[name])))
 
 
 def summary_of(module_doc: str | None) -> str:

@@ -16,6 +16,8 @@ cost, and the partials are added up at the end:
   course's shape): one chunk of whole rows per thread instead (splits_rows). Each thread adds
   its rows' share of every z, the shares are added up, and each thread then makes its own rows
   of dw: two parallel loops, X read twice, from cache.
+- features-major C-ordered X out of cache: the blocks or the row split, whichever ran faster
+  on that X when the step was set up (setup, PLANS); propagate itself keeps the blocks.
 
 There are numba.get_num_threads() chunks, read at each call, so numba.set_num_threads(n)
 before a call decides how many threads it uses. Steps too small to repay waking the thread
@@ -25,7 +27,8 @@ pool run on the calling thread alone (numba_fused).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import Any, Literal, cast
 
 import numba
 import numpy as np
@@ -33,7 +36,16 @@ from numba.core import types
 from numba.extending import intrinsic, register_jitable
 
 from implementations import numba_fused
-from implementations.interface import FloatArray, Goal, Gradients, Implementation, summary_of
+from implementations.interface import (
+    FloatArray,
+    Goal,
+    Gradients,
+    Implementation,
+    Prepared,
+    as_gradients,
+    fastest,
+    summary_of,
+)
 
 # Below this many elements of X (512 KiB of float64) waking the thread pool and collecting
 # the partials costs what the second thread saves: measured at 2 threads, one thread and two
@@ -235,8 +247,34 @@ _kernel_rows: Any = numba.njit(parallel=True, nogil=True, fastmath=numba_fused.F
 _kernel_blocks: Any = numba.njit(parallel=True, nogil=True, fastmath=numba_fused.FASTMATH)(_propagate_blocks)
 
 
-def propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Gradients:
-    """One forward and backward pass, each thread reading its share of X from memory once."""
+Plan = Literal["blocks", "rows"]
+# Features-major X out of cache: the blocks (X read once, in row segments of a block's examples) or
+# the row split (X read twice, in whole rows). Which is faster depends on the machine, so the set-up
+# times both on the X it is given (setup) and the step keeps the faster. Measured by hand on an AMD
+# EPYC (Zen 4) VM, 2 threads, interleaved in a random order, median of 5 blocks of 9 calls, against
+# fully_vectorized: rows 1.41x and blocks 0.61x at 10,000 x 10,000, 1.48x and 0.84x at 5,000 x 20,000,
+# 1.42x and 1.15x at 2,000 x 50,000, 1.22x and 0.95x at 4,096 x 16,384, but 1.16x and 1.36x at
+# 3,000 x 30,000, 1.21x and 1.40x at 1,400 x 60,000, 1.50x and 1.61x at 500 x 200,000; neither the
+# segments' length nor the row count separated them. On the AMD EPYC (Zen 5) the blocks were
+# 1.22-1.60x at four such shapes (SHARED_BLOCK_BYTES).
+PLANS: tuple[Plan, ...] = ("blocks", "rows")
+
+
+def chooses_plan(X: FloatArray, chunks: int) -> bool:
+    """Whether a set-up times the PLANS for X on `chunks` threads: C-ordered features-major X larger
+    than one thread's block (numba_fused.BLOCK_BYTES), which the static rule (splits_rows) gives to
+    the blocks."""
+    n_x, m = X.shape
+    return bool(
+        min(chunks, m) >= 2
+        and n_x * m >= MIN_PARALLEL_ELEMENTS
+        and X.flags.c_contiguous
+        and not numba_fused.examples_major(X)
+        and X.nbytes > numba_fused.BLOCK_BYTES
+    )
+
+
+def _propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray, plan: Plan | None) -> Gradients:
     n_x, m = X.shape
     if n_x * m < MIN_PARALLEL_ELEMENTS:  # checked first: get_num_threads() costs ~0.7 us
         return numba_fused.propagate(w, b, X, Y)
@@ -245,17 +283,35 @@ def propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Gradient
         return numba_fused.propagate(w, b, X, Y)
     if numba_fused.examples_major(X):
         dw, db, cost = _kernel_columns(w, float(b), X, Y, chunks)
-    elif splits_rows(X):
+    elif plan == "rows" or (plan is None and splits_rows(X)):
         dw, db, cost = _kernel_rows(w, float(b), X, Y, chunks)
     else:
         dw, db, cost = _kernel_blocks(w, float(b), X, Y, chunks)
     return Gradients(dw=dw.reshape(-1, 1), db=float(db), cost=float(cost))
 
 
+def propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Gradients:
+    """One forward and backward pass, each thread reading its share of X from memory once."""
+    return _propagate(w, b, X, Y, None)
+
+
+def choose_plan(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Plan | None:
+    """The faster of PLANS for X at the thread count set now (fastest), or None where there is no choice."""
+    if not chooses_plan(X, numba.get_num_threads()):
+        return None
+    return cast(Plan, fastest({plan: partial(_propagate, w, b, X, Y, plan) for plan in PLANS}))
+
+
+def setup(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Prepared:
+    """Chooses the plan by timing (choose_plan; untimed set-up, at the thread count it will run), then steps with it."""
+    return Prepared(step=partial(_propagate, w, b, X, Y, choose_plan(w, b, X, Y)), gradients=as_gradients)
+
+
 IMPLEMENTATION = Implementation(
     name="numba_parallel",
     propagate=propagate,
     summary=summary_of(__doc__),
+    setup_fn=setup,
     threading="numba",
     jit=True,
     reads_of_x=1,

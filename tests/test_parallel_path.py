@@ -15,7 +15,7 @@ import pytest
 
 from bench.measure.data import make_problem
 from bench.measure.timing import available_cores, thread_limits
-from implementations import numba_parallel
+from implementations import numba_fused, numba_parallel
 from tests.helpers import assert_matches_reference
 from tests.reference import Reference, reference_gradients
 
@@ -94,3 +94,67 @@ def test_examples_major_x_is_handed_out_in_runs_that_cover_it_once(
     assert runs >= min(threads, -(-m // 8))
     if X.nbytes >= 4 * numba_parallel.HANDOUT_BYTES:
         assert 0.5 <= width * n_x * itemsize / numba_parallel.HANDOUT_BYTES < 2
+
+
+@pytest.mark.parametrize(("m", "n_x"), [(37, 11), (129, 17), (300, 45)])
+@pytest.mark.parametrize("plan", numba_parallel.PLANS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_both_plans_for_features_major_x_match_the_reference(m: int, n_x: int, plan: str, dtype: str) -> None:
+    # The set-up picks one of these by timing them, so each must be right at any shape, in or out of cache.
+    p = make_problem(m, n_x, seed=13, dtype=dtype)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        grads = numba_parallel._propagate(p.w, p.b, p.X, p.Y, plan)  # type: ignore[arg-type]
+    assert_matches_reference(grads, _reference(m, n_x, dtype), dtype, where=f"numba_parallel {plan} m={m} n_x={n_x}")
+
+
+def test_only_features_major_x_out_of_cache_gets_its_plan_timed() -> None:
+    big = numba_fused.BLOCK_BYTES // 8 // 1_000 + 8  # examples: just over one block at n_x = 1,000
+    assert numba_parallel.chooses_plan(np.empty((1_000, big)), 2)
+    assert not numba_parallel.chooses_plan(np.empty((1_000, big)), 1)  # one thread: numba_fused
+    assert not numba_parallel.chooses_plan(np.empty((1_000, big), order="F"), 2)  # examples-major: columns
+    assert not numba_parallel.chooses_plan(np.empty((1_000, 2 * big))[:, ::2], 2)  # strided: blocks
+    assert not numba_parallel.chooses_plan(np.empty((1_000, big - 16)), 2)  # in one block: the static rule
+
+
+def test_the_set_up_keeps_the_plan_that_ran_faster(monkeypatch: pytest.MonkeyPatch) -> None:
+    from implementations import interface
+
+    slow = {"blocks": 0.0, "rows": 0.0}
+    seen: list[str] = []
+
+    def fake(w: object, b: object, X: object, Y: object, plan: str) -> str:
+        seen.append(plan)
+        return plan
+
+    now = [0.0]
+
+    def clock() -> float:  # each call of a plan advances the clock by that plan's cost
+        now[0] += slow[seen[-1]] if seen else 0.0
+        return now[0]
+
+    monkeypatch.setattr(numba_parallel, "chooses_plan", lambda X, chunks: True)
+    monkeypatch.setattr(numba_parallel, "_propagate", fake)
+    p = make_problem(20, 5, seed=1)
+    for slower, faster in (("blocks", "rows"), ("rows", "blocks")):
+        slow.update({slower: 2.0, faster: 1.0})
+        monkeypatch.setattr(
+            numba_parallel, "fastest", lambda c, clock=clock: interface.fastest(c, calls=3, clock=clock)
+        )
+        assert numba_parallel.choose_plan(p.w, p.b, p.X, p.Y) == faster
+        assert numba_parallel.setup(p.w, p.b, p.X, p.Y).step() == faster
+
+
+def test_fastest_takes_the_shortest_median_and_calls_each_candidate_untimed_first() -> None:
+    from implementations.interface import fastest
+
+    calls: list[str] = []
+    costs = {"a": [9.0, 1.0, 1.0, 1.0], "b": [1.0, 2.0, 2.0, 0.5]}  # a's untimed first call is slow
+    now = [0.0]
+
+    def candidate(name: str) -> object:
+        now[0] += costs[name][sum(c == name for c in calls)]
+        calls.append(name)
+        return None
+
+    assert fastest({k: functools.partial(candidate, k) for k in costs}, calls=3, clock=lambda: now[0]) == "a"
+    assert calls == ["a", "b", "a", "b", "a", "b", "a", "b"]

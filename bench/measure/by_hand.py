@@ -136,9 +136,10 @@ def _time_one(
     threads = available_cores() if impl.goal.all_threads else 1
     steps: dict[str, Callable[[], Any]] = {}
     for name in (impl.name, REFERENCE):
-        prepared = REGISTRY[name].setup(problem.w, problem.b, problem.X, problem.Y)
         gate = correctness_gate(Cell(name, s.m, s.n_x, "float64", layout, threads, s.seed), reference)
         with thread_limits(threads, REGISTRY[name].thread_hook):
+            # Set up at the thread count it runs at: a set-up may time its plans (numba_parallel).
+            prepared = REGISTRY[name].setup(problem.w, problem.b, problem.X, problem.Y)
             gate(prepared.gradients(prepared.step()))  # compiles, and nothing wrong is timed
         steps[name] = prepared.step
     read = OnePassRead(problem.X, threads)

@@ -64,9 +64,10 @@ def time_here(
     max_rounds: int,
 ) -> Timing[object]:
     """Set up (untimed), gate the answer against the reference, then time the step, in this process."""
-    prepared = impl.setup(problem.w, problem.b, problem.X, problem.Y)  # conversion stays outside timing
     gate = correctness_gate(task, reference)
     with thread_limits(task.threads, impl.thread_hook):
+        # Conversion stays outside timing; set up at the thread count it runs at (a set-up may time its plans).
+        prepared = impl.setup(problem.w, problem.b, problem.X, problem.Y)
         return measure(
             prepared.step,
             jit=impl.jit,

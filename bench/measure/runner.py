@@ -619,9 +619,10 @@ class _Sweep:
         """Set up (untimed), compile, warm up and gate one task, and calibrate its loops per round."""
         impl = task.code
         profile = self.config.profile
-        prepared = impl.setup(problem.w, problem.b, problem.X, problem.Y)  # conversion stays outside timing
         gate = correctness_gate(task, reference)
         with thread_limits(task.threads, impl.thread_hook):
+            # Conversion stays outside timing; set up at the thread count it runs at (a set-up may time its plans).
+            prepared = impl.setup(problem.w, problem.b, problem.X, problem.Y)
             cal = calibrate(
                 prepared.step, jit=impl.jit, round_s=profile.round_s, check=lambda r: gate(prepared.gradients(r))
             )
