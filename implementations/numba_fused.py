@@ -24,6 +24,8 @@ are shaped depends on X's layout, checked once per call (examples_major):
     above, where the rows allow it);
   - rows of 1.25-2 KiB, of an X that fits one block, go one row (z) and four rows (dw) at
     a time, from example 0.
+  Where X is larger than one block, the set-up times the blocks and the whole rows on that X and
+  keeps the faster (setup, PLANS); propagate keeps the rule above.
 
 Sums run in float64 whatever X's dtype, and dw is rounded to X's dtype at the end. For float32
 X the products are first summed in float32 over short spans, eight rows or columns at a time
@@ -35,7 +37,8 @@ one chunk per thread.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import Any, Literal, cast
 
 import numba
 import numpy as np
@@ -44,7 +47,16 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic, overload, register_jitable
 from numpy.typing import NDArray
 
-from implementations.interface import FloatArray, Goal, Gradients, Implementation, summary_of
+from implementations.interface import (
+    FloatArray,
+    Goal,
+    Gradients,
+    Implementation,
+    Prepared,
+    as_gradients,
+    fastest,
+    summary_of,
+)
 from implementations.logistic import sigmoid_and_loss, sigmoid_and_loss_block
 
 _sigmoid_and_loss = numba.njit(inline="always")(sigmoid_and_loss)
@@ -700,16 +712,23 @@ aligned_empty: Any = numba.njit(inline="always")(_aligned_empty)
 finish: Callable[..., StepResult] = numba.njit(inline="always")(_finish)
 
 
-def block_size(n_x: int, m: int, itemsize: int, parts: int = 1, block_bytes: int = BLOCK_BYTES) -> int:
+def block_size(
+    n_x: int,
+    m: int,
+    itemsize: int,
+    parts: int = 1,
+    block_bytes: int = BLOCK_BYTES,
+    min_segment: int = MIN_SEGMENT_BYTES,
+) -> int:
     """Examples per block of the features-major kernel: up to about block_bytes of X and MAX_BLOCK examples.
 
     The m examples are cut into equal blocks, a multiple of `parts` of them (one share per
     thread), so no thread is left with a short last block; B is rounded up to a multiple of 8.
-    On one thread, blocks whose row segments would be shorter than MIN_SEGMENT_BYTES give way
-    to one block of whole rows.
+    On one thread, blocks whose row segments would be shorter than min_segment bytes give way
+    to one block of whole rows (0: never).
     """
     most = max(MIN_BLOCK, min(MAX_BLOCK, block_bytes // (n_x * itemsize)))
-    if parts == 1 and most < m and most * itemsize < MIN_SEGMENT_BYTES:
+    if parts == 1 and most < m and most * itemsize < min_segment:
         return m
     count = -(-m // most)  # ceil
     count = -(-count // parts) * parts
@@ -759,7 +778,20 @@ register_jitable(block_size)
 register_jitable(aligned_lead)
 
 
-def _propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> StepResult:
+Plan = Literal["blocks", "rows"]
+# Features-major X out of cache, one thread: the blocks (X read once, in row segments of a block's
+# examples) or whole rows (X read twice, the second time in reverse). The static rule (block_size's
+# MIN_SEGMENT_BYTES) was measured on the Zen 5; on an AMD EPYC (Zen 4) VM, 1 thread, by hand
+# (interleaved, median of 5 blocks of 9 calls, against fully_vectorized), whole rows were 1.42x and
+# the blocks 1.28x at 4,096 x 16,384, 1.46x and 1.29x at 3,000 x 30,000, 1.46x and 1.33x at 1,000 x
+# 10,000, but 1.57x and 1.70x at 100 x 100,000 and 1.47x and 1.50x at 1,000 x 100,000: all of them
+# above the rule's threshold. So the set-up times both on the X it is given (setup) and keeps the
+# faster; propagate keeps the rule.
+PLANS: tuple[Plan, ...] = ("blocks", "rows")
+_PLAN_CODES: dict[Plan | None, int] = {None: 0, "blocks": 1, "rows": 2}
+
+
+def _propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray, plan: int) -> StepResult:
     n_x, m = X.shape
     dw = np.zeros(n_x)
     if examples_major_jit(X):
@@ -770,7 +802,12 @@ def _propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> StepRes
         # no faster there (12,288 x 208 0.88-0.98x, 8,000 x 240 0.93-1.05x, by hand as above).
         short = short_rows(X)
         lead = 0 if short else aligned_lead_jit(X)
-        block = block_size_jit(n_x, m - lead, X.itemsize, 1)
+        if plan == 2:  # rows
+            lead, block = 0, m
+        elif plan == 1:  # blocks, whatever their segments
+            block = block_size_jit(n_x, m - lead, X.itemsize, 1, BLOCK_BYTES, 0)
+        else:
+            block = block_size_jit(n_x, m - lead, X.itemsize, 1)
         if lead == 0 and block >= m:
             # One block: the rows' own bounds let the compiler drop the slices' arithmetic
             # (5-10% on the smallest rows).
@@ -783,16 +820,40 @@ def _propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> StepRes
 _kernel: Any = numba.njit(nogil=True, fastmath=FASTMATH)(_propagate)
 
 
+def step_with(w: FloatArray, b: float, X: FloatArray, Y: FloatArray, plan: Plan | None) -> Gradients:
+    """One forward and backward pass in the given plan (None: the static rule)."""
+    dw, db, cost = _kernel(w, float(b), X, Y, _PLAN_CODES[plan])
+    return Gradients(dw=dw.reshape(-1, 1), db=float(db), cost=float(cost))
+
+
 def propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Gradients:
     """One forward and backward pass, reading each element of X from memory once (wide rows: see the module)."""
-    dw, db, cost = _kernel(w, float(b), X, Y)
-    return Gradients(dw=dw.reshape(-1, 1), db=float(db), cost=float(cost))
+    return step_with(w, b, X, Y, None)
+
+
+def chooses_plan(X: FloatArray) -> bool:
+    """Whether a set-up times the PLANS for X: C-ordered features-major X larger than one block (BLOCK_BYTES)."""
+    return bool(X.flags.c_contiguous and not examples_major(X) and X.nbytes > BLOCK_BYTES)
+
+
+def choose_plan(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Plan | None:
+    """The faster of PLANS for X (fastest), or None where there is no choice."""
+    if not chooses_plan(X):
+        return None
+    plans: dict[str, Callable[[], object]] = {p: partial(step_with, w, b, X, Y, p) for p in PLANS}
+    return cast(Plan, fastest(plans))
+
+
+def setup(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Prepared:
+    """Chooses the plan by timing (choose_plan; untimed set-up), then steps with it."""
+    return Prepared(step=partial(step_with, w, b, X, Y, choose_plan(w, b, X, Y)), gradients=as_gradients)
 
 
 IMPLEMENTATION = Implementation(
     name="numba_fused",
     propagate=propagate,
     summary=summary_of(__doc__),
+    setup_fn=setup,
     jit=True,
     reads_of_x=1,
     strided_walk=True,  # in C order each block of examples walks all n_x rows

@@ -17,7 +17,7 @@ cost, and the partials are added up at the end:
   its rows' share of every z, the shares are added up, and each thread then makes its own rows
   of dw: two parallel loops, X read twice, from cache.
 - features-major C-ordered X out of cache: the blocks or the row split, whichever ran faster
-  on that X when the step was set up (setup, PLANS); propagate itself keeps the blocks.
+  on that X when the step was set up (setup, numba_fused.PLANS); propagate itself keeps the blocks.
 
 There are numba.get_num_threads() chunks, read at each call, so numba.set_num_threads(n)
 before a call decides how many threads it uses. Steps too small to repay waking the thread
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import numba
 import numpy as np
@@ -247,7 +247,6 @@ _kernel_rows: Any = numba.njit(parallel=True, nogil=True, fastmath=numba_fused.F
 _kernel_blocks: Any = numba.njit(parallel=True, nogil=True, fastmath=numba_fused.FASTMATH)(_propagate_blocks)
 
 
-Plan = Literal["blocks", "rows"]
 # Features-major X out of cache: the blocks (X read once, in row segments of a block's examples) or
 # the row split (X read twice, in whole rows). Which is faster depends on the machine, so the set-up
 # times both on the X it is given (setup) and the step keeps the faster. Measured by hand on an AMD
@@ -256,8 +255,7 @@ Plan = Literal["blocks", "rows"]
 # 1.42x and 1.15x at 2,000 x 50,000, 1.22x and 0.95x at 4,096 x 16,384, but 1.16x and 1.36x at
 # 3,000 x 30,000, 1.21x and 1.40x at 1,400 x 60,000, 1.50x and 1.61x at 500 x 200,000; neither the
 # segments' length nor the row count separated them. On the AMD EPYC (Zen 5) the blocks were
-# 1.22-1.60x at four such shapes (SHARED_BLOCK_BYTES).
-PLANS: tuple[Plan, ...] = ("blocks", "rows")
+# 1.22-1.60x at four such shapes (SHARED_BLOCK_BYTES). The plans are numba_fused's (PLANS).
 
 
 def chooses_plan(X: FloatArray, chunks: int) -> bool:
@@ -274,13 +272,13 @@ def chooses_plan(X: FloatArray, chunks: int) -> bool:
     )
 
 
-def _propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray, plan: Plan | None) -> Gradients:
+def _propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray, plan: numba_fused.Plan | None) -> Gradients:
     n_x, m = X.shape
     if n_x * m < MIN_PARALLEL_ELEMENTS:  # checked first: get_num_threads() costs ~0.7 us
-        return numba_fused.propagate(w, b, X, Y)
+        return numba_fused.step_with(w, b, X, Y, plan)
     chunks = min(numba.get_num_threads(), m)
     if chunks < 2:
-        return numba_fused.propagate(w, b, X, Y)
+        return numba_fused.step_with(w, b, X, Y, plan)
     if numba_fused.examples_major(X):
         dw, db, cost = _kernel_columns(w, float(b), X, Y, chunks)
     elif plan == "rows" or (plan is None and splits_rows(X)):
@@ -295,11 +293,16 @@ def propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Gradient
     return _propagate(w, b, X, Y, None)
 
 
-def choose_plan(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Plan | None:
-    """The faster of PLANS for X at the thread count set now (fastest), or None where there is no choice."""
-    if not chooses_plan(X, numba.get_num_threads()):
+def choose_plan(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> numba_fused.Plan | None:
+    """The faster of the PLANS for X at the thread count set now (fastest; on one thread numba_fused's
+    choice), or None where there is no choice."""
+    chunks = min(numba.get_num_threads(), X.shape[1])
+    if chunks < 2:
+        return numba_fused.choose_plan(w, b, X, Y)
+    if not chooses_plan(X, chunks):
         return None
-    return cast(Plan, fastest({plan: partial(_propagate, w, b, X, Y, plan) for plan in PLANS}))
+    plans: dict[str, Callable[[], object]] = {p: partial(_propagate, w, b, X, Y, p) for p in numba_fused.PLANS}
+    return cast(numba_fused.Plan, fastest(plans))
 
 
 def setup(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Prepared:

@@ -97,7 +97,7 @@ def test_examples_major_x_is_handed_out_in_runs_that_cover_it_once(
 
 
 @pytest.mark.parametrize(("m", "n_x"), [(37, 11), (129, 17), (300, 45)])
-@pytest.mark.parametrize("plan", numba_parallel.PLANS)
+@pytest.mark.parametrize("plan", numba_fused.PLANS)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_both_plans_for_features_major_x_match_the_reference(m: int, n_x: int, plan: str, dtype: str) -> None:
     # The set-up picks one of these by timing them, so each must be right at any shape, in or out of cache.

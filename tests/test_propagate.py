@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from bench.measure.data import make_problem
 from implementations import REGISTRY
 from tests.helpers import assert_matches_reference, at_offset
-from tests.reference import finite_difference_gradients, reference_gradients
+from tests.reference import Reference, finite_difference_gradients, reference_gradients
 
 NAMES = list(REGISTRY)
 SHAPES = [(1, 1), (1, 5), (5, 1), (13, 7), (64, 3), (3, 40)]
@@ -109,6 +110,42 @@ def test_kernels_across_their_blocks(name: str, layout: str, shape: str, dtype: 
     ref = reference_gradients(p.w, p.b, p.X, p.Y)
     grads = REGISTRY[name].propagate(p.w, p.b, X, p.Y)
     assert_matches_reference(grads, ref, dtype, where=f"{name} m={m} {layout} {dtype}")
+
+
+@functools.cache
+def _plan_reference(m: int, n_x: int, dtype: str) -> Reference:
+    p = make_problem(m, n_x, seed=11, dtype=dtype)  # one exact reference for both plans (mpmath takes seconds)
+    return reference_gradients(p.w, p.b, p.X, p.Y)
+
+
+@pytest.mark.parametrize("plan", ["blocks", "rows"])
+@pytest.mark.parametrize("shape", [(2 * 8192 + 37, 5), (3 * 1024 + 37, 19), (300, 11), (200, 7)])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_each_plan_a_set_up_may_keep_matches_the_reference(plan: str, shape: tuple[int, int], dtype: str) -> None:
+    # numba_fused's set-up times its plans for features-major X out of cache and keeps the faster
+    # (numba_parallel's too, on one thread): each must be right wherever it is asked for, over
+    # several blocks with a ragged end, over spans, and over long and short rows.
+    from implementations import numba_fused
+
+    m, n_x = shape
+    p = make_problem(m, n_x, seed=11, dtype=dtype)
+    ref = _plan_reference(m, n_x, dtype)
+    grads = numba_fused.step_with(p.w, p.b, p.X, p.Y, plan)  # type: ignore[arg-type]
+    assert_matches_reference(grads, ref, dtype, where=f"numba_fused {plan} m={m} n_x={n_x} {dtype}")
+
+
+def test_only_features_major_x_larger_than_a_block_gets_its_plan_timed() -> None:
+    from implementations import numba_fused
+
+    m = numba_fused.BLOCK_BYTES // 8 // 1_000 + 8  # just over one block at n_x = 1,000
+    assert numba_fused.chooses_plan(np.empty((1_000, m)))
+    assert not numba_fused.chooses_plan(np.empty((1_000, m - 16)))  # one block: whole rows anyway
+    assert not numba_fused.chooses_plan(np.empty((1_000, m), order="F"))  # examples-major: columns
+    assert not numba_fused.chooses_plan(np.empty((1_000, 2 * m))[:, ::2])  # strided: blocks
+    # The forced blocks ignore the whole-row rule; the rule's own choice is unchanged.
+    assert (
+        numba_fused.block_size(10_000, 10_000, 8, min_segment=0) < 10_000 == numba_fused.block_size(10_000, 10_000, 8)
+    )
 
 
 def test_one_thread_takes_whole_rows_when_segments_would_be_short() -> None:
