@@ -71,11 +71,14 @@ class Prepared:
 
     step: the timed unit, one gradient step on the converted inputs; it returns only once the
     answer exists (an asynchronous framework waits for it). gradients: that answer as the
-    course's Gradients, called outside timing (for the correctness gate).
+    course's Gradients, called outside timing (for the correctness gate). plan: the set-up's choice
+    among the implementation's ways of stepping, where it timed them on these inputs
+    (numba_fused, numba_parallel); None elsewhere.
     """
 
     step: Callable[[], object]
     gradients: Callable[[object], Gradients]
+    plan: str | None = None
 
 
 SetupFn = Callable[[FloatArray, float, FloatArray, FloatArray], Prepared]

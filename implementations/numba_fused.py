@@ -788,7 +788,9 @@ Plan = Literal["blocks", "rows"]
 # above the rule's threshold. So the set-up times both on the X it is given (setup) and keeps the
 # faster; propagate keeps the rule.
 PLANS: tuple[Plan, ...] = ("blocks", "rows")
-_PLAN_CODES: dict[Plan | None, int] = {None: 0, "blocks": 1, "rows": 2}
+# The compiled kernel takes a plan as one of these (constants there).
+_BY_RULE, _BLOCKS, _ROWS = 0, 1, 2
+_PLAN_CODES: dict[Plan | None, int] = {None: _BY_RULE, "blocks": _BLOCKS, "rows": _ROWS}
 
 
 def _propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray, plan: int) -> StepResult:
@@ -802,9 +804,9 @@ def _propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray, plan: int)
         # no faster there (12,288 x 208 0.88-0.98x, 8,000 x 240 0.93-1.05x, by hand as above).
         short = short_rows(X)
         lead = 0 if short else aligned_lead_jit(X)
-        if plan == 2:  # rows
+        if plan == _ROWS:
             lead, block = 0, m
-        elif plan == 1:  # blocks, whatever their segments
+        elif plan == _BLOCKS:  # whatever their segments
             block = block_size_jit(n_x, m - lead, X.itemsize, 1, BLOCK_BYTES, 0)
         else:
             block = block_size_jit(n_x, m - lead, X.itemsize, 1)
@@ -846,7 +848,8 @@ def choose_plan(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Plan |
 
 def setup(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Prepared:
     """Chooses the plan by timing (choose_plan; untimed set-up), then steps with it."""
-    return Prepared(step=partial(step_with, w, b, X, Y, choose_plan(w, b, X, Y)), gradients=as_gradients)
+    plan = choose_plan(w, b, X, Y)
+    return Prepared(step=partial(step_with, w, b, X, Y, plan), gradients=as_gradients, plan=plan)
 
 
 IMPLEMENTATION = Implementation(

@@ -307,7 +307,8 @@ def choose_plan(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> numba_
 
 def setup(w: FloatArray, b: float, X: FloatArray, Y: FloatArray) -> Prepared:
     """Chooses the plan by timing (choose_plan; untimed set-up, at the thread count it will run), then steps with it."""
-    return Prepared(step=partial(_propagate, w, b, X, Y, choose_plan(w, b, X, Y)), gradients=as_gradients)
+    plan = choose_plan(w, b, X, Y)
+    return Prepared(step=partial(_propagate, w, b, X, Y, plan), gradients=as_gradients, plan=plan)
 
 
 IMPLEMENTATION = Implementation(

@@ -158,3 +158,19 @@ def test_fastest_takes_the_shortest_median_and_calls_each_candidate_untimed_firs
 
     assert fastest({k: functools.partial(candidate, k) for k in costs}, calls=3, clock=lambda: now[0]) == "a"
     assert calls == ["a", "b", "a", "b", "a", "b", "a", "b"]
+
+
+@pytest.mark.parametrize("name", ["numba_fused", "numba_parallel"])
+def test_a_set_up_out_of_cache_names_the_plan_it_kept_and_steps_right(name: str) -> None:
+    # Just over one block of features-major X: the set-up times both plans (at the threads set now)
+    # and says which it kept; its step must give the same gradients as propagate's rule.
+    from implementations import REGISTRY
+
+    p = make_problem(numba_fused.BLOCK_BYTES // 8 // 500 + 64, 500, seed=3)
+    prepared = REGISTRY[name].setup(p.w, p.b, p.X, p.Y)
+    assert prepared.plan in numba_fused.PLANS
+    got, want = prepared.gradients(prepared.step()), REGISTRY[name].propagate(p.w, p.b, p.X, p.Y)
+    np.testing.assert_allclose(got.dw, want.dw, rtol=1e-9, atol=1e-15)
+    assert got.cost == pytest.approx(want.cost, rel=1e-12) and got.db == pytest.approx(want.db, rel=1e-9, abs=1e-15)
+    small = make_problem(300, 40, seed=3)
+    assert REGISTRY[name].setup(small.w, small.b, small.X, small.Y).plan is None  # in cache: no choice

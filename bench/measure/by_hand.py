@@ -42,6 +42,7 @@ COLUMNS = [
     "layout",
     "kernel",
     "threads",
+    "plan",  # the kernel's set-up's choice where it timed its plans (numba_fused.PLANS), else empty
     "reps",
     "calls",
     "warmup_ms",  # untimed calls before each block, this long at least
@@ -88,7 +89,13 @@ def _block(fn: Callable[[], Any], calls: int) -> list[float]:
 
 
 def _row(
-    layout: str, impl: Implementation, threads: int, s: Settings, blocks: dict[str, list[list[float]]], nbytes: int
+    layout: str,
+    impl: Implementation,
+    threads: int,
+    s: Settings,
+    blocks: dict[str, list[list[float]]],
+    nbytes: int,
+    plan: str | None = None,
 ) -> dict[str, Any]:
     goal = impl.goal
     assert goal is not None
@@ -105,6 +112,7 @@ def _row(
         "layout": layout,
         "kernel": impl.name,
         "threads": threads,
+        "plan": plan or "",
         "reps": s.reps,
         "calls": s.calls,
         "warmup_ms": WARMUP_S * 1e3,
@@ -135,13 +143,14 @@ def _time_one(
     assert impl.goal is not None
     threads = available_cores() if impl.goal.all_threads else 1
     steps: dict[str, Callable[[], Any]] = {}
+    plans: dict[str, str | None] = {}
     for name in (impl.name, REFERENCE):
         gate = correctness_gate(Cell(name, s.m, s.n_x, "float64", layout, threads, s.seed), reference)
         with thread_limits(threads, REGISTRY[name].thread_hook):
             # Set up at the thread count it runs at: a set-up may time its plans (numba_parallel).
             prepared = REGISTRY[name].setup(problem.w, problem.b, problem.X, problem.Y)
             gate(prepared.gradients(prepared.step()))  # compiles, and nothing wrong is timed
-        steps[name] = prepared.step
+        steps[name], plans[name] = prepared.step, prepared.plan
     read = OnePassRead(problem.X, threads)
     with thread_limits(threads):
         read()  # compiles
@@ -153,7 +162,7 @@ def _time_one(
             with thread_limits(threads, hook):
                 blocks[name].append(_block(steps[name], s.calls))
             time.sleep(SETTLE_S)
-    return _row(layout, impl, threads, s, blocks, int(problem.X.nbytes))
+    return _row(layout, impl, threads, s, blocks, int(problem.X.nbytes), plans[impl.name])
 
 
 def time_kernels(s: Settings, rng: np.random.Generator | None = None) -> tuple[pd.DataFrame, bool]:

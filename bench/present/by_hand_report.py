@@ -58,7 +58,8 @@ def kernels_text(table: pd.DataFrame, meta: dict[str, Any], m: int, n_x: int) ->
     rows = [
         [
             LAYOUT_LABEL.get(r["layout"], r["layout"]),
-            f"`{r['kernel']}`, {r['threads']}",
+            f"`{r['kernel']}`, {r['threads']}"
+            + (f" ({r['plan']})" if isinstance(r["plan"], str) and r["plan"] else ""),
             f"{r['kernel_ms']:.3g} ms",
             f"{r['reference_ms']:.3g} ms",
             f"{r['speedup']:.2f}x ({r['speedup_min']:.2f}x to {r['speedup_max']:.2f}x)",
@@ -86,7 +87,8 @@ def kernels_text(table: pd.DataFrame, meta: dict[str, Any], m: int, n_x: int) ->
         "Times: the median over repetitions of each block's median. Speedup: the ratio within each repetition, "
         "median (range). Spread: a block's slowest / fastest call, the median over repetitions. Roof: the read's "
         f"rate, or `{REFERENCE}`'s own streaming rate (two reads of X) where that is higher, as in the report's "
-        "Beyond section; it is a roof only once X is out of cache.",
+        "Beyond section; it is a roof only once X is out of cache. In brackets after a kernel: the plan its set-up "
+        "kept after timing each on this X (blocks: X read once; rows: X read twice in whole rows).",
         "",
         *[line for _, r in table.iterrows() for line in _verdicts(r)],
     ]
