@@ -263,13 +263,7 @@ def chooses_plan(X: FloatArray, chunks: int) -> bool:
     than one thread's block (numba_fused.BLOCK_BYTES), which the static rule (splits_rows) gives to
     the blocks."""
     n_x, m = X.shape
-    return bool(
-        min(chunks, m) >= 2
-        and n_x * m >= MIN_PARALLEL_ELEMENTS
-        and X.flags.c_contiguous
-        and not numba_fused.examples_major(X)
-        and X.nbytes > numba_fused.BLOCK_BYTES
-    )
+    return bool(min(chunks, m) >= 2 and n_x * m >= MIN_PARALLEL_ELEMENTS and numba_fused.chooses_plan(X))
 
 
 def _propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray, plan: numba_fused.Plan | None) -> Gradients:
