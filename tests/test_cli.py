@@ -6,6 +6,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import bench.measure.user
 from bench.base.results import COLUMNS, load_results
 from bench.cli import main
 from implementations import REGISTRY, Gradients, Implementation
+from implementations.interface import Prepared, as_gradients
 from tests.helpers import flat_memory
 
 TINY = ["--profile", "quick", "--m", "1,8", "--n-x", "1,4", "--no-lecture"]
@@ -73,6 +75,35 @@ def test_run_writes_a_tidy_table_and_metadata(finished_run: Path) -> None:
     assert meta["x_offset_bytes"] == 16  # where every timed X starts in its cache line
     assert meta["complete"] is True and meta["machine"]["cpu"]
     assert {"numpy", "numba"} <= set(meta["machine"]["versions"])
+
+
+def test_rows_record_the_set_up_apart_and_the_plan_it_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+
+    def setup(w: Any, b: float, X: Any, Y: Any) -> Prepared:
+        calls.append("setup")
+        time.sleep(0.05)  # a set-up that times its plans takes a while; none of it may reach median_s
+        return Prepared(
+            step=lambda: REGISTRY["fully_vectorized"].propagate(w, b, X, Y), gradients=as_gradients, plan="rows"
+        )
+
+    planned = Implementation(
+        name="planned", propagate=REGISTRY["fully_vectorized"].propagate, summary="a plan", setup_fn=setup
+    )
+    registry = {**REGISTRY, "planned": planned}
+    monkeypatch.setattr(bench.measure.user, "REGISTRY", registry)
+    monkeypatch.setattr(bench.cli, "REGISTRY", registry)
+    monkeypatch.setattr(bench.measure.runner, "measure_hierarchy", flat_memory)  # not tested here
+    args = ["run", *TINY, "--threads", "1", "--implementations", "two_loop,planned", "--out", str(tmp_path)]
+    assert _run(args, capsys)[0] == 0
+    frame = load_results(tmp_path)
+    rows = frame[frame["implementation"] == "planned"]
+    baseline = frame[frame["implementation"] == "two_loop"]
+    assert len(calls) >= 4 and set(rows["plan"]) == {"rows"}  # a set-up per row at least
+    assert (rows["setup_s"] >= 0.05).all() and (rows["median_s"] < 0.05).all()
+    assert baseline["plan"].isna().all() and baseline["setup_s"].notna().all()
 
 
 def test_metadata_names_the_threading_layer_numba_parallel_runs_on() -> None:

@@ -59,11 +59,15 @@ class Row(Cell):
     passes: int | None = None  # visits of the runner to this row's cell: more than 1 when it was re-measured
     canary_ratio: float | None = None  # the canary in this row's counted rounds, over its quiet level in the run
     unstable: bool = False  # measured while the machine was unstable (see bench.measure.estimates)
+    # The way of stepping the set-up kept where it timed several on this X (numba_fused.PLANS);
+    # "blocks+rows" when the set-ups of a re-measured row kept different ones. Empty elsewhere.
+    plan: str | None = None
+    setup_s: float | None = None  # the set-up (conversion, and any timing of plans or compiling it does), untimed
 
 
 COLUMNS = tuple(f.name for f in fields(Row))
 # Columns added after the first release: a table written before them is still read, with them empty.
-OPTIONAL_COLUMNS = ("seed", "reason", "passes", "canary_ratio", "unstable")
+OPTIONAL_COLUMNS = ("seed", "reason", "passes", "canary_ratio", "unstable", "plan", "setup_s")
 
 
 def _cell(value: Any) -> str:
@@ -184,7 +188,17 @@ def _read_table(csv_path: Path, required: Iterable[str]) -> pd.DataFrame:
 
 
 INT_COLUMNS = ("m", "n_x", "threads")
-FLOAT_COLUMNS = ("median_s", "iqr_s", "min_s", "compile_s", "predicted_s", "gbps", "bw_fraction", "canary_ratio")
+FLOAT_COLUMNS = (
+    "median_s",
+    "iqr_s",
+    "min_s",
+    "compile_s",
+    "predicted_s",
+    "gbps",
+    "bw_fraction",
+    "canary_ratio",
+    "setup_s",
+)
 
 
 def read_results_csv(csv_path: Path, required: Iterable[str]) -> pd.DataFrame:

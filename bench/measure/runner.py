@@ -27,7 +27,7 @@ from bench.base.claims import HEADLINE
 from bench.base.constants import COURSE_SHAPE
 from bench.base.errors import BenchError
 from bench.base.hierarchy import hierarchy_of, out_of_cache_bytes
-from bench.base.records import KEY, SUMMARY_FIELDS, Cell
+from bench.base.records import KEY, SUMMARY_FIELDS, Cell, CellKey
 from bench.base.results import (
     CANARY_CSV,
     COLUMNS,
@@ -428,6 +428,17 @@ def run(config: RunConfig) -> RunSummary:
 MUST_ROUNDS = 3
 
 
+@dataclass(frozen=True)
+class _Ready:
+    """A task set up, gated and calibrated: its contender, and what the set-up and first call took."""
+
+    task: Task
+    contender: Contender
+    compile_s: float | None
+    setup_s: float
+    plan: str | None  # Prepared.plan: the set-up's choice, where it timed several ways of stepping
+
+
 @dataclass
 class _Group:
     """Rows timed together: one cell, dtype, layout and thread count; what a re-measurement repeats."""
@@ -436,6 +447,7 @@ class _Group:
     tasks: list[Task]
     passes: int = 0
     next_round: int = 0
+    plans: dict[CellKey, list[str]] = field(default_factory=dict)  # each task's plans kept by its set-ups, in order
 
     @property
     def blocked(self) -> bool:
@@ -615,14 +627,16 @@ class _Sweep:
         self.progress.step(task)
         return 1
 
-    def _prepare(self, task: Task, problem: Problem, reference: Gradients) -> tuple[Contender, float | None]:
+    def _prepare(self, task: Task, problem: Problem, reference: Gradients) -> _Ready:
         """Set up (untimed), compile, warm up and gate one task, and calibrate its loops per round."""
         impl = task.code
         profile = self.config.profile
         gate = correctness_gate(task, reference)
         with thread_limits(task.threads, impl.thread_hook):
             # Conversion stays outside timing; set up at the thread count it runs at (a set-up may time its plans).
+            start = time.perf_counter()
             prepared = impl.setup(problem.w, problem.b, problem.X, problem.Y)
+            setup_s = time.perf_counter() - start
             cal = calibrate(
                 prepared.step, jit=impl.jit, round_s=profile.round_s, check=lambda r: gate(prepared.gradients(r))
             )
@@ -637,7 +651,7 @@ class _Sweep:
             min_rounds=MUST_ROUNDS if task.must else 1,
             enter=enter,
         )
-        return contender, cal.compile_s
+        return _Ready(task, contender, cal.compile_s, setup_s, prepared.plan)
 
     def time_group(self, group: _Group, problem: Problem, reference: Gradients) -> dict[tuple[Any, ...], Row]:
         """One pass over a group: every task gated and calibrated, then their rounds interleaved.
@@ -646,20 +660,22 @@ class _Sweep:
         final statistics come from estimates.estimate over every pass.
         """
         profile = self.config.profile
-        contenders: list[tuple[Task, Contender, float | None]] = []
+        contenders: list[_Ready] = []
         for task in group.tasks:
             if task.implementation in self.failed:  # failed in an earlier group of this cell, or an earlier pass
                 if group.passes == 0:
                     self._skip(task, STATUS_FAILED_CHECK, reason=self.failed[task.implementation])
                 continue
             try:
-                contender, compile_s = self._prepare(task, problem, reference)
+                ready = self._prepare(task, problem, reference)
             except Exception as exc:  # a wrong or raising implementation: its rows say so, the run goes on
                 self.failed[task.implementation] = describe_failure(exc)
                 if group.passes == 0:
                     self._skip(task, STATUS_FAILED_CHECK, reason=self.failed[task.implementation])
                 continue
-            contenders.append((task, contender, compile_s))
+            if ready.plan is not None and ready.plan not in group.plans.setdefault(task.key, []):
+                group.plans[task.key].append(ready.plan)
+            contenders.append(ready)
         if not contenders:
             return {}
         threads = group.key[4]
@@ -668,7 +684,7 @@ class _Sweep:
         try:
             with thread_limits(threads):  # its parts run on Numba's pool, as numba_parallel does
                 roofs = [] if roof is None else [_roof_contender(roof, profile.round_s)]
-            timed = [c for _, c, _ in contenders] + roofs  # the roof last: outside `contenders`, like the canary
+            timed = [r.contender for r in contenders] + roofs  # the roof last: outside `contenders`, like the canary
             counts = round_counts(timed, profile.cell_budget_s, profile.max_rounds)
             first, number = group.next_round, group.passes
             self._run_rounds(group, timed, counts, first)
@@ -677,7 +693,7 @@ class _Sweep:
             self.canary.stamps.clear()
             if exc.index >= len(contenders):  # the roof or the canary raised: nothing to blame on an implementation
                 raise exc.error from None
-            task = contenders[exc.index][0]
+            task = contenders[exc.index].task
             self.failed[task.implementation] = describe_failure(exc.error)
             return self.time_group(group, problem, reference)  # which writes its failed_check row
         group.next_round = first + max(*counts, len(timed))
@@ -709,13 +725,14 @@ class _Sweep:
         ]
 
     def _record_pass(
-        self, group: _Group, number: int, first: int, contenders: list[tuple[Task, Contender, float | None]]
+        self, group: _Group, number: int, first: int, contenders: list[_Ready]
     ) -> dict[tuple[Any, ...], Row]:
         """Keep every round of this pass (and the canary's), and make each task's row of this pass."""
         self.canary_rounds += self._take_rounds(self.canary, group, number, first)
         fields = dict(zip(GROUP, group.key, strict=True))
         rows = {}
-        for task, contender, compile_s in contenders:
+        for ready in contenders:
+            task, contender = ready.task, ready.contender
             mine = sorted(r for r in contender.samples if r >= first)
             for r in mine:
                 self.rounds.append(
@@ -738,8 +755,10 @@ class _Sweep:
                 min_s=low,
                 rounds=len(mine),
                 loops=contender.loops,
-                compile_s=compile_s,
+                compile_s=ready.compile_s,
                 passes=1,
+                plan="+".join(sorted(group.plans[task.key])) if group.plans.get(task.key) else None,
+                setup_s=ready.setup_s,
             )
         return rows
 
@@ -781,7 +800,9 @@ def _remeasure(sweep: _Sweep, budget_s: float) -> int:
             problem = make_problem(m, n_x, seed=sweep.config.seed).as_layout(dtype, cast(Layout, layout), GRID_X_OFFSET)
             with thread_limits(1):
                 reference = REGISTRY[REFERENCE].propagate(problem.w, problem.b, problem.X, problem.Y)
-            sweep.time_group(sweep.groups[key], problem, reference)
+            for row_key, row in sweep.time_group(sweep.groups[key], problem, reference).items():
+                if row_key in sweep.records:  # its first pass's row, with every plan its set-ups kept
+                    sweep.records[row_key]["plan"] = row.plan
             del problem
             done += 1
     return done
