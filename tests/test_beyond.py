@@ -234,3 +234,20 @@ def test_float32_cells_out_of_cache_are_shown_with_their_own_roofs_and_judged_by
     assert spread_check.iloc[0]["value"] == pytest.approx(1.1)
     assert '(the rows "out of cache, float32" give the same figures for those cells, with no goal checked)' in text
     assert "features-major (C) on 2 thread(s), float32 24.0 GB/s (16.0 to 32.0 over 2 cell(s)" in text
+
+
+def test_the_plans_a_kernels_set_ups_kept_are_counted_over_the_cells() -> None:
+    frame = _frame()
+    kernel = frame["implementation"] == "steady_kernel"
+    frame.loc[kernel, "plan"] = ["blocks", "rows", "blocks+rows"]
+    found = beyond(frame, META, _rounds(1.1, 1.2))
+    assert found is not None
+    plans = found.table[(found.table["what"] == "plans") & (found.table["scope"] == "out of cache")]
+    assert plans[["implementation", "cells", "plans"]].values.tolist() == [
+        ["steady_kernel", 3, "blocks 1, blocks+rows 1, rows 1"]
+    ]
+    assert "steady_kernel, plans kept (cells)" in "\n".join(beyond_section(found))
+    # No row where no set-up timed plans: the reference here, and every kernel of a run made before plans.
+    assert found.table[(found.table["what"] == "plans") & (found.table["implementation"] == REFERENCE)].empty
+    before = beyond(_frame().drop(columns=["plan"]), META, _rounds(1.1, 1.2))
+    assert before is not None and (before.table["what"] != "plans").all()

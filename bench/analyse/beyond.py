@@ -35,7 +35,9 @@ ROOF_TABLE_COLUMNS = [
     "best_other_gbps",
     "roof_gbps",
 ]
-TABLE_COLUMNS = ["layout", "scope", "implementation", "threads", "what", "cells", "median", "min", "max"]
+TABLE_COLUMNS = ["layout", "scope", "implementation", "threads", "what", "cells", "median", "min", "max", "plans"]
+# plans (what == "plans" only): the plans the kernel's set-ups kept over the scope's cells (results.csv's
+# plan), as "blocks 3, rows 2"; a row of its own only where some set-up timed plans.
 CHECK_COLUMNS = ["layout", "scope", "implementation", "threads", "what", "value", "target", "met", "p_wider", "samples"]
 # p_wider (spread goals only): one-sided Mann-Whitney p that the kernel's spreads per pass over a
 # cell are larger than the reference's; samples: how many such spreads each side had (the fewer).
@@ -105,6 +107,14 @@ def cell_roofs(roof_rounds: pd.DataFrame | None, ok: pd.DataFrame) -> pd.DataFra
     return per[ROOF_TABLE_COLUMNS].reset_index(drop=True)
 
 
+def plans_kept(rows: pd.DataFrame) -> str:
+    """How many of these rows' set-ups kept each plan, as "blocks 3, rows 2"; "" where none timed plans."""
+    if "plan" not in rows.columns:
+        return ""
+    counts = rows["plan"].dropna().astype(str).value_counts()
+    return ", ".join(f"{plan} {count}" for plan, count in sorted(counts.items()))
+
+
 def _median(values: pd.Series) -> float:
     return float(values.median()) if not values.empty else np.nan
 
@@ -171,6 +181,9 @@ def _scope_rows(
         speed = (_times(data, REFERENCE, layout, threads) / _times(data, impl.name, layout, threads)).dropna()
         base = {"layout": layout, "scope": scope, "implementation": impl.name, "threads": threads}
         rows.append({**base, "what": "speedup", **spread(speed)})
+        kept = plans_kept(_rows(data, impl.name, layout, threads))
+        if kept:
+            rows.append({**base, "what": "plans", "cells": len(_rows(data, impl.name, layout, threads)), "plans": kept})
         share = pd.Series(dtype=float)
         if goal.roof_share:
             mine = _rows(data, impl.name, layout, threads).set_index(["m", "n_x"])

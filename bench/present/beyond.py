@@ -52,6 +52,8 @@ def _column(name: str, threads: int, what: str) -> str:
         return f"{name}, share of the roof"
     if what == "spread":
         return f"{name}, slowest / fastest round"
+    if what == "plans":
+        return f"{name}, plans kept (cells)"
     return f"{name} / {REFERENCE}, " + ("1 thread" if threads == 1 else "all threads")
 
 
@@ -59,7 +61,10 @@ def figures_table(b: Beyond) -> str:
     """One row per layout and scope, one column per kernel's speedup (and roof share where it has a goal for it)."""
     cells = b.table.assign(
         column=[_column(r["implementation"], int(r["threads"]), r["what"]) for _, r in b.table.iterrows()],
-        text=[_range(r, _FORMATS.get(str(r["what"]), fmt_speedup)) for _, r in b.table.iterrows()],
+        text=[
+            r["plans"] if r["what"] == "plans" else _range(r, _FORMATS.get(str(r["what"]), fmt_speedup))
+            for _, r in b.table.iterrows()
+        ],
         layout=b.table["layout"].map(LAYOUT_LABEL),
     )
     wide = cells.pivot_table(index=["layout", "scope"], columns="column", values="text", aggfunc="first", sort=False)
