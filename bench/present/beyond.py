@@ -68,7 +68,8 @@ def figures_table(b: Beyond) -> str:
         layout=b.table["layout"].map(LAYOUT_LABEL),
     )
     wide = cells.pivot_table(index=["layout", "scope"], columns="column", values="text", aggfunc="first", sort=False)
-    wide = wide[list(dict.fromkeys(cells["column"]))].reset_index().rename(columns={"scope": "cells"})
+    # A figure a scope has no cells for (no plans timed, no spread in cache) reads n/a, not nan.
+    wide = wide[list(dict.fromkeys(cells["column"]))].fillna("n/a").reset_index().rename(columns={"scope": "cells"})
     return md_table(wide)
 
 
