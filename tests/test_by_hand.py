@@ -11,6 +11,7 @@ import pytest
 from bench.cli import main
 from bench.measure.by_hand import COLUMNS, Settings, _row
 from bench.measure.timing import available_cores
+from bench.present.by_hand_report import kernels_text
 from implementations import REFERENCE, REGISTRY, with_goals
 
 
@@ -44,6 +45,25 @@ def test_the_speedup_is_taken_within_each_repetition_and_the_roof_is_the_faster_
         nbytes=10**7,
     )
     assert (fused["speedup_met"], fused["roof_share_met"], fused["steady_met"]) == (True, None, None)  # 1.5 >= 1.15
+    assert (row["read_gbps_min"], row["read_gbps_max"], row["memory_steady"]) == pytest.approx((5, 5, True))
+
+
+def test_a_read_that_changed_speed_between_repetitions_is_flagged() -> None:
+    impl = REGISTRY["numba_parallel"]
+    ms = 1e-3
+    blocks = {
+        impl.name: [[1 * ms] * 3, [1 * ms] * 3],
+        REFERENCE: [[2 * ms] * 3, [2 * ms] * 3],
+        "read": [[2 * ms] * 3, [1.6 * ms] * 3],  # 5 GB/s, then 6.25: 1.25x, past STEADY_MEMORY
+    }
+    row = _row("F", impl, 2, Settings(m=1, n_x=1, reps=2, calls=3), blocks, nbytes=10**7)
+    assert (row["read_gbps_min"], row["read_gbps_max"]) == pytest.approx((5, 6.25)) and row["memory_steady"] is False
+    text = kernels_text(pd.DataFrame([row], columns=COLUMNS), {}, 1, 1)
+    assert "the one-pass read ran at 5.0 to 6.2 GB/s over the repetitions (1.25x)" in text
+    blocks["read"] = [[2 * ms] * 3, [1.8 * ms] * 3]  # 1.11x: steady enough, no flag
+    steady = _row("F", impl, 2, Settings(m=1, n_x=1, reps=2, calls=3), blocks, nbytes=10**7)
+    assert steady["memory_steady"] is True
+    assert "changed speed" not in kernels_text(pd.DataFrame([steady], columns=COLUMNS), {}, 1, 1)
 
 
 def test_the_command_times_every_kernel_with_a_goal_and_writes_its_table(

@@ -38,6 +38,11 @@ from bench.measure.timing import WARMUP_S, available_cores, thread_limits, warm_
 from implementations import REFERENCE, REGISTRY, Gradients, Implementation, with_goals
 
 SETTLE_S = 0.25  # between blocks: as the runner's, so that no pool is still spinning
+# The read's fastest block over its slowest beyond this: the memory changed speed during the kernel's
+# repetitions (on an AMD EPYC Zen 5 VM, 2 threads read X at about 52 GB/s for most of 90 s and at
+# 80-85 in bursts of seconds, and fully_vectorized's 2-thread step followed), so figures that mix
+# blocks from both stretches (the roof share above all: a ratio of medians) are flagged.
+STEADY_MEMORY = 1.2
 COLUMNS = [
     "layout",
     "kernel",
@@ -57,6 +62,9 @@ COLUMNS = [
     "reference_spread",
     "kernel_gbps",
     "roof_gbps",
+    "read_gbps_min",  # the read's rate in its slowest and fastest repetition (block medians)
+    "read_gbps_max",
+    "memory_steady",  # read_gbps_max / read_gbps_min <= STEADY_MEMORY
     "roof_share",
     "target_roof_share",
     "speedup_met",  # each goal: True met, False missed, empty where the kernel has no such goal
@@ -107,6 +115,7 @@ def _row(
     spreads = {k: [max(b) / min(b) for b in v] for k, v in blocks.items()}
     spread = {k: float(np.median(v)) for k, v in spreads.items()}
     speedup, share = float(np.median(ratios)), nbytes / kernel_s / 1e9 / roof
+    read_rates = nbytes / np.array(med["read"]) / 1e9
     target, target_share = goal.speedup_in(layout), goal.roof_in(layout)
     return {
         "layout": layout,
@@ -127,6 +136,9 @@ def _row(
         "reference_spread": spread[REFERENCE],
         "kernel_gbps": nbytes / kernel_s / 1e9,
         "roof_gbps": roof,
+        "read_gbps_min": float(read_rates.min()),
+        "read_gbps_max": float(read_rates.max()),
+        "memory_steady": bool(read_rates.max() <= STEADY_MEMORY * read_rates.min()),
         "roof_share": share,
         "target_roof_share": target_share,
         "speedup_met": None if target is None else speedup >= target,

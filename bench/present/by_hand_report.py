@@ -32,6 +32,13 @@ def _verdicts(r: pd.Series) -> list[str]:
             f"- {where}: {r['roof_share']:.1%} of the roof against a goal of {r['target_roof_share']:.0%}: "
             + ("met" if r["roof_share_met"] else "**missed**")
         )
+    steady = r.get("memory_steady")
+    if steady is not None and not pd.isna(steady) and not bool(steady):
+        out.append(
+            f"- {where}: the one-pass read ran at {r['read_gbps_min']:.1f} to {r['read_gbps_max']:.1f} GB/s over the "
+            f"repetitions ({r['read_gbps_max'] / r['read_gbps_min']:.2f}x): the memory changed speed while this kernel "
+            "was timed, so its figures depend on which stretch each block fell in; run it again"
+        )
     if not pd.isna(r["steady_met"]):
         out.append(
             f"- {where}: slowest / fastest call {r['kernel_spread']:.3f} against `{REFERENCE}`'s "
