@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from bench.base.constants import DEFAULT_SEED
+from bench.base.constants import DEFAULT_SEED, STEADY_MEMORY
 from bench.base.errors import BenchError, GateError
 from bench.base.results import RESULTS_CSV, ensure_writable_dir
 from bench.measure.check import add_check_command
@@ -267,7 +267,9 @@ def _add_kernels(sub: argparse._SubParsersAction[OneLineParser]) -> None:
         f"(default m = {KERNELS_SHAPE[0]:,}, n_x = {KERNELS_SHAPE[1]:,}: 512 MiB of X, a minute or two)",
         description="Each kernel with a goal, the reference and a one-pass read of the same X, in blocks of "
         f"consecutive calls after {WARMUP_S * 1e3:g} ms of untimed ones, in a fresh random order per repetition; "
-        "the speedup within each repetition, the spreads, the share of the roof, and each goal met or missed.",
+        "the speedup within each repetition, the spreads, the share of the roof, and each goal met or missed; "
+        f"a line where the read's speed changed by more than {STEADY_MEMORY:g}x between repetitions (the memory "
+        "changed speed).",
     )
     kernels.add_argument("--m", type=_positive_int, default=KERNELS_SHAPE[0], help="examples (default %(default)s)")
     kernels.add_argument("--n-x", type=_positive_int, default=KERNELS_SHAPE[1], help="features (default %(default)s)")

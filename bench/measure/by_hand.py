@@ -28,6 +28,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from bench.base.constants import STEADY_MEMORY
 from bench.base.hierarchy import roof_setters
 from bench.base.records import Cell
 from bench.base.stats import p_larger
@@ -38,11 +39,6 @@ from bench.measure.timing import WARMUP_S, available_cores, thread_limits, warm_
 from implementations import REFERENCE, REGISTRY, Gradients, Implementation, with_goals
 
 SETTLE_S = 0.25  # between blocks: as the runner's, so that no pool is still spinning
-# The read's fastest block over its slowest beyond this: the memory changed speed during the kernel's
-# repetitions (on an AMD EPYC Zen 5 VM, 2 threads read X at about 52 GB/s for most of 90 s and at
-# 80-85 in bursts of seconds, and fully_vectorized's 2-thread step followed), so figures that mix
-# blocks from both stretches (the roof share above all: a ratio of medians) are flagged.
-STEADY_MEMORY = 1.2
 COLUMNS = [
     "layout",
     "kernel",
