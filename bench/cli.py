@@ -268,7 +268,7 @@ def _add_kernels(sub: argparse._SubParsersAction[OneLineParser]) -> None:
         description="Each kernel with a goal, the reference and a one-pass read of the same X, in blocks of "
         f"consecutive calls after {WARMUP_S * 1e3:g} ms of untimed ones, in a fresh random order per repetition; "
         "the speedup within each repetition, the spreads, the share of the roof, and each goal met or missed; "
-        f"a line where the read's speed changed by more than {STEADY_MEMORY:g}x between repetitions (the memory "
+        f"a line where the read's speed changed by more than {STEADY_MEMORY:g}x between repetitions (the machine "
         "changed speed).",
     )
     kernels.add_argument("--m", type=_positive_int, default=KERNELS_SHAPE[0], help="examples (default %(default)s)")

@@ -17,8 +17,8 @@ KEEP_MAPPED_ENV: tuple[tuple[str, str], ...] = (
 )
 # A C-order row stride that is a multiple of this maps a column's elements to the same cache sets.
 ALIASING_STRIDE_BYTES = 4096
-# `bench kernels`: the one-pass read's fastest repetition over its slowest beyond this means the memory
-# changed speed while a kernel was timed (on an AMD EPYC Zen 5 VM, 2 threads read X at about 52 GB/s
-# for most of 90 s and at 80-85 in bursts of seconds, and fully_vectorized's 2-thread step followed),
+# `bench kernels`: the one-pass read's fastest repetition over its slowest beyond this means the machine
+# changed speed while a kernel was timed (on an AMD EPYC Zen 5 VM, a 2-thread whole-row read of a 512 MiB
+# X took 6.4-7.2 ms in some stretches and 10.3 in others, and fully_vectorized's 2-thread step 16 and 22),
 # so figures that mix blocks from both stretches (the roof share above all: a ratio of medians) are flagged.
 STEADY_MEMORY = 1.2

@@ -36,8 +36,8 @@ def _verdicts(r: pd.Series) -> list[str]:
     if steady is not None and not pd.isna(steady) and not bool(steady):
         out.append(
             f"- {where}: the one-pass read ran at {r['read_gbps_min']:.1f} to {r['read_gbps_max']:.1f} GB/s over the "
-            f"repetitions ({r['read_gbps_max'] / r['read_gbps_min']:.2f}x): the memory changed speed while this kernel "
-            "was timed, so its figures depend on which stretch each block fell in; run it again"
+            f"repetitions ({r['read_gbps_max'] / r['read_gbps_min']:.2f}x): the machine changed speed while this "
+            "kernel was timed, so its figures depend on which stretch each block fell in; run it again"
         )
     if not pd.isna(r["steady_met"]):
         out.append(
