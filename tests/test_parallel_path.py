@@ -15,7 +15,7 @@ import pytest
 
 from bench.measure.data import make_problem
 from bench.measure.timing import available_cores, thread_limits
-from implementations import numba_fused, numba_parallel
+from implementations import REGISTRY, numba_fused, numba_parallel
 from tests.helpers import assert_matches_reference
 from tests.reference import Reference, reference_gradients
 
@@ -164,8 +164,6 @@ def test_fastest_takes_the_shortest_median_and_calls_each_candidate_untimed_firs
 def test_a_set_up_out_of_cache_names_the_plan_it_kept_and_steps_right(name: str) -> None:
     # Just over one block of features-major X: the set-up times both plans (at the threads set now)
     # and says which it kept; its step must give the same gradients as propagate's rule.
-    from implementations import REGISTRY
-
     p = make_problem(numba_fused.BLOCK_BYTES // 8 // 500 + 64, 500, seed=3)
     prepared = REGISTRY[name].setup(p.w, p.b, p.X, p.Y)
     assert prepared.plan in numba_fused.PLANS
