@@ -124,12 +124,15 @@ def test_a_real_read_is_a_plausible_bandwidth() -> None:
 
 
 def test_the_roof_reads_every_element_of_x_once_in_each_pattern() -> None:
-    from bench.measure.bandwidth import _segments_jit, measure_roof
+    from bench.measure.bandwidth import _blocks_in_pool_jit, _segments_jit, measure_roof
 
     X = np.arange(4 * 37, dtype=np.float64).reshape(4, 37)
     # Blocks of 8 examples dealt out to 3 threads in turn cover every example once, row segment by row segment.
     total = sum(_segments_jit(X, 8, t * 8, 3 * 8, 1) for t in range(3))
     assert total == X.sum()
+    # Taken by 3 parts as threads free up, after 3 examples of the first part's own: the same.
+    assert _blocks_in_pool_jit(X, 8, 3, 3) == X.sum()
+    assert _blocks_in_pool_jit(X, 5, 0, 3) == X.sum()
     roof = measure_roof(np.ones(4096 * 64), [1, 2])
     assert set(roof) == {"F", "C"} and all(set(g) == {"1", "2"} and min(g.values()) > 0 for g in roof.values())
 

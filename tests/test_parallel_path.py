@@ -16,7 +16,7 @@ import pytest
 from bench.measure.data import make_problem
 from bench.measure.timing import available_cores, thread_limits
 from implementations import REGISTRY, numba_fused, numba_parallel
-from tests.helpers import assert_matches_reference
+from tests.helpers import assert_matches_reference, at_offset
 from tests.reference import Reference, reference_gradients
 
 pytestmark = pytest.mark.skipif(available_cores() < 2, reason="needs at least 2 cores to take the threaded path")
@@ -105,6 +105,24 @@ def test_both_plans_for_features_major_x_match_the_reference(m: int, n_x: int, p
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         grads = numba_parallel._propagate(p.w, p.b, p.X, p.Y, plan)  # type: ignore[arg-type]
     assert_matches_reference(grads, _reference(m, n_x, dtype), dtype, where=f"numba_parallel {plan} m={m} n_x={n_x}")
+
+
+@pytest.mark.parametrize("offset", [0, 24])
+def test_blocks_taken_as_threads_free_up_cover_every_example_once(offset: int) -> None:
+    # Past one block (numba_fused.BLOCK_BYTES), so the threads share smaller blocks, ten of them here,
+    # taken one at a time; at offset 24 the rows' first 5 examples lie before a cache line and are the
+    # first thread's block of its own. A block read twice or left out moves dw by far more than rounding.
+    p = make_problem(70_000, 64, seed=5)
+    X = at_offset(p.X, offset)
+    lead, block = numba_parallel.block_plan(X, 2)
+    assert lead == (5 if offset else 0) and -(-(X.shape[1] - lead) // block) >= 8
+    a = 1.0 / (1.0 + np.exp(-(p.w.T @ X + p.b)))
+    dz = a - p.Y
+    grads = numba_parallel._propagate(p.w, p.b, X, p.Y, "blocks")
+    np.testing.assert_allclose(grads.dw, X @ dz.T / X.shape[1], rtol=1e-9, atol=1e-15)
+    assert grads.db == pytest.approx(dz.mean(), rel=1e-9, abs=1e-15)
+    cost = -np.mean(p.Y * np.log(a) + (1 - p.Y) * np.log1p(-a))
+    assert grads.cost == pytest.approx(cost, rel=1e-9)
 
 
 def test_only_features_major_x_out_of_cache_gets_its_plan_timed() -> None:

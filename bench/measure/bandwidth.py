@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from bench.base.hierarchy import FALLBACK_LLC_BYTES, Hierarchy, Level
 from bench.measure.timing import thread_limits
 from implementations.numba_fused import add_sum, z_eight_rows
+from implementations.numba_parallel import block_plan, take
 
 _SIZE_SUFFIXES = {"K": 1024, "M": 1024**2, "G": 1024**3}
 MIN_SWEEP_BYTES = 4 * 1024
@@ -263,15 +264,37 @@ def _streams_in_pool(flat: NDArray[Any], threads: int) -> float:
     return float(sums.sum())
 
 
-def _blocks_in_pool(X: NDArray[Any], block: int, lead: int, threads: int) -> float:
-    """Features-major pattern: the fused kernels' blocks of examples, dealt out in turn, eight rows' segments at a time.
+def _taken_segments(X: NDArray[Any], block: int, lead: int, first: bool, counter: NDArray[np.int64]) -> float:
+    """Examples 0..lead-1 where `first`, then the blocks of `block` examples from lead on that this
+    thread takes from counter (numba_parallel.take) until none is left, read as _row_segments does."""
+    n_x, m = X.shape
+    ones = np.ones(n_x, X.dtype)
+    z = np.empty(max(block, lead))
+    s = 0.0
+    if first and lead > 0:
+        s = _add_block(s, ones, X, 0, lead, z)
+    count = -(-(m - lead) // block)
+    k = take(counter)
+    while k < count:
+        start = lead + k * block
+        s = _add_block(s, ones, X, start, min(start + block, m), z)
+        k = take(counter)
+    return s
 
-    As in the kernels, the blocks start on a cache line where the rows allow it, and part 0
-    also reads the examples before it.
+
+_taken_segments_jit: Any = numba.njit(inline="always", fastmath={"reassoc"})(_taken_segments)
+
+
+def _blocks_in_pool(X: NDArray[Any], block: int, lead: int, threads: int) -> float:
+    """Features-major pattern: the fused kernels' blocks, taken as threads free up, eight rows' segments at a time.
+
+    As in the kernels (numba_parallel.taken_blocks), the blocks start on a cache line where the
+    rows allow it, and part 0 also reads the examples before it.
     """
     sums = np.zeros(threads)
+    counter = np.zeros(8, np.int64)  # counter[0]: the next block to take
     for t in numba.prange(threads):
-        sums[t] = _segments_jit(X, block, lead + t * block, threads * block, 1, lead if t == 0 else 0)
+        sums[t] = _taken_segments_jit(X, block, lead, t == 0, counter)
     return float(sums.sum())
 
 
@@ -309,8 +332,6 @@ class OnePassRead:
                 partial(_sum_reps_jit, flat, 1) if threads == 1 else partial(_streams_in_pool_jit, flat, threads)
             )
         elif X.ndim == 2 and X.flags.c_contiguous:
-            from implementations.numba_parallel import block_plan
-
             lead, block = block_plan(X, threads)
             self._read = (
                 partial(_segments_jit, X, block, lead, block, 1, lead)
@@ -341,8 +362,8 @@ def measure_roof(buffer: NDArray[np.float64], thread_counts: list[int]) -> dict[
     """GB/s of a compiled one-pass read of an X out of cache, in each layout's access pattern, per thread count.
 
     Examples-major (F): each thread streams its contiguous part. Features-major (C): the
-    fused kernels' access, blocks of examples read eight rows' segments at a time, blocks dealt
-    out in turn to the threads (numba_parallel.block_plan). Both OnePassRead, on Numba's pool.
+    fused kernels' access, blocks of examples read eight rows' segments at a time, blocks taken
+    by the threads as they free up (numba_parallel.block_plan, take). Both OnePassRead, on Numba's pool.
     The best streaming rate code reaches here, against which the report measures the kernels
     where no cell timed it beside them.
     """
