@@ -178,6 +178,15 @@ def test_each_cell_s_share_is_against_the_roof_timed_in_its_own_rounds() -> None
     assert "features-major (C) on 2 thread(s) 18.0 GB/s (4.0 to 32.0 over 2 cell(s)" in text
     assert f"set by the read in 1, `{REFERENCE}` in 1" in text and "`roofs.csv`" in text
     assert "no roof of its own is against it" in text  # the third cell's share, against the sweep's 40 GB/s
+    # Each cell's share is written out (beyond_shares.csv) and listed, lowest roof first, with where its roof came from.
+    shares = found.cell_shares[found.cell_shares["implementation"] == "roofed_kernel"].sort_values("m")
+    assert shares["roof_gbps"].tolist() == pytest.approx([4.0, 32.0, 40.0])
+    assert shares["share"].tolist() == pytest.approx([2.0, 0.5, 0.8])
+    assert shares["roof"].tolist() == ["cell", "cell", "sweep"]
+    assert (
+        "`roofed_kernel` at 2 thread(s): 200% of 4.0 GB/s at m = 1,000, n_x = 1,000; 50% of 32.0 GB/s at m = 2,000, "
+        "n_x = 1,000; 80% of 40.0 GB/s at m = 4,000, n_x = 1,000 (the sweep's read)."
+    ) in text
 
 
 def test_cells_with_too_few_rounds_and_runs_without_rounds_are_not_measured() -> None:
@@ -252,3 +261,11 @@ def test_the_plans_a_kernels_set_ups_kept_are_counted_over_the_cells() -> None:
     assert found.table[(found.table["what"] == "plans") & (found.table["implementation"] == REFERENCE)].empty
     before = beyond(_frame().drop(columns=["plan"]), META, _rounds(1.1, 1.2))
     assert before is not None and (before.table["what"] != "plans").all()
+
+
+def test_a_spread_check_shows_the_digits_that_tell_the_two_apart() -> None:
+    from bench.present.beyond import _spread_text
+
+    row = pd.Series({"value": 1.15787, "target": 1.15782, "met": False, "p_wider": 0.67, "samples": 2.0})
+    assert "**missed** (1.1579 > 1.1578)" in _spread_text(row, "x")
+    assert "met (1.05 <= 1.10)" in _spread_text(pd.Series({**row, "value": 1.05, "target": 1.1, "met": True}), "x")

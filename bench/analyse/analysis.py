@@ -14,7 +14,15 @@ from typing import Any
 import pandas as pd
 
 from bench.analyse import explain
-from bench.analyse.beyond import BEYOND_CHECKS_CSV, BEYOND_CSV, BEYOND_ROOFS_CSV, LAYOUTS_CSV, Beyond, beyond
+from bench.analyse.beyond import (
+    BEYOND_CHECKS_CSV,
+    BEYOND_CSV,
+    BEYOND_ROOFS_CSV,
+    BEYOND_SHARES_CSV,
+    LAYOUTS_CSV,
+    Beyond,
+    beyond,
+)
 from bench.analyse.crossovers import crossover_table
 from bench.analyse.model import CostModel, fit_models
 from bench.analyse.peers import CSV_FILES as PEER_CSV_FILES
@@ -82,6 +90,7 @@ class Analysis:
                 BEYOND_CSV: self.beyond.table,
                 BEYOND_CHECKS_CSV: self.beyond.checks,
                 BEYOND_ROOFS_CSV: self.beyond.cell_roofs,
+                BEYOND_SHARES_CSV: self.beyond.cell_shares,
                 LAYOUTS_CSV: self.beyond.layouts,
             }
         if self.robustness is not None:

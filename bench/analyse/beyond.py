@@ -6,7 +6,7 @@ Which kernels, at which thread count and against what target is read off each im
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,11 @@ ROOF_TABLE_COLUMNS = [
     "roof_gbps",
 ]
 TABLE_COLUMNS = ["layout", "scope", "implementation", "threads", "what", "cells", "median", "min", "max", "plans"]
+BEYOND_SHARES_CSV = "beyond_shares.csv"
+SHARE_COLUMNS = ["dtype", "layout", "threads", "m", "n_x", "implementation", "gbps", "roof_gbps", "roof", "share"]
+# Each out-of-cache cell's share of the roof it is measured against, for the kernels with a roof goal:
+# roof "cell" (the read timed in that cell's rounds, or a faster implementation there: cell_roofs) or
+# "sweep" (the sweep's read in that layout's pattern, where the cell has none).
 # plans (what == "plans" only): the plans the kernel's set-ups kept over the scope's cells (results.csv's
 # plan), as "blocks 3, rows 2"; a row of its own only where some set-up timed plans.
 CHECK_COLUMNS = ["layout", "scope", "implementation", "threads", "what", "value", "target", "met", "p_wider", "samples"]
@@ -65,6 +70,7 @@ class Beyond:
     checks: pd.DataFrame  # CHECK_COLUMNS: each goal, met (True), missed (False) or not measured (None)
     layouts: pd.DataFrame  # LAYOUT_COLUMNS: C/F time ratio per implementation at 1 thread, the faster one, why
     unjudged_dtypes: tuple[str, ...] = ()  # dtypes whose out-of-cache cells are shown, no goal checked
+    cell_shares: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SHARE_COLUMNS))
 
 
 def _rows(data: pd.DataFrame, name: str, layout: str, threads: int) -> pd.DataFrame:
@@ -165,14 +171,15 @@ def _scope_rows(
     *,
     out_of_cache: bool,
     dtype: str = JUDGED_DTYPE,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The table's rows and the checks of one layout and scope (data: its cells, in dtype).
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The table's rows, the checks and each cell's share of its roof (SHARE_COLUMNS, out of cache)
+    of one layout and scope (data: its cells, in dtype).
 
     Out of cache each goal is checked, in float64; in another dtype the same figures are shown
     and nothing is checked. Elsewhere a kernel is checked only for not being slower than the
     reference.
     """
-    rows, checks = [], []
+    rows, checks, shares = [], [], []
     judged = out_of_cache and dtype == JUDGED_DTYPE
     for impl in kernels:
         goal = impl.goal
@@ -187,18 +194,12 @@ def _scope_rows(
         share = pd.Series(dtype=float)
         if goal.roof_share:
             mine = _rows(data, impl.name, layout, threads).set_index(["m", "n_x"])
-            # The roof: the one-pass read timed in the cell's own rounds; where a cell has none, the
-            # sweep's read in this layout's pattern; before the sweep had one, memory's bandwidth.
-            roof = roofs.get((layout, threads))
-            share = mine["gbps"] / roof if roof else mine["bw_fraction"]
-            if paired is not None and not paired.empty:
-                here = paired[
-                    (paired["dtype"] == dtype) & (paired["layout"] == layout) & (paired["threads"] == threads)
-                ]
-                own = mine["gbps"] / here.set_index(["m", "n_x"])["roof_gbps"]
-                share = own.reindex(share.index).fillna(share)
-            share = share.dropna()
+            cells = _cell_shares(mine, roofs.get((layout, threads)), paired, dtype, layout, threads)
+            share = cells["share"].dropna()
             rows.append({**base, "what": "roof share", **spread(share)})
+            if out_of_cache:
+                keys = {"dtype": dtype, "layout": layout, "threads": threads, "implementation": impl.name}
+                shares += [{**keys, **r} for r in cells.dropna(subset=["roof_gbps"]).reset_index().to_dict("records")]
         target = goal.speedup_in(layout)
         roof_target = goal.roof_in(layout)
         if judged and roof_target is not None:
@@ -226,7 +227,31 @@ def _scope_rows(
         elif not out_of_cache and not speed.empty:
             # Where no speedup is aimed for, the goal is not to be slower than the reference anywhere.
             checks.append(_check(base, "worst speedup", float(speed.min()), 1.0))
-    return rows, checks
+    return rows, checks, shares
+
+
+def _cell_shares(
+    mine: pd.DataFrame, roof: float | None, paired: pd.DataFrame | None, dtype: str, layout: str, threads: int
+) -> pd.DataFrame:
+    """Per cell of one kernel's rows (indexed by m, n_x): its GB/s, the roof it is measured against and its share.
+
+    The roof: the one-pass read timed in the cell's own rounds (or a faster implementation there,
+    cell_roofs), roof "cell"; where a cell has none, the sweep's read in this layout's pattern,
+    roof "sweep"; before the sweep had one, the share is of memory's bandwidth (bw_fraction) and
+    roof_gbps is NaN.
+    """
+    out = pd.DataFrame({"gbps": mine["gbps"].astype(float)}, index=mine.index)
+    out["roof_gbps"] = float(roof) if roof else np.nan
+    out["roof"] = "sweep" if roof else ""
+    if paired is not None and not paired.empty:
+        here = paired[(paired["dtype"] == dtype) & (paired["layout"] == layout) & (paired["threads"] == threads)]
+        own = here.set_index(["m", "n_x"])["roof_gbps"].reindex(out.index)
+        out.loc[own.notna(), "roof"] = "cell"
+        out["roof_gbps"] = own.fillna(out["roof_gbps"])
+    out["share"] = out["gbps"] / out["roof_gbps"]
+    none = out["roof_gbps"].isna()
+    out.loc[none, "share"] = mine.loc[none, "bw_fraction"].astype(float)
+    return out
 
 
 def _order_checks(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -294,17 +319,18 @@ def beyond(
     # Only the cells out of cache at their thread count (a run may have timed the read in more: older ones did).
     itemsize = paired["dtype"].map(lambda d: np.dtype(d).itemsize)
     paired = paired[paired["m"] * paired["n_x"] * itemsize >= paired["threads"].map(limits)].reset_index(drop=True)
-    rows, checks = [], []
+    rows, checks, shares = [], [], []
     for layout in sorted(set(ok["layout"])):
         scopes = [(OUT_OF_CACHE, big, JUDGED_DTYPE, True)]
         scopes += [(f"{OUT_OF_CACHE}, {d}", g, str(d), True) for d, g in shown.groupby("dtype") if not g.empty]
         scopes += [(f"course shape {COURSE_SHAPE[0]} x {COURSE_SHAPE[1]:,}", course, JUDGED_DTYPE, False)]
         for scope, data, dtype, out in scopes:
-            more_rows, more_checks = _scope_rows(
+            more_rows, more_checks, more_shares = _scope_rows(
                 data, layout, scope, kernels, all_threads, roofs, rounds, paired, out_of_cache=out, dtype=dtype
             )
             rows += more_rows
             checks += more_checks
+            shares += more_shares
     return Beyond(
         out_of_cache_bytes=limits,
         measured_hierarchy=hierarchy_of(meta) is not None,
@@ -318,4 +344,5 @@ def beyond(
         checks=pd.DataFrame(_order_checks(checks), columns=CHECK_COLUMNS),
         layouts=layout_table(ok),
         unjudged_dtypes=tuple(sorted(set(shown["dtype"]))),
+        cell_shares=pd.DataFrame(shares, columns=SHARE_COLUMNS),
     )

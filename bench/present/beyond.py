@@ -11,6 +11,7 @@ from bench.analyse.beyond import (
     BEYOND_CHECKS_CSV,
     BEYOND_CSV,
     BEYOND_ROOFS_CSV,
+    BEYOND_SHARES_CSV,
     JUDGED_DTYPE,
     LAYOUTS_CSV,
     OUT_OF_CACHE,
@@ -101,7 +102,32 @@ def _spread_text(r: pd.Series, what: str) -> str:
         return f"- {what}, no wider than {REFERENCE}'s: not measured (no rounds.csv beside the results)"
     verdict = "met" if r["met"] else "**missed**"
     sign = "<=" if r["met"] else ">"
-    return f"- {what}, no wider than {REFERENCE}'s: {verdict} ({value:.2f} {sign} {target:.2f}){_noise(r)}"
+    digits = 2  # as many as it takes to tell the two apart
+    while digits < 6 and f"{value:.{digits}f}" == f"{target:.{digits}f}" and value != target:
+        digits += 1
+    return (
+        f"- {what}, no wider than {REFERENCE}'s: {verdict} ({value:.{digits}f} {sign} {target:.{digits}f}){_noise(r)}"
+    )
+
+
+def _share_lines(b: Beyond) -> list[str]:
+    """Each judged out-of-cache cell's share of its roof, lowest roof first, per kernel with a roof goal."""
+    mine = b.cell_shares[b.cell_shares["dtype"] == JUDGED_DTYPE]
+    if mine.empty:
+        return []
+    parts = []
+    for key, g in mine.groupby(["layout", "implementation", "threads"], sort=True):
+        layout, name, threads = (str(k) for k in key)
+        cells = "; ".join(
+            f"{float(r['share']) * 100:.0f}% of {float(r['roof_gbps']):.1f} GB/s at m = {int(r['m']):,}, "
+            f"n_x = {int(r['n_x']):,}" + (" (the sweep's read)" if r["roof"] == "sweep" else "")
+            for r in g.sort_values("roof_gbps").to_dict("records")
+        )
+        parts.append(f"{LAYOUT_LABEL[layout]}, `{name}` at {threads} thread(s): {cells}")
+    return [
+        "",
+        f"Each cell's share of its own roof, lowest roof first (`{BEYOND_SHARES_CSV}`): " + "; ".join(parts) + ".",
+    ]
 
 
 def rank_test_clause(p: float, over: str, reference: str, detail: str = "") -> str:
@@ -255,6 +281,7 @@ def beyond_section(b: Beyond | None) -> list[str]:
     lines = _intro(b)
     lines += [figures_table(b), "", "Targets (measured in this run):", ""]
     lines += [_check_text(r) for _, r in b.checks.iterrows()]
+    lines += _share_lines(b)
     if b.bandwidth_gbps:
         lines += [
             "",
