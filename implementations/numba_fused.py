@@ -727,8 +727,8 @@ def block_size(
 ) -> int:
     """Examples per block of the features-major kernel: up to about block_bytes of X and MAX_BLOCK examples.
 
-    The m examples are cut into equal blocks, a multiple of `parts` of them (one share per
-    thread), so no thread is left with a short last block; B is rounded up to a multiple of 8.
+    The m examples are cut into equal blocks, a multiple of `parts` of them (the threads sharing
+    them), so that no short last block is left to run alone; B is rounded up to a multiple of 8.
     On one thread, blocks whose row segments would be shorter than min_segment bytes give way
     to one block of whole rows (0: never).
     """

@@ -12,7 +12,8 @@ cost, and the partials are added up at the end:
   order as threads free up, as the columns' runs are: the threads read neighbouring segments of
   the same rows at the same time rather than two distant parts of X, and a thread held back
   leaves its blocks to the others (taken_blocks). As there, the blocks start on a cache line
-  where the rows allow it, and the first thread also takes the examples before it.
+  where the rows allow it, and the first thread also takes the examples before it. Which thread
+  adds which block changes from call to call, so the last bits of dw, db and the cost may too;
 - features-major X that stays in cache with at least as many features as examples (the
   course's shape): one chunk of whole rows per thread instead (splits_rows). Each thread adds
   its rows' share of every z, the shares are added up, and each thread then makes its own rows
@@ -205,6 +206,8 @@ def _propagate_columns(w: FloatArray, b: float, X: FloatArray, Y: FloatArray, ch
 # (spread 1.15 against 1.13), 16.8 against 16.4 (1.23 against 1.16) and 14.6 against 13.9 (1.07
 # against 1.12); 10,000 x 10,000 30.0 against 27.7 (1.23 against 1.10); 1,000 x 100,000 22.3
 # against 22.3 (1.12 against 1.12). Blocks twice as large, taken alike: from 4% faster to 11% slower.
+# In cache, within the noise of the blocks dealt out (1,000 x 3,000 0.31 against 0.30 ms, 256 x 10,000
+# 0.24 against 0.26, 100 x 20,000 0.21 against 0.22; 2,000 x 1,000, forced to the blocks, 0.20 both).
 def _taken_blocks(
     wx: FloatArray,
     b: float,
@@ -268,9 +271,7 @@ _row_range_jit: Any = numba.njit(inline="always")(_row_range)
 # 20,000 31.9 against 31.7, 4,096 x 16,384 16.2 against 16.0, float32 15.4 against 15.5), spreads
 # 1.09-1.11 against 1.08-1.11; in cache slower (3,000 x 1,000 0.38 against 0.32 ms, 12,288 x 209
 # 0.31 against 0.30): in a short step a thread that takes both groups before the other wakes runs
-# the pass alone. Not kept. In cache the blocks taken as threads free up were within the noise
-# of the blocks dealt out (1,000 x 3,000 0.31 against 0.30 ms, 256 x 10,000 0.24 against 0.26,
-# 100 x 20,000 0.21 against 0.22, 2,000 x 1,000 0.20 against 0.20).
+# the pass alone. Not kept.
 def _propagate_rows(w: FloatArray, b: float, X: FloatArray, Y: FloatArray, chunks: int) -> numba_fused.StepResult:
     n_x, m = X.shape
     wx = numba_fused.weights_like(w, X)

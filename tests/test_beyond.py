@@ -189,6 +189,25 @@ def test_each_cell_s_share_is_against_the_roof_timed_in_its_own_rounds() -> None
     ) in text
 
 
+def test_without_any_read_of_x_the_share_is_of_main_memory_s_bandwidth_and_no_cell_is_listed() -> None:
+    # A run with no memory sweep and no read timed in the cells: each cell's share is its bw_fraction
+    # (0.25, 0.5, 0.75 here), and the per-cell table, which lists only measured roofs, stays empty.
+    roofed = _roofed_kernel(steady=False)
+    frame = _frame()
+    kernel = frame[frame["implementation"] == "steady_kernel"].assign(implementation="roofed_kernel")
+    kernel["bw_fraction"] = [0.25, 0.5, 0.75]
+    frame = pd.concat([frame, kernel], ignore_index=True)
+    frame["gbps"] = frame["bytes_x"] / frame["median_s"] / 1e9
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(registry._BY_NAME, roofed.name, roofed)
+        found = beyond(frame, META, None, None)
+        assert found is not None
+        text = "\n".join(beyond_section(found))
+    share = found.table[(found.table["implementation"] == "roofed_kernel") & (found.table["what"] == "roof share")]
+    assert share.iloc[0][["min", "median", "max"]].tolist() == pytest.approx([0.25, 0.5, 0.75])
+    assert found.cell_shares.empty and "beyond_shares.csv" not in text
+
+
 def test_cells_with_too_few_rounds_and_runs_without_rounds_are_not_measured() -> None:
     assert _check(_rounds(1.1, 1.4, count=3))["met"] is None
     assert _check(None)["met"] is None

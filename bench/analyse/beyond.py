@@ -36,13 +36,13 @@ ROOF_TABLE_COLUMNS = [
     "roof_gbps",
 ]
 TABLE_COLUMNS = ["layout", "scope", "implementation", "threads", "what", "cells", "median", "min", "max", "plans"]
+# plans (what == "plans" only): the plans the kernel's set-ups kept over the scope's cells (results.csv's
+# plan), as "blocks 3, rows 2"; a row of its own only where some set-up timed plans.
 BEYOND_SHARES_CSV = "beyond_shares.csv"
 SHARE_COLUMNS = ["dtype", "layout", "threads", "m", "n_x", "implementation", "gbps", "roof_gbps", "roof", "share"]
 # Each out-of-cache cell's share of the roof it is measured against, for the kernels with a roof goal:
 # roof "cell" (the read timed in that cell's rounds, or a faster implementation there: cell_roofs) or
 # "sweep" (the sweep's read in that layout's pattern, where the cell has none).
-# plans (what == "plans" only): the plans the kernel's set-ups kept over the scope's cells (results.csv's
-# plan), as "blocks 3, rows 2"; a row of its own only where some set-up timed plans.
 CHECK_COLUMNS = ["layout", "scope", "implementation", "threads", "what", "value", "target", "met", "p_wider", "samples"]
 # p_wider (spread goals only): one-sided Mann-Whitney p that the kernel's spreads per pass over a
 # cell are larger than the reference's; samples: how many such spreads each side had (the fewer).
@@ -250,7 +250,8 @@ def _cell_shares(
         out["roof_gbps"] = own.fillna(out["roof_gbps"])
     out["share"] = out["gbps"] / out["roof_gbps"]
     none = out["roof_gbps"].isna()
-    out.loc[none, "share"] = mine.loc[none, "bw_fraction"].astype(float)
+    if none.any():
+        out.loc[none, "share"] = mine.loc[none, "bw_fraction"].astype(float)
     return out
 
 

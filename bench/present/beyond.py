@@ -112,7 +112,7 @@ def _spread_text(r: pd.Series, what: str) -> str:
 
 def _share_lines(b: Beyond) -> list[str]:
     """Each judged out-of-cache cell's share of its roof, lowest roof first, per kernel with a roof goal."""
-    mine = b.cell_shares[b.cell_shares["dtype"] == JUDGED_DTYPE]
+    mine = b.cell_shares[(b.cell_shares["dtype"] == JUDGED_DTYPE) & b.cell_shares["share"].notna()]
     if mine.empty:
         return []
     parts = []
@@ -121,12 +121,12 @@ def _share_lines(b: Beyond) -> list[str]:
         cells = "; ".join(
             f"{float(r['share']) * 100:.0f}% of {float(r['roof_gbps']):.1f} GB/s at m = {int(r['m']):,}, "
             f"n_x = {int(r['n_x']):,}" + (" (the sweep's read)" if r["roof"] == "sweep" else "")
-            for r in g.sort_values("roof_gbps").to_dict("records")
+            for r in g.sort_values(["roof_gbps", "m", "n_x"]).to_dict("records")
         )
         parts.append(f"{LAYOUT_LABEL[layout]}, `{name}` at {threads} thread(s): {cells}")
     return [
         "",
-        f"Each cell's share of its own roof, lowest roof first (`{BEYOND_SHARES_CSV}`): " + "; ".join(parts) + ".",
+        f"Each cell's share of its roof, lowest roof first (`{BEYOND_SHARES_CSV}`): " + "; ".join(parts) + ".",
     ]
 
 
