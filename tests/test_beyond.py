@@ -288,3 +288,9 @@ def test_a_spread_check_shows_the_digits_that_tell_the_two_apart() -> None:
     row = pd.Series({"value": 1.15787, "target": 1.15782, "met": False, "p_wider": 0.67, "samples": 2.0})
     assert "**missed** (1.1579 > 1.1578)" in _spread_text(row, "x")
     assert "met (1.05 <= 1.10)" in _spread_text(pd.Series({**row, "value": 1.05, "target": 1.1, "met": True}), "x")
+    from bench.present.beyond import _check_text
+
+    share = {"implementation": "k", "threads": 2, "layout": "F", "scope": "out of cache", "what": "roof share"}
+    near = _check_text(pd.Series({**share, "value": 0.8996, "target": 0.9, "met": False}))
+    assert "(fraction 0.8996 < 0.9)" in near  # not "0.90 < 0.9"
+    assert "(fraction 0.93 >= 0.9)" in _check_text(pd.Series({**share, "value": 0.93, "target": 0.9, "met": True}))

@@ -188,13 +188,14 @@ def _scope_rows(
         speed = (_times(data, REFERENCE, layout, threads) / _times(data, impl.name, layout, threads)).dropna()
         base = {"layout": layout, "scope": scope, "implementation": impl.name, "threads": threads}
         rows.append({**base, "what": "speedup", **spread(speed)})
-        kept = plans_kept(_rows(data, impl.name, layout, threads))
+        mine = _rows(data, impl.name, layout, threads)
+        kept = plans_kept(mine)
         if kept:
-            rows.append({**base, "what": "plans", "cells": len(_rows(data, impl.name, layout, threads)), "plans": kept})
+            rows.append({**base, "what": "plans", "cells": len(mine), "plans": kept})
         share = pd.Series(dtype=float)
         if goal.roof_share:
-            mine = _rows(data, impl.name, layout, threads).set_index(["m", "n_x"])
-            cells = _cell_shares(mine, roofs.get((layout, threads)), paired, dtype, layout, threads)
+            by_cell = mine.set_index(["m", "n_x"])
+            cells = _cell_shares(by_cell, roofs.get((layout, threads)), paired, dtype, layout, threads)
             share = cells["share"].dropna()
             rows.append({**base, "what": "roof share", **spread(share)})
             if out_of_cache:
@@ -205,9 +206,8 @@ def _scope_rows(
         if judged and roof_target is not None:
             checks.append(_check(base, "roof share", _median(share), roof_target))
         if out_of_cache and goal.steady:
-            cells = _rows(data, impl.name, layout, threads)
-            kernel_spreads = _spreads(rounds, cells, impl.name, layout, threads, dtype)
-            reference_spreads = _spreads(rounds, cells, REFERENCE, layout, threads, dtype)
+            kernel_spreads = _spreads(rounds, mine, impl.name, layout, threads, dtype)
+            reference_spreads = _spreads(rounds, mine, REFERENCE, layout, threads, dtype)
             if not kernel_spreads.empty:
                 rows.append({**base, "what": "spread", **spread(kernel_spreads)})
             if judged:

@@ -91,9 +91,18 @@ def _check_text(r: pd.Series) -> str:
     value, target = float(r["value"]), float(r["target"])
     if not np.isfinite(value):
         return f"- {what}: not measured"
+    shown = f"{value:.{_digits(value, target)}f}"
     if r["met"]:
-        return f"- {what}: met ({figure} {value:.2f} >= {target:g})"
-    return f"- {what}: **missed** by {(1 - value / target) * 100:.0f}% ({figure} {value:.2f} < {target:g})"
+        return f"- {what}: met ({figure} {shown} >= {target:g})"
+    return f"- {what}: **missed** by {(1 - value / target) * 100:.0f}% ({figure} {shown} < {target:g})"
+
+
+def _digits(value: float, target: float) -> int:
+    """Decimals to print value and target with: 2, or as many more (up to 6) as it takes to tell them apart."""
+    digits = 2
+    while digits < 6 and f"{value:.{digits}f}" == f"{target:.{digits}f}" and value != target:
+        digits += 1
+    return digits
 
 
 def _spread_text(r: pd.Series, what: str) -> str:
@@ -102,9 +111,7 @@ def _spread_text(r: pd.Series, what: str) -> str:
         return f"- {what}, no wider than {REFERENCE}'s: not measured (no rounds.csv beside the results)"
     verdict = "met" if r["met"] else "**missed**"
     sign = "<=" if r["met"] else ">"
-    digits = 2  # as many as it takes to tell the two apart
-    while digits < 6 and f"{value:.{digits}f}" == f"{target:.{digits}f}" and value != target:
-        digits += 1
+    digits = _digits(value, target)
     return (
         f"- {what}, no wider than {REFERENCE}'s: {verdict} ({value:.{digits}f} {sign} {target:.{digits}f}){_noise(r)}"
     )
