@@ -95,8 +95,10 @@ MIN_BLOCK = 16  # examples: two 512-bit vectors of float64 per row segment
 # 2 threads, 4,096 x 16,384, 267 interleaved rounds: where the one-pass read ran at about 82 GB/s
 # the step reached 74% of it and z alone 94% (dw from L2 took the rest), where it ran at 46 GB/s
 # 97% and 107%; spreading 4-128 prefetches of the next batch's first lines over each 64-512
-# features of dw (T0 or T2 hints) gave 68-73% and 96-98%. So at 2 threads the step runs at the read's rate only
-# while memory is the slower of the two.
+# features of dw (T0 or T2 hints) gave 68-73% and 96-98%, and prefetching every line of the next
+# batch over dw (batches of 256 or 512 KiB, a line per 8 features of dw, 16 or 64 at a time) 66-70%
+# against 75% where the read ran at 80 GB/s, and 84-92% against 92-99% at 42-48. So at 2 threads the
+# step runs at the read's rate only while memory is the slower of the two.
 BATCH_BYTES = 512 * 1024
 MAX_BATCH = 64
 # Examples per block at most: the block's z (reused for dz) stays at 64 KiB, below glibc's

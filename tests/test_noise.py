@@ -34,6 +34,7 @@ from bench.measure.estimates import (
     suspects,
 )
 from bench.measure.timing import Contender, round_counts, run_blocked, run_interleaved, schedule
+from implementations import REFERENCE, REGISTRY
 from tests.helpers import flat_memory
 
 
@@ -331,6 +332,38 @@ def test_uncertain_claim_cells_of_the_headline_come_first() -> None:
     speed.loc[speed["m"] == 20, "layout"] = "F"
     order = remeasure_order(dataclasses.replace(result, rows=rows, speedups=speed, contradictions={}))
     assert order[0] == GROUPS[4] and order[-1] == (20, 10, "float64", "F", 1)
+
+
+def test_spread_goal_groups_come_after_every_group_in_doubt() -> None:
+    rounds, canary = _simulate({GROUPS[1]: 1.8})
+    result = estimate(rounds, canary)
+    big = (10_000, 10_000, "float64", "C", 2)
+    order = remeasure_order(result, [big, GROUPS[1]])
+    assert order == [GROUPS[1], big]  # the unstable group keeps its place; the spread's group comes last
+    assert remeasure_order(result) == [GROUPS[1]]
+
+
+def test_spread_groups_are_the_steady_goals_out_of_cache_in_float64_at_their_threads() -> None:
+    steady = [name for name, impl in REGISTRY.items() if impl.goal is not None and impl.goal.steady]
+    assert steady and all(REGISTRY[name].goal.all_threads for name in steady)  # type: ignore[union-attr]
+    kernel, other = steady[0], REFERENCE
+
+    def group(m: int, n_x: int, dtype: str, threads: int, *names: str) -> bench.measure.runner._Group:
+        key = (m, n_x, dtype, "C", threads)
+        tasks = [bench.measure.runner.Task(name, *key, 0, REGISTRY[name]) for name in names]
+        return bench.measure.runner._Group(key, tasks)
+
+    groups = [
+        group(10_000, 10_000, "float64", 2, other, kernel),  # judged: 800 MB >= 2 threads' 80 MB
+        group(1_000, 10_000, "float64", 2, other, kernel),  # 80 MB: just out of cache, judged
+        group(1_000, 9_999, "float64", 2, other, kernel),  # a row short of it: in cache
+        group(10_000, 10_000, "float64", 1, other, kernel),  # not the goal's threads
+        group(10_000, 10_000, "float32", 2, other, kernel),  # shown, not judged
+        group(20_000, 10_000, "float64", 2, other),  # no spread goal among its rows
+    ]
+    found = bench.measure.runner.spread_groups({g.key: g for g in groups}, {1: 50e6, 2: 80e6})
+    assert found == [groups[0].key, groups[1].key]
+    assert bench.measure.runner.spread_groups({}, {2: 80e6}) == []
 
 
 # -- the runner ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from bench.analyse.views import spread
+from bench.base.claims import JUDGED_DTYPE
 from bench.base.constants import COURSE_SHAPE
 from bench.base.hierarchy import hierarchy_of, out_of_cache_bytes, roof_of, roof_setters
 from bench.base.results import STATUS_OK
@@ -49,7 +50,6 @@ CHECK_COLUMNS = ["layout", "scope", "implementation", "threads", "what", "value"
 LAYOUT_COLUMNS = ["implementation", "cells", "c_over_f_median", "c_over_f_min", "c_over_f_max", "faster", "note"]
 SAME_LAYOUT = 1.1  # C/F time ratios at the median within this factor: neither layout is faster
 MIN_SPREAD_ROUNDS = 5  # a cell's slowest / fastest round needs this many rounds to mean anything
-JUDGED_DTYPE = "float64"  # the goals are float64's; float32's cells out of cache are shown beside them, unjudged
 SHOWN_DTYPES = ("float64", "float32")
 OUT_OF_CACHE = "out of cache"
 

@@ -10,6 +10,8 @@ from implementations import BASELINE, REGISTRY
 
 # The headline comparison is the course's own setting: float64, (n_x, m) in C order, one thread.
 HEADLINE = {"dtype": "float64", "layout": "C", "threads": 1}
+# The kernels' goals (Goal) are judged in float64; other dtypes are shown beside them, unjudged.
+JUDGED_DTYPE = "float64"
 # The note's speed table: approach -> (implementation, claimed speedup over two loops), in registry order.
 CLAIMS: dict[str, tuple[str, float]] = {
     impl.claim[0]: (name, impl.claim[1]) for name, impl in REGISTRY.items() if impl.claim is not None

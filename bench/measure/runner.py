@@ -23,7 +23,7 @@ import pandas as pd
 import psutil
 from tqdm.auto import tqdm
 
-from bench.base.claims import HEADLINE
+from bench.base.claims import HEADLINE, JUDGED_DTYPE
 from bench.base.constants import COURSE_SHAPE
 from bench.base.errors import BenchError
 from bench.base.hierarchy import hierarchy_of, out_of_cache_bytes
@@ -773,18 +773,46 @@ def _roof_contender(roof: OnePassRead, round_s: float) -> Contender:
     return Contender(fn=roof, loops=cal.loops, round_time=cal.round_time)
 
 
+def spread_groups(groups: dict[tuple[Any, ...], _Group], roof_from_bytes: dict[int, float]) -> list[tuple[Any, ...]]:
+    """The groups a spread goal (Goal.steady) is judged on: X out of cache at the group's threads, in
+    JUDGED_DTYPE, at the threads the goal is judged at (the most the run has, or 1).
+
+    The goal compares slowest / fastest within each pass over a cell, so one pass is one sample,
+    and a run with two such cells decides the goal on two samples a side: these groups are
+    re-measured too, after every group in doubt, while the budget lasts.
+    """
+    if not groups:
+        return []
+    most = max(key[4] for key in groups)
+    found = []
+    for key, group in groups.items():
+        m, n_x, dtype, _, threads = key
+        if dtype != JUDGED_DTYPE or m * n_x * np.dtype(dtype).itemsize < roof_from_bytes.get(threads, math.inf):
+            continue
+        goals = [task.code.goal for task in group.tasks]
+        if any(g is not None and g.steady and threads == (most if g.all_threads else 1) for g in goals):
+            found.append(key)
+    return found
+
+
 def _remeasure(sweep: _Sweep, budget_s: float) -> int:
     """More interleaved rounds for the groups whose answer is in doubt, most important first, within budget_s.
 
     In doubt: a speedup whose interval straddles its claim's threshold, a row measured while
-    the machine was unstable, or a row far off its neighbours (estimates.suspects). Each
-    group gets at most MAX_PASSES passes; the rows then use the passes the machine was quiet in.
+    the machine was unstable, or a row far off its neighbours (estimates.suspects); then the
+    groups of the spread goals (spread_groups). Each group gets at most MAX_PASSES passes; the
+    rows then use the passes the machine was quiet in.
     """
     start = time.perf_counter()
     done = 0
+    spreads = spread_groups(sweep.groups, sweep.roof_from_bytes)
     for number in range(1, MAX_PASSES):
         current = sweep.estimates()
-        order = [key for key in remeasure_order(current) if key in sweep.groups and sweep.groups[key].passes == number]
+        order = [
+            key
+            for key in remeasure_order(current, spreads)
+            if key in sweep.groups and sweep.groups[key].passes == number
+        ]
         if not order:
             break
         print(

@@ -12,13 +12,13 @@ from bench.analyse.beyond import (
     BEYOND_CSV,
     BEYOND_ROOFS_CSV,
     BEYOND_SHARES_CSV,
-    JUDGED_DTYPE,
     LAYOUTS_CSV,
     OUT_OF_CACHE,
     SAME_LAYOUT,
     Beyond,
 )
 from bench.analyse.views import fmt_speedup
+from bench.base.claims import JUDGED_DTYPE
 from bench.base.results import ROOFS_CSV
 from bench.base.stats import SIGNIFICANCE
 from bench.present.tables import md_table
