@@ -414,7 +414,8 @@ def _locate(config: RunConfig, rounds: int, summary: Any) -> Any:
     from bench.base.results import load_metadata, load_results
     from bench.measure.runner import run
 
-    profile = replace(config.profile, remeasure_s=min(config.profile.remeasure_s, LOCATE_REMEASURE_S))
+    # The spread goals' groups had their passes after the sweep; a locating round adds none.
+    profile = replace(config.profile, remeasure_s=min(config.profile.remeasure_s, LOCATE_REMEASURE_S), spread_s=0.0)
     for k in range(rounds):
         cells = locate_run(load_results(config.out), load_metadata(config.out))
         if not cells:

@@ -33,6 +33,7 @@ from bench.measure.estimates import (
     stability_summary,
     suspects,
 )
+from bench.measure.profiles import PROFILES
 from bench.measure.timing import Contender, round_counts, run_blocked, run_interleaved, schedule
 from implementations import REFERENCE, REGISTRY
 from tests.helpers import flat_memory
@@ -334,15 +335,6 @@ def test_uncertain_claim_cells_of_the_headline_come_first() -> None:
     assert order[0] == GROUPS[4] and order[-1] == (20, 10, "float64", "F", 1)
 
 
-def test_spread_goal_groups_come_after_every_group_in_doubt() -> None:
-    rounds, canary = _simulate({GROUPS[1]: 1.8})
-    result = estimate(rounds, canary)
-    big = (10_000, 10_000, "float64", "C", 2)
-    order = remeasure_order(result, [big, GROUPS[1]])
-    assert order == [GROUPS[1], big]  # the unstable group keeps its place; the spread's group comes last
-    assert remeasure_order(result) == [GROUPS[1]]
-
-
 def test_spread_groups_are_the_steady_goals_out_of_cache_in_float64_at_their_threads() -> None:
     steady = [name for name, impl in REGISTRY.items() if impl.goal is not None and impl.goal.steady]
     assert steady and all(REGISTRY[name].goal.all_threads for name in steady)  # type: ignore[union-attr]
@@ -489,3 +481,24 @@ def test_a_call_that_raises_during_its_rounds_fails_that_implementation_only(
     assert flaky_rows["reason"].str.contains("out of luck").all()
     assert set(frame.loc[frame["implementation"] == "two_loop", "status"]) == {"ok"}
     assert (tmp_path / "rounds.csv").is_file() and (tmp_path / "speedups.csv").is_file()
+
+
+def test_the_spread_goals_groups_get_passes_of_their_own_after_the_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Out of cache from 4 KiB here: 30 x 20 (4,800 bytes), not 30 x 1. No budget for groups
+    # in doubt, so that every extra pass is the spread goal's.
+    monkeypatch.setattr(bench.measure.runner, "measure_hierarchy", flat_memory)
+    quick = dataclasses.replace(PROFILES["quick"], remeasure_s=0.0, spread_s=60.0, locate_rounds=0)
+    monkeypatch.setitem(PROFILES, "quick", quick)
+    args = ["run", "--profile", "quick", "--m", "30", "--n-x", "1,20", "--no-lecture", "--threads", "1,2"]
+    args += ["--implementations", f"{REFERENCE},numba_parallel", "--out", str(tmp_path)]
+    assert main(args) == 0, capsys.readouterr().err
+    rounds = pd.read_csv(tmp_path / "rounds.csv")
+    passes = rounds.groupby(["m", "n_x", "layout", "threads"])["pass"].agg(lambda p: sorted(set(p)))
+    judged = {(30, 20, "C", 2), (30, 20, "F", 2)}
+    assert {key for key, p in passes.items() if p == [0, 1, 2]} == judged
+    assert all(p == [0] for key, p in passes.items() if key not in judged)
+    frame = load_results(tmp_path)
+    row = frame[(frame["m"] == 30) & (frame["n_x"] == 20) & (frame["threads"] == 2)]
+    assert len(row) == 4 and set(row["passes"]) == {3}  # both implementations, both layouts

@@ -17,7 +17,7 @@ undisturbed passes when there are any; a row with none is unstable.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -285,11 +285,10 @@ def outliers(rows: pd.DataFrame) -> set[tuple[Any, ...]]:
     return {key for key, count in contradictions(rows).items() if count >= OUTLIER_CONTRADICTIONS}
 
 
-def remeasure_order(estimates: Estimates, spread_groups: Collection[tuple[Any, ...]] = ()) -> list[tuple[Any, ...]]:
+def remeasure_order(estimates: Estimates) -> list[tuple[Any, ...]]:
     """Groups worth more rounds, most important first, the headline setting first at each level:
     speedups whose interval straddles a claim's threshold; rows far off their neighbours (suspect);
-    then other uncertain speedups (unstable rows, wide intervals) and unstable rows; last the
-    spread_groups, whose every pass is one more sample of a spread goal (Goal.steady)."""
+    then other uncertain speedups (unstable rows, wide intervals) and unstable rows."""
     priority: dict[tuple[Any, ...], int] = {}
 
     def headline(group: tuple[Any, ...]) -> bool:
@@ -310,8 +309,6 @@ def remeasure_order(estimates: Estimates, spread_groups: Collection[tuple[Any, .
         add(tuple(key[1:]), 1)
     for record in estimates.rows[estimates.rows["unstable"].astype(bool)].to_dict("records"):
         add(tuple(record[c] for c in GROUP), 2)
-    for group in spread_groups:
-        add(tuple(group), 3)
     return sorted(priority, key=lambda g: (priority[g], g[0] * g[1]))
 
 

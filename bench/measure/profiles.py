@@ -39,6 +39,8 @@ class Profile:
     round_s: float = 0.01  # each round lasts at least this long (far above the timer's ~100 ns)
     max_rounds: int = 10
     remeasure_s: float = 90.0  # time for more rounds of groups whose answer is in doubt, after the sweep
+    # Time for more passes over the groups a spread goal is judged on (runner.spread_groups), after those.
+    spread_s: float = 45.0
     lecture_repeats: int = 5  # rounds of the lecture's 1e6-element dot-product demo
     sweep_top_bytes: int | None = None  # the memory sweep's largest read; None: far enough to find memory
     # Cells between the grid's sizes, timed in the headline setting only and left out of every fit and
@@ -71,6 +73,7 @@ PROFILES: dict[str, Profile] = {
             round_s=0.002,
             max_rounds=7,
             remeasure_s=8.0,
+            spread_s=0.0,
             lecture_repeats=3,
             off_grid=((3, 30), (30, 3_000)),
             locate_rounds=1,
@@ -97,6 +100,7 @@ PROFILES: dict[str, Profile] = {
             round_s=0.02,
             max_rounds=20,
             remeasure_s=600.0,
+            spread_s=300.0,
             locate_rounds=4,
         ),
     )

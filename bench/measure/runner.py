@@ -368,7 +368,7 @@ def _sweep_cells(sweep: _Sweep, tasks: list[Task], summary: RunSummary) -> None:
             summary.skipped += skipped
             sweep.progress.cell_done(m, n_x, timed, skipped)
         sweep.progress.close()
-        summary.remeasured = _remeasure(sweep, sweep.config.profile.remeasure_s)
+        summary.remeasured = _remeasure(sweep, sweep.config.profile)
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
@@ -778,8 +778,8 @@ def spread_groups(groups: dict[tuple[Any, ...], _Group], roof_from_bytes: dict[i
     JUDGED_DTYPE, at the threads the goal is judged at (the most the run has, or 1).
 
     The goal compares slowest / fastest within each pass over a cell, so one pass is one sample,
-    and a run with two such cells decides the goal on two samples a side: these groups are
-    re-measured too, after every group in doubt, while the budget lasts.
+    and a run with two such cells would decide the goal on two samples a side: these groups get
+    passes of their own after the sweep (Profile.spread_s).
     """
     if not groups:
         return []
@@ -795,34 +795,23 @@ def spread_groups(groups: dict[tuple[Any, ...], _Group], roof_from_bytes: dict[i
     return found
 
 
-def _remeasure(sweep: _Sweep, budget_s: float) -> int:
-    """More interleaved rounds for the groups whose answer is in doubt, most important first, within budget_s.
-
-    In doubt: a speedup whose interval straddles its claim's threshold, a row measured while
-    the machine was unstable, or a row far off its neighbours (estimates.suspects); then the
-    groups of the spread goals (spread_groups). Each group gets at most MAX_PASSES passes; the
-    rows then use the passes the machine was quiet in.
-    """
+def _more_passes(
+    sweep: _Sweep, order_of: Callable[[], list[tuple[Any, ...]]], budget_s: float, what: str, budget: str
+) -> int:
+    """Passes 2 to MAX_PASSES over the groups order_of() names (asked again before each pass), in that
+    order, while budget_s lasts; returns how many group passes it timed."""
+    if budget_s <= 0:
+        return 0
     start = time.perf_counter()
     done = 0
-    spreads = spread_groups(sweep.groups, sweep.roof_from_bytes)
     for number in range(1, MAX_PASSES):
-        current = sweep.estimates()
-        order = [
-            key
-            for key in remeasure_order(current, spreads)
-            if key in sweep.groups and sweep.groups[key].passes == number
-        ]
+        order = [key for key in order_of() if key in sweep.groups and sweep.groups[key].passes == number]
         if not order:
             break
-        print(
-            f"re-measuring {len(order)} group(s) of rows whose answer is in doubt (pass {number + 1}) ...",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(f"re-measuring {len(order)} group(s) of {what} (pass {number + 1}) ...", file=sys.stderr, flush=True)
         for key in order:
             if time.perf_counter() - start > budget_s:
-                print(f"re-measurement budget of {budget_s:g} s spent", file=sys.stderr, flush=True)
+                print(f"{budget} budget of {budget_s:g} s spent", file=sys.stderr, flush=True)
                 return done
             m, n_x, dtype, layout, _ = key
             problem = make_problem(m, n_x, seed=sweep.config.seed).as_layout(dtype, cast(Layout, layout), GRID_X_OFFSET)
@@ -834,6 +823,28 @@ def _remeasure(sweep: _Sweep, budget_s: float) -> int:
             del problem
             done += 1
     return done
+
+
+def _remeasure(sweep: _Sweep, profile: Profile) -> int:
+    """More interleaved rounds after the sweep: first for the groups whose answer is in doubt, most
+    important first, within profile.remeasure_s; then for the groups a spread goal is judged on
+    (spread_groups), within profile.spread_s.
+
+    In doubt: a speedup whose interval straddles its claim's threshold, a row measured while
+    the machine was unstable, or a row far off its neighbours (estimates.suspects). Each
+    group gets at most MAX_PASSES passes; the rows then use the passes the machine was quiet in.
+    """
+    done = _more_passes(
+        sweep,
+        lambda: remeasure_order(sweep.estimates()),
+        profile.remeasure_s,
+        "rows whose answer is in doubt",
+        "re-measurement",
+    )
+    spreads = spread_groups(sweep.groups, sweep.roof_from_bytes)
+    return done + _more_passes(
+        sweep, lambda: spreads, profile.spread_s, "rows a spread goal is judged on, out of cache", "spread"
+    )
 
 
 OUTLIER_REASON = f"far off its neighbours: {SUSPECT_FACTOR:g}x against {OUTLIER_CONTRADICTIONS}+ cells of its series"

@@ -154,7 +154,7 @@ def _noise(r: pd.Series) -> str:
     p, samples = r.get("p_wider", np.nan), r.get("samples", np.nan)
     if r["met"] or pd.isna(p):
         return ""
-    passes = f"{int(samples)} pass{'es' if int(samples) != 1 else ''} over a cell each"
+    passes = f"{int(samples)} pass{'es' if int(samples) != 1 else ''} a side, each over one cell"
     return "; " + rank_test_clause(p, "passes", REFERENCE, passes)
 
 
