@@ -82,7 +82,7 @@ PROFILES: dict[str, Profile] = {
         Profile(
             name="default",
             description="m and n_x in powers of ten, from 1 to beyond 4x the measured last cache, both layouts, "
-            "float64 and float32, 1 and all threads; under 10 minutes on 2 cores without the peers",
+            "float64 and float32, 1 and all threads; about 11 minutes on 2 cores without the peers",
             m=(1, 10, 100, 1_000, 10_000, 100_000),
             n_x=(1, 10, 100, 1_000, 10_000),
             # Sizes of 3 x a power of ten on anti-diagonals of m x n_x = 9 x 10^k, from both sides.

@@ -32,7 +32,9 @@ def stability_section(state: Stability) -> list[str]:
         f"straddles its claim's threshold, spans more than {WIDE_INTERVAL:g}x, rests on fewer than {MIN_PAIRS} pairs "
         "of rounds or on an unstable row, or, on a noisy run, comes from rounds not timed side by side. "
         "Groups with an uncertain speedup, a row at odds with a neighbour or an unstable row got more rounds "
-        "after the sweep, claims of the headline setting first. "
+        "after the sweep, claims of the headline setting first; then, where the profile gives them time of "
+        "their own, the groups out of cache that a kernel's spread goal is judged on (one more sample per pass; "
+        "Beyond the note). "
         "The canary's drift over the run is the `drift` plot.",
         "",
     ]
