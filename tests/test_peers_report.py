@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bench.analyse.analysis import analyse
-from bench.analyse.peers import CSV_FILES, peer_tables
+from bench.analyse.peers import CSV_FILES, close_wins, peer_tables
 from bench.base.hierarchy import out_of_cache_bytes
 from bench.base.results import COLUMNS
 from bench.present.peers_report import peers_section
@@ -98,3 +98,24 @@ def test_write_report_writes_every_table_as_csv(tmp_path: Path) -> None:
         written = pd.read_csv(tmp_path / name)
         expected = peer_tables(frame, out_of_cache_bytes({}))[key]
         assert list(written.columns) == list(expected.columns) and len(written) == len(expected)
+
+
+def test_a_win_within_the_rows_spread_is_counted_as_close() -> None:
+    # Three large cells: jax_jit wins each by 10% of the reference's time; the rows' IQR is 5%, 20%
+    # and unknown (the winner's row has none, the runner-up's 5%).
+    rows = []
+    for m, iqr_fv, iqr_jax in ((2048, 0.05, 0.0), (4096, 0.0, 0.2), (8192, 0.05, None)):
+        rows += [
+            _row("fully_vectorized", m, 1024, 1.0, iqr_s=iqr_fv),
+            _row("jax_jit", m, 1024, 0.9, iqr_s=iqr_jax),
+        ]
+    tables = peer_tables(pd.DataFrame(rows, columns=COLUMNS))
+    fastest = tables["fastest"]
+    large = fastest[(fastest["region"] == "large (m x n_x > 524,288)") & (fastest["implementation"] == "jax_jit")]
+    assert large[["wins", "close_wins"]].to_numpy().tolist() == [[3, 1]]  # only the 20% one: 0.1 <= 0.2
+    text = "\n".join(peers_section(pd.DataFrame(rows, columns=COLUMNS), tables))
+    assert has_row(text, "large (m x n_x > 524,288)", "3", "`jax_jit` (3 of 3, 1 by less than the rows' IQR)")
+    # By hand: the margin equal to the larger IQR is close; a single implementation never is.
+    times = pd.DataFrame({"a": [1.0, 1.0], "b": [1.25, None]}, index=pd.MultiIndex.from_tuples([(1, 1), (2, 1)]))
+    iqr = pd.DataFrame({"a": [0.25, 0.5], "b": [0.0, 0.5]}, index=times.index)
+    assert close_wins(times, iqr).tolist() == [True, False]

@@ -4,7 +4,8 @@ The alternatives to hand-vectorising with NumPy: a JIT'd loop (Numba) or the fra
 in use (JAX, PyTorch: the implementations whose role is "peer"). Four tables, all from the
 results table at 1 thread (the headline setting):
 
-- peers_fastest.csv: per region of the grid, how often each implementation was the fastest;
+- peers_fastest.csv: per region of the grid, how often each implementation was the fastest, and how
+  many of those wins were close (close_wins: by no more than the rows' own IQR);
 - peers_speedup.csv: each peer's speedup over the reference implementation per region (median and range);
 - peers_compile.csv: JIT compile times (the first call of a row, recorded apart as compile_s);
 - peers_baselines.csv: the note's ratios against every baseline (the loops over arrays, and over lists).
@@ -17,7 +18,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from bench.analyse.views import headline, implementation_order, spread, time_grid
+from bench.analyse.views import headline, implementation_order, spread, spread_grid, time_grid
 from bench.base.claims import CLAIMS
 from bench.base.results import STATUS_OK
 from implementations import BASELINE, REFERENCE, REGISTRY
@@ -77,20 +78,39 @@ def _times_by_region(
     return out
 
 
+def close_wins(times: pd.DataFrame, iqr: pd.DataFrame) -> pd.Series:
+    """Per cell (a row of times: implementation -> median seconds), whether its fastest implementation
+    won by no more than the larger IQR of its row and the runner-up's: a win the rows' own spread
+    could reverse. Cells with one implementation are not close."""
+    iqr = iqr.reindex(index=times.index, columns=times.columns)  # a row without an IQR is never close
+    close = []
+    for cell, row in times.iterrows():
+        ranked = row.dropna().sort_values()
+        if ranked.size < 2:
+            close.append(False)
+            continue
+        (first, second), (t1, t2) = ranked.index[:2], ranked.to_numpy()[:2]
+        spread_s = np.nanmax([iqr.at[cell, first], iqr.at[cell, second]])
+        close.append(bool(np.isfinite(spread_s) and t2 - t1 <= spread_s))
+    return pd.Series(close, index=times.index, dtype=bool)
+
+
 def peer_tables(frame: pd.DataFrame, out_of_cache_bytes: float | None = None) -> dict[str, pd.DataFrame]:
     """The section's four tables as data; the markdown and the CSV files both come from these.
 
     out_of_cache_bytes (the run's measured limit) adds the out-of-cache cells as a region of their own.
     """
     by_region = _times_by_region(frame, out_of_cache_bytes)
+    iqr = spread_grid(headline(frame))
     fastest, speedup = [], []
     for label, lo, hi, times in by_region:
         complete = times.dropna(how="all")
-        winners = complete.idxmin(axis=1).value_counts() if not complete.empty else pd.Series(dtype=int)
-        for name, wins in winners.items():
+        winner = complete.idxmin(axis=1) if not complete.empty else pd.Series(dtype=str)
+        close = close_wins(complete, iqr) if not complete.empty else pd.Series(dtype=bool)
+        for name, wins in winner.value_counts().items():
             fastest.append(
                 {"region": label, "elements_lo": lo, "elements_hi": hi, "cells": len(complete), "implementation": name}
-                | {"wins": int(wins)}
+                | {"wins": int(wins), "close_wins": int((close & (winner == name)).sum())}
             )
         for name in peer_names(frame):
             ratio = times[REFERENCE] / times[name] if {REFERENCE, name} <= set(times.columns) else pd.Series()
@@ -124,7 +144,7 @@ def peer_tables(frame: pd.DataFrame, out_of_cache_bytes: float | None = None) ->
 
     return {
         "fastest": pd.DataFrame(
-            fastest, columns=["region", "elements_lo", "elements_hi", "cells", "implementation", "wins"]
+            fastest, columns=["region", "elements_lo", "elements_hi", "cells", "implementation", "wins", "close_wins"]
         ),
         "speedup": pd.DataFrame(speedup, columns=["implementation", "region", "cells", "median", "min", "max"]),
         "compile": pd.DataFrame(compile_rows, columns=["implementation", "rows", "median_s", "max_s", "process"]),

@@ -47,10 +47,15 @@ def setting_label(frame: pd.DataFrame) -> str:
     return ", ".join(parts)
 
 
-def time_grid(frame: pd.DataFrame) -> pd.DataFrame:
-    """implementation x (m, n_x) -> median seconds of ok rows, one setting."""
+def time_grid(frame: pd.DataFrame, values: str = "median_s") -> pd.DataFrame:
+    """implementation x (m, n_x) -> median seconds of ok rows (or another column: values), one setting."""
     ok = frame[frame["status"] == STATUS_OK]
-    return ok.pivot_table(index=["m", "n_x"], columns="implementation", values="median_s", aggfunc="first")
+    return ok.pivot_table(index=["m", "n_x"], columns="implementation", values=values, aggfunc="first")
+
+
+def spread_grid(frame: pd.DataFrame) -> pd.DataFrame:
+    """implementation x (m, n_x) -> the IQR of each ok row's rounds in seconds, one setting."""
+    return time_grid(frame, "iqr_s")
 
 
 def speedups(frame: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
