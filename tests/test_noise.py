@@ -352,10 +352,13 @@ def test_spread_groups_are_the_steady_goals_out_of_cache_in_float64_at_their_thr
         group(10_000, 10_000, "float64", 1, other, kernel),  # not the goal's threads
         group(10_000, 10_000, "float32", 2, other, kernel),  # shown, not judged
         group(20_000, 10_000, "float64", 2, other),  # no spread goal among its rows
+        group(30_000, 10_000, "float64", 2, kernel),  # no reference to judge it against
     ]
-    found = bench.measure.runner.spread_groups({g.key: g for g in groups}, {1: 50e6, 2: 80e6})
+    found = bench.measure.runner._spread_groups({g.key: g for g in groups}, {1: 50e6, 2: 80e6}, 2)
     assert found == [groups[0].key, groups[1].key]
-    assert bench.measure.runner.spread_groups({}, {2: 80e6}) == []
+    # The goal's threads are the run's most, not the most among the groups timed in this process.
+    assert bench.measure.runner._spread_groups({groups[3].key: groups[3]}, {1: 50e6, 2: 80e6}, 2) == []
+    assert bench.measure.runner._spread_groups({}, {2: 80e6}, 2) == []
 
 
 # -- the runner ------------------------------------------------------------------------------
@@ -502,3 +505,24 @@ def test_the_spread_goals_groups_get_passes_of_their_own_after_the_sweep(
     frame = load_results(tmp_path)
     row = frame[(frame["m"] == 30) & (frame["n_x"] == 20) & (frame["threads"] == 2)]
     assert len(row) == 4 and set(row["passes"]) == {3}  # both implementations, both layouts
+    assert json.loads((tmp_path / "metadata.json").read_text())["stability"]["remeasured_passes"] == 4
+    # A resumed run (as a locating round is) times nothing more here, and keeps the count.
+    assert main([*args, "--resume"]) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "metadata.json").read_text())["stability"]["remeasured_passes"] == 4
+    # Where the groups in doubt were those same groups, their second pass came from that budget and
+    # the spread's budget still gives them their third.
+    again = tmp_path / "again"
+    judged_key = [(30, 20, "float64", layout, 2) for layout in ("C", "F")]
+    monkeypatch.setitem(PROFILES, "quick", dataclasses.replace(quick, remeasure_s=60.0))
+    asked: list[int] = []
+
+    def in_doubt(*_: object) -> list[tuple[Any, ...]]:  # in doubt for one more pass only
+        asked.append(1)
+        return list(judged_key) if len(asked) == 1 else []
+
+    monkeypatch.setattr(bench.measure.runner, "remeasure_order", in_doubt)
+    args[args.index("--out") + 1] = str(again)
+    assert main(args) == 0, capsys.readouterr().err
+    rounds = pd.read_csv(again / "rounds.csv")
+    passes = rounds.groupby(["m", "n_x", "layout", "threads"])["pass"].agg(lambda p: sorted(set(p)))
+    assert {key for key, p in passes.items() if p == [0, 1, 2]} == judged

@@ -5,7 +5,7 @@ in use (JAX, PyTorch: the implementations whose role is "peer"). Four tables, al
 results table at 1 thread (the headline setting):
 
 - peers_fastest.csv: per region of the grid, how often each implementation was the fastest, and how
-  many of those wins were close (close_wins: by no more than the rows' own IQR);
+  many of those wins were close (close_wins: within the larger IQR of the two rows);
 - peers_speedup.csv: each peer's speedup over the reference implementation per region (median and range);
 - peers_compile.csv: JIT compile times (the first call of a row, recorded apart as compile_s);
 - peers_baselines.csv: the note's ratios against every baseline (the loops over arrays, and over lists).
@@ -80,9 +80,9 @@ def _times_by_region(
 
 def close_wins(times: pd.DataFrame, iqr: pd.DataFrame) -> pd.Series:
     """Per cell (a row of times: implementation -> median seconds), whether its fastest implementation
-    won by no more than the larger IQR of its row and the runner-up's: a win the rows' own spread
-    could reverse. Cells with one implementation are not close."""
-    iqr = iqr.reindex(index=times.index, columns=times.columns)  # a row without an IQR is never close
+    won by no more than the larger IQR of its row and the runner-up's (the one there is, where only
+    one has an IQR): a win the rows' own spread could reverse. Cells with one implementation are not close."""
+    iqr = iqr.reindex(index=times.index, columns=times.columns)  # where neither row has an IQR: not close
     close = []
     for cell, row in times.iterrows():
         ranked = row.dropna().sort_values()
@@ -90,8 +90,8 @@ def close_wins(times: pd.DataFrame, iqr: pd.DataFrame) -> pd.Series:
             close.append(False)
             continue
         (first, second), (t1, t2) = ranked.index[:2], ranked.to_numpy()[:2]
-        spread_s = np.nanmax([iqr.at[cell, first], iqr.at[cell, second]])
-        close.append(bool(np.isfinite(spread_s) and t2 - t1 <= spread_s))
+        spread_s = pd.Series([iqr.at[cell, first], iqr.at[cell, second]], dtype=float).max()  # skips NaN
+        close.append(bool(pd.notna(spread_s) and t2 - t1 <= spread_s))
     return pd.Series(close, index=times.index, dtype=bool)
 
 

@@ -39,7 +39,7 @@ FIGURES = (
     ("canary_max_ratio", "the canary's slowest round over its quiet level"),
     ("first_passes", "groups of rows timed together (a cell's dtype, layout and threads)"),
     ("disturbed_first_passes", "of those, disturbed on their first pass (canary slow or varying)"),
-    ("remeasured_passes", "extra passes given to groups in doubt"),
+    ("remeasured_passes", "extra passes after the sweep: groups in doubt, then the spread goals' groups"),
     ("rows_timed", "rows with interleaved rounds"),
     ("unstable_rows", "rows still unstable after re-measurement"),
     ("claim_cells", "speedups over two loops judged against a claim (every setting)"),

@@ -134,7 +134,7 @@ class RunSummary:
     reused: int = 0
     interrupted: bool = False
     failed: dict[str, str] = field(default_factory=dict)  # implementation -> why it failed the check
-    remeasured: int = 0  # passes of re-measurement over uncertain, unstable or suspect groups
+    remeasured: int = 0  # passes after the sweep: over groups in doubt, then over the spread goals' groups
     noisy: str | None = None  # one line for stderr when the machine was unstable during the run
 
 
@@ -415,7 +415,9 @@ def run(config: RunConfig) -> RunSummary:
     writer.finish()
     final = _finish(sweep)
     canary_rounds = pd.DataFrame(sweep.canary_rounds, columns=list(CANARY_COLUMNS))
-    meta["stability"] = stability_summary(final, canary_rounds, summary.remeasured)
+    # A resumed run (a locating round is one) adds its passes to those of the runs it continues.
+    earlier = int((previous_meta.get("stability") or {}).get("remeasured_passes", 0)) if config.resume else 0
+    meta["stability"] = stability_summary(final, canary_rounds, earlier + summary.remeasured)
     meta["complete"] = not summary.interrupted
     write_json_atomic(config.out / METADATA_JSON, meta)
     summary.noisy = noisy_line(meta["stability"])
@@ -773,24 +775,26 @@ def _roof_contender(roof: OnePassRead, round_s: float) -> Contender:
     return Contender(fn=roof, loops=cal.loops, round_time=cal.round_time)
 
 
-def spread_groups(groups: dict[tuple[Any, ...], _Group], roof_from_bytes: dict[int, float]) -> list[tuple[Any, ...]]:
-    """The groups a spread goal (Goal.steady) is judged on: X out of cache at the group's threads, in
-    JUDGED_DTYPE, at the threads the goal is judged at (the most the run has, or 1).
+def _spread_groups(
+    groups: dict[tuple[Any, ...], _Group], roof_from_bytes: dict[int, float], most_threads: int
+) -> list[tuple[Any, ...]]:
+    """Of the groups timed in this process, those a spread goal (Goal.steady) is judged on: X out of
+    cache at the group's threads, in JUDGED_DTYPE, with the reference, at the threads the goal is
+    judged at (most_threads, the most the run has, or 1).
 
     The goal compares slowest / fastest within each pass over a cell, so one pass is one sample,
     and a run with two such cells would decide the goal on two samples a side: these groups get
     passes of their own after the sweep (Profile.spread_s).
     """
-    if not groups:
-        return []
-    most = max(key[4] for key in groups)
     found = []
     for key, group in groups.items():
         m, n_x, dtype, _, threads = key
         if dtype != JUDGED_DTYPE or m * n_x * np.dtype(dtype).itemsize < roof_from_bytes.get(threads, math.inf):
             continue
+        if REFERENCE not in {task.implementation for task in group.tasks}:
+            continue  # nothing to judge the spread against
         goals = [task.code.goal for task in group.tasks]
-        if any(g is not None and g.steady and threads == (most if g.all_threads else 1) for g in goals):
+        if any(g is not None and g.steady and threads == (most_threads if g.all_threads else 1) for g in goals):
             found.append(key)
     return found
 
@@ -799,15 +803,15 @@ def _more_passes(
     sweep: _Sweep, order_of: Callable[[], list[tuple[Any, ...]]], budget_s: float, what: str, budget: str
 ) -> int:
     """Passes 2 to MAX_PASSES over the groups order_of() names (asked again before each pass), in that
-    order, while budget_s lasts; returns how many group passes it timed."""
+    order, each started within budget_s; returns how many group passes it timed."""
     if budget_s <= 0:
         return 0
     start = time.perf_counter()
     done = 0
     for number in range(1, MAX_PASSES):
         order = [key for key in order_of() if key in sweep.groups and sweep.groups[key].passes == number]
-        if not order:
-            break
+        if not order:  # none left at this many passes (an earlier budget may have given them more)
+            continue
         print(f"re-measuring {len(order)} group(s) of {what} (pass {number + 1}) ...", file=sys.stderr, flush=True)
         for key in order:
             if time.perf_counter() - start > budget_s:
@@ -827,8 +831,8 @@ def _more_passes(
 
 def _remeasure(sweep: _Sweep, profile: Profile) -> int:
     """More interleaved rounds after the sweep: first for the groups whose answer is in doubt, most
-    important first, within profile.remeasure_s; then for the groups a spread goal is judged on
-    (spread_groups), within profile.spread_s.
+    important first, started within profile.remeasure_s; then for the groups a spread goal is
+    judged on (_spread_groups), started within profile.spread_s.
 
     In doubt: a speedup whose interval straddles its claim's threshold, a row measured while
     the machine was unstable, or a row far off its neighbours (estimates.suspects). Each
@@ -841,7 +845,7 @@ def _remeasure(sweep: _Sweep, profile: Profile) -> int:
         "rows whose answer is in doubt",
         "re-measurement",
     )
-    spreads = spread_groups(sweep.groups, sweep.roof_from_bytes)
+    spreads = _spread_groups(sweep.groups, sweep.roof_from_bytes, max(sweep.config.threads))
     return done + _more_passes(
         sweep, lambda: spreads, profile.spread_s, "rows a spread goal is judged on, out of cache", "spread"
     )

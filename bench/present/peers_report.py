@@ -47,7 +47,7 @@ def _labels(*tables: pd.DataFrame) -> list[str]:
 
 def _close(r: dict[str, Any]) -> str:
     close = r.get("close_wins")
-    return f", {int(close)} by less than the rows' IQR" if close is not None and pd.notna(close) and close > 0 else ""
+    return f", {int(close)} within the rows' IQR" if close is not None and pd.notna(close) and close > 0 else ""
 
 
 def _fastest(fastest: pd.DataFrame, speedup: pd.DataFrame) -> list[str]:
@@ -62,7 +62,7 @@ def _fastest(fastest: pd.DataFrame, speedup: pd.DataFrame) -> list[str]:
         rows.append([label, str(cells), winners])
     return ["### Fastest implementation per region of the grid", "",
             *_table(["region", "cells", "fastest (cells where it was fastest)"], rows), "",
-            "A win is counted \"by less than the rows' IQR\" where the runner-up's median is within the larger "
+            "A win is counted \"within the rows' IQR\" where the runner-up's median is within the larger "
             "interquartile range of the two rows' rounds: their own spread could reverse it. Implementations "
             "timed in a process of their own (see the compile times below) were not timed in the same rounds "
             "as the others, so a drift of the machine between the two moments is not in either IQR."]  # fmt: skip
