@@ -603,19 +603,11 @@ one_block: Any = numba.njit(inline="always", fastmath=FASTMATH)(_block)
 
 
 def _blocks(
-    wx: FloatArray,
-    b: float,
-    X: FloatArray,
-    Y: FloatArray,
-    lead: int,
-    first: int,
-    step: int,
-    hi: int,
-    dw: FloatArray,
-    block: int,
+    wx: FloatArray, b: float, X: FloatArray, Y: FloatArray, lead: int, block: int, hi: int, dw: FloatArray
 ) -> tuple[float, float]:
     """Examples 0..lead-1 as a block of their own (none if lead is 0), then blocks of `block`
-    examples from first, first + step, ... below hi: adds their X dz to dw.
+    examples from lead on, in order, below hi: adds their X dz to dw (numba_parallel.taken_blocks
+    shares them out between threads instead).
 
     Returns (sum dz, sum loss) over those examples.
     """
@@ -625,7 +617,7 @@ def _blocks(
     cost = 0.0
     if lead > 0:
         db, cost = one_block(wx, b, X, Y, 0, lead, z, dw, dz_buffer)
-    for start in range(first, hi, step):
+    for start in range(lead, hi, block):
         block_db, block_cost = one_block(wx, b, X, Y, start, min(start + block, hi), z, dw, dz_buffer)
         db += block_db
         cost += block_cost
@@ -822,7 +814,7 @@ def _propagate(w: FloatArray, b: float, X: FloatArray, Y: FloatArray, plan: int)
             # (5-10% on the smallest rows).
             db, cost = whole_rows(wx, b, X, Y, dw, short)
         else:
-            db, cost = blocks(wx, b, X, Y, lead, lead, block, m, dw, block)
+            db, cost = blocks(wx, b, X, Y, lead, block, m, dw)
     return finish(dw, db, cost, m, X)
 
 

@@ -222,8 +222,8 @@ def measure_hierarchy(thread_counts: list[int], top: int | None = None) -> dict[
 ROOF_N_X = 4096
 
 
-def _row_segments(X: NDArray[np.float64], block: int, first: int, step: int, reps: int, lead: int = 0) -> float:
-    """Read examples 0..lead-1, then blocks first, first + step, ... of `block` examples of C-ordered X.
+def _row_segments(X: NDArray[np.float64], block: int, lead: int = 0) -> float:
+    """Read examples 0..lead-1, then the blocks of `block` examples from lead on, of C-ordered X.
 
     As the fused kernels' first pass reads them: eight rows' segments at a time, each example's
     eight values summed in X's dtype onto a float64 total (numba_fused.z_eight_rows, with every
@@ -234,11 +234,10 @@ def _row_segments(X: NDArray[np.float64], block: int, first: int, step: int, rep
     ones = np.ones(n_x, X.dtype)
     z = np.empty(max(block, lead))
     s = 0.0
-    for _ in range(reps):
-        if lead > 0:
-            s = _add_block(s, ones, X, 0, lead, z)
-        for start in range(first, m, step):
-            s = _add_block(s, ones, X, start, min(start + block, m), z)
+    if lead > 0:
+        s = _add_block(s, ones, X, 0, lead, z)
+    for start in range(lead, m, block):
+        s = _add_block(s, ones, X, start, min(start + block, m), z)
     return s
 
 
@@ -334,7 +333,7 @@ class OnePassRead:
         elif X.ndim == 2 and X.flags.c_contiguous:
             lead, block = block_plan(X, threads)
             self._read = (
-                partial(_segments_jit, X, block, lead, block, 1, lead)
+                partial(_segments_jit, X, block, lead)
                 if threads == 1
                 else partial(_blocks_in_pool_jit, X, block, lead, threads)
             )

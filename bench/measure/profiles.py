@@ -39,7 +39,7 @@ class Profile:
     round_s: float = 0.01  # each round lasts at least this long (far above the timer's ~100 ns)
     max_rounds: int = 10
     remeasure_s: float = 90.0  # time for more rounds of groups whose answer is in doubt, after the sweep
-    # Time for more passes over the groups a spread goal is judged on (runner.spread_groups), after those.
+    # Time for more passes over the groups a spread goal is judged on (runner._spread_groups), after those.
     spread_s: float = 45.0
     lecture_repeats: int = 5  # rounds of the lecture's 1e6-element dot-product demo
     sweep_top_bytes: int | None = None  # the memory sweep's largest read; None: far enough to find memory
